@@ -1,0 +1,1 @@
+"""Embedder bundles, corpus embedding and FAISS index bundles (no web framework here)."""

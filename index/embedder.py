@@ -1,0 +1,124 @@
+"""Loading an exported embedder bundle and embedding batches of images or texts on cpu or cuda."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from index.bundle import BundleError, EmbedderManifest, read_embedder_manifest
+from index.preprocess import images_to_batch
+
+logger = logging.getLogger(__name__)
+
+IMAGE_WEIGHTS_FILE = "model.pt2"
+TEXT_WEIGHTS_DIR = "model"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks cuda when available, else cpu; otherwise the named device (error if unusable)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise BundleError(f"device {device!r} was asked for, but CUDA is not available")
+    return resolved
+
+
+class Embedder(Protocol):
+    """What the index and the service need of an embedder, whatever its modality."""
+
+    manifest: EmbedderManifest
+    device: torch.device
+
+    @property
+    def modality(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+
+class ImageEmbedder:
+    """A ``torch.export`` image encoder: (N, 3, H, W) float32 in, (N, D) L2-normalised float32 out."""
+
+    def __init__(self, module: torch.nn.Module, manifest: EmbedderManifest, device: torch.device) -> None:
+        if manifest.image is None:
+            raise BundleError("image embedder manifest has no 'image' preprocessing section")
+        self.module = module
+        self.manifest = manifest
+        self.device = device
+
+    @property
+    def modality(self) -> str:
+        return "image"
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.embedding_dim
+
+    @torch.inference_mode()
+    def embed_images(self, images: list[Image.Image], *, batch_size: int = 64) -> np.ndarray:
+        """Embed decoded images; returns float32 array of shape (len(images), dim)."""
+        assert self.manifest.image is not None
+        out = np.zeros((len(images), self.dim), np.float32)
+        for start in range(0, len(images), batch_size):
+            batch = images_to_batch(images[start:start + batch_size], self.manifest.image)
+            vectors = self.module(torch.from_numpy(batch).to(self.device))
+            out[start:start + len(batch)] = torch.nn.functional.normalize(vectors.float(), dim=1).cpu().numpy()
+        return out
+
+
+class TextEmbedder:
+    """A sentence-transformers folder: list of strings in, (N, D) L2-normalised float32 out."""
+
+    def __init__(self, model: torch.nn.Module, manifest: EmbedderManifest, device: torch.device) -> None:
+        self.model = model
+        self.manifest = manifest
+        self.device = device
+
+    @property
+    def modality(self) -> str:
+        return "text"
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.embedding_dim
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+        """Embed texts; returns float32 array of shape (len(texts), dim)."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        vectors = self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                                    normalize_embeddings=True, show_progress_bar=False)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def load_image_module(path: Path, device: torch.device) -> torch.nn.Module:
+    """Load an exported program (no pickle of arbitrary objects) and move it to ``device``."""
+    from torch.export.passes import move_to_device_pass
+
+    program = torch.export.load(str(path))
+    return move_to_device_pass(program, device).module()
+
+
+def load_embedder(folder: Path, *, device: str = "auto") -> ImageEmbedder | TextEmbedder:
+    """Load an embedder bundle written by ``training.export``; needs no training code."""
+    folder = Path(folder)
+    manifest = read_embedder_manifest(folder)
+    torch_device = resolve_device(device)
+    weights = folder / manifest.weights_file
+    if not weights.exists():
+        raise BundleError(f"embedder bundle {folder} lacks its weights {manifest.weights_file}")
+    logger.info("loading %s embedder from %s on %s", manifest.modality, folder, torch_device)
+    if manifest.modality == "image":
+        return ImageEmbedder(load_image_module(weights, torch_device), manifest, torch_device)
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(weights), device=str(torch_device), local_files_only=True)
+    model.eval()
+    return TextEmbedder(model, manifest, torch_device)

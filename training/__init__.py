@@ -1,0 +1,1 @@
+"""Offline training: data sets, encoders, margin heads, the training loop, evaluation and export."""

@@ -1,0 +1,3 @@
+"""arcsearch: similarity search for images and texts with ArcFace-trained embeddings."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,118 @@
+"""The ``arcsearch`` command line: a thin layer over training, index and service functions.
+
+Heavy libraries are imported inside each command, so ``arcsearch --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+logger = logging.getLogger("arcsearch")
+
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_ARTIFACTS_DIR = Path("artifacts")
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", type=Path, help="folder with one sub-folder of images per class")
+    source.add_argument("--texts", type=Path, help="JSONL ({\"text\", \"label\"} per line) or CSV file")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the embedder bundle")
+    parser.add_argument("--backbone", default="mobilenet_v2", choices=["mobilenet_v2", "small_cnn"],
+                        help="image backbone (mobilenet_v2 is fine-tuned from --checkpoint)")
+    parser.add_argument("--checkpoint", type=Path, help="pretrained image backbone weights (.pth or .safetensors)")
+    parser.add_argument("--model", help="text encoder: a sentence-transformers model name or local folder")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the modality's default)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="encoder learning rate")
+    parser.add_argument("--head-lr", type=float, help="ArcFace head learning rate")
+    parser.add_argument("--scale", type=float, help="ArcFace scale s")
+    parser.add_argument("--margin-rad", type=float, help="ArcFace additive angular margin m, radians")
+    parser.add_argument("--easy-margin", action="store_true", default=None)
+    parser.add_argument("--embedding-dim", type=int, help="image embedding size (texts keep the model's)")
+    parser.add_argument("--holdout-fraction", type=float, help="share of classes held out for evaluation")
+    parser.add_argument("--max-train-seconds", type=float, help="stop training after this many seconds")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; tests parse docker-compose commands with it."""
+    parser = argparse.ArgumentParser(prog="arcsearch", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prepare = commands.add_parser("prepare", help="fetch and write the default data sets and pretrained weights")
+    prepare.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+
+    train = commands.add_parser("train", help="train an encoder with an ArcFace head, evaluate, export it")
+    _add_training_options(train)
+
+    evaluate = commands.add_parser("evaluate", help="retrieval metrics of an exported embedder on a corpus")
+    evaluate.add_argument("--embedder", type=Path, required=True)
+    corpus = evaluate.add_mutually_exclusive_group(required=True)
+    corpus.add_argument("--images", type=Path)
+    corpus.add_argument("--texts", type=Path)
+    evaluate.add_argument("--all-classes", action="store_true",
+                          help="use every class, not only those the embedder held out in training")
+
+    index = commands.add_parser("index", help="embed a corpus and publish it as a collection's index")
+    index.add_argument("--collection", required=True, help="collection name, e.g. images or texts")
+    index.add_argument("--embedder", type=Path, required=True, help="embedder bundle folder")
+    index.add_argument("--source", type=Path, required=True, help="image folder or JSONL/CSV text file")
+    index.add_argument("--collections-dir", type=Path, default=DEFAULT_ARTIFACTS_DIR / "collections")
+    index.add_argument("--factory", default="Flat", help="FAISS index factory string")
+    index.add_argument("--batch-size", type=int, default=64)
+    index.add_argument("--device", default="auto")
+
+    serve = commands.add_parser("serve", help="run the HTTP service (settings from ARCSEARCH_* variables)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--collections-dir", type=Path)
+    serve.add_argument("--data-root", type=Path)
+    serve.add_argument("--device")
+
+    demo = commands.add_parser("demo", help="prepare, train, evaluate, export, index and serve the defaults")
+    demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    demo.add_argument("--artifacts-dir", type=Path, default=DEFAULT_ARTIFACTS_DIR)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--no-serve", action="store_true", help="stop after indexing")
+    return parser
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from arcsearch import commands
+
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "prepare": commands.prepare, "train": commands.train, "evaluate": commands.evaluate,
+        "index": commands.index, "serve": commands.serve, "demo": commands.demo,
+    }
+    return handlers[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``arcsearch`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run_command(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+def print_json(payload: object) -> None:
+    """Write a JSON document to stdout (the command's result, not a log line)."""
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

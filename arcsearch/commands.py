@@ -1,0 +1,105 @@
+"""Implementations of the CLI commands; each takes the parsed arguments and returns an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import fields
+from typing import Any
+
+from arcsearch.cli import print_json
+from arcsearch.report import format_metrics_table
+
+logger = logging.getLogger(__name__)
+
+TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "scale", "margin_rad", "easy_margin",
+                  "embedding_dim", "holdout_fraction", "max_train_seconds", "seed", "device")
+
+
+def _config_kwargs(config_type: type, args: argparse.Namespace, **given: Any) -> dict[str, Any]:
+    """Keyword arguments for a training config: the given ones plus every flag the user set."""
+    accepted = {f.name for f in fields(config_type)}
+    kwargs = {name: value for name, value in given.items() if value is not None}
+    for flag in TRAINING_FLAGS:
+        value = getattr(args, flag, None)
+        if value is not None and flag in accepted:
+            kwargs[flag] = value
+    return kwargs
+
+
+def prepare(args: argparse.Namespace) -> int:
+    from training.prepare import prepare_all
+
+    prepared = prepare_all(args.data_dir)
+    print_json({name: str(path) for name, path in vars(prepared).items()})
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from training.run import ImageTrainConfig, TextTrainConfig, train_images, train_texts
+
+    if args.images is not None:
+        if args.backbone == "mobilenet_v2" and args.checkpoint is None:
+            raise ValueError("--backbone mobilenet_v2 needs --checkpoint (pretrained weights; "
+                             "`arcsearch prepare` writes data/pretrained/mobilenet_v2-b0353104.pth), "
+                             "or use --backbone small_cnn to train from scratch")
+        config = ImageTrainConfig(**_config_kwargs(
+            ImageTrainConfig, args, images_dir=args.images, out_dir=args.out, backbone=args.backbone,
+            checkpoint=args.checkpoint))
+        report = train_images(config)
+    else:
+        if args.model is None:
+            raise ValueError("--texts needs --model: a sentence-transformers model name or local folder "
+                             "(`arcsearch prepare` writes data/pretrained/all-MiniLM-L6-v2)")
+        config = TextTrainConfig(**_config_kwargs(
+            TextTrainConfig, args, texts_file=args.texts, out_dir=args.out, model=args.model))
+        report = train_texts(config)
+    logger.info("held-out classes:\n%s", format_metrics_table(report))
+    logger.info("embedder bundle written to %s", args.out)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from training.run import evaluate_bundle
+
+    from index.bundle import read_embedder_manifest
+
+    only = None
+    if not args.all_classes:
+        only = read_embedder_manifest(args.embedder).training.get("heldout_classes")
+    report = evaluate_bundle(args.embedder, args.images or args.texts, only_classes=only)
+    print_json(report)
+    return 0
+
+
+def index(args: argparse.Namespace) -> int:
+    from index.collections import index_collection
+
+    manifest = index_collection(args.collections_dir, args.collection, args.embedder, args.source,
+                                factory=args.factory, batch_size=args.batch_size, device=args.device)
+    print_json(manifest.model_dump(mode="json"))
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from service.settings import Settings
+
+    overrides = {name: getattr(args, name) for name in ("host", "port", "collections_dir", "data_root", "device")
+                 if getattr(args, name, None) is not None}
+    return Settings(**overrides)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from service.server import serve as run_server
+
+    run_server(_settings(args))
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from arcsearch.demo import run_demo
+
+    return run_demo(data_dir=args.data_dir, artifacts_dir=args.artifacts_dir, host=args.host, port=args.port,
+                    device=args.device, serve=not args.no_serve)
+
+

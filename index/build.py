@@ -1,0 +1,176 @@
+"""Embedding a corpus with an embedder bundle and building an index bundle from it.
+
+Images come from a folder of class sub-folders (or inline bytes); texts from a .jsonl/.csv file
+(or inline strings). Unreadable images are skipped with a warning and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from index.bundle import EmbedderManifest, IndexManifest
+from index.corpus import ImageItem, TextItem, read_image_folder, read_text_file
+from index.embedder import load_embedder
+from index.items import ItemRecord, check_unique_ids
+from index.preprocess import ImageDecodeError, decode_image
+from index.store import IndexStore
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]  # (items done, items total)
+
+
+class IndexBuildError(ValueError):
+    """A corpus cannot be indexed (wrong modality for the embedder, nothing readable, ...)."""
+
+
+@dataclass(frozen=True)
+class InlineImage:
+    """An image given as encoded bytes (an upload), not a file."""
+
+    item_id: str
+    data: bytes
+    label: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+CorpusItem = ImageItem | InlineImage | TextItem
+
+
+class CorpusEmbedder(Protocol):
+    """What corpus embedding needs of an embedder: these, plus ``embed_images`` or ``embed_texts``."""
+
+    manifest: EmbedderManifest
+
+    @property
+    def modality(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class EmbeddedCorpus:
+    """Vectors (n, d) float32, one record per row, and how many items were skipped as unreadable."""
+
+    vectors: np.ndarray
+    records: list[ItemRecord]
+    skipped: int
+
+
+def read_source(source: Path, modality: str) -> list[ImageItem] | list[TextItem]:
+    """Read a corpus for ``modality``: an image folder (``<label>/<image>``) or a .jsonl/.csv text file."""
+    source = Path(source)
+    if modality == "image":
+        if not source.is_dir():
+            raise IndexBuildError(f"an image embedder needs a folder of class sub-folders; {source} is not one")
+        return read_image_folder(source)
+    if modality == "text":
+        if not source.is_file():
+            raise IndexBuildError(f"a text embedder needs a .jsonl or .csv file; {source} is not a file")
+        return read_text_file(source)
+    raise IndexBuildError(f"unknown modality {modality!r}")
+
+
+def _item_modality(item: CorpusItem) -> str:
+    return "text" if isinstance(item, TextItem) else "image"
+
+
+def _embed_image_batch(embedder: Any, batch: Sequence[ImageItem | InlineImage],
+                       batch_size: int) -> tuple[np.ndarray, list[ItemRecord]]:
+    images: list[Image.Image] = []
+    records: list[ItemRecord] = []
+    for item in batch:
+        try:
+            images.append(decode_image(item.data if isinstance(item, InlineImage) else item.path))
+        except ImageDecodeError as exc:
+            logger.warning("skipping image %s: %s", item.item_id, exc)
+            continue
+        if isinstance(item, InlineImage):
+            records.append(ItemRecord(item.item_id, item.label, "inline", dict(item.metadata)))
+        else:
+            records.append(ItemRecord(item.item_id, item.label, item.item_id, {}))
+    vectors = embedder.embed_images(images, batch_size=batch_size) if images else None
+    return (vectors if vectors is not None else np.zeros((0, embedder.dim), np.float32)), records
+
+
+def _embed_text_batch(embedder: Any, batch: Sequence[TextItem],
+                      batch_size: int) -> tuple[np.ndarray, list[ItemRecord]]:
+    vectors = embedder.embed_texts([item.text for item in batch], batch_size=batch_size)
+    records = [ItemRecord(item.item_id, item.label, "", {**item.metadata, "text": item.text})
+               for item in batch]
+    return vectors, records
+
+
+def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch_size: int = 64,
+                 progress: ProgressCallback | None = None, show_progress: bool = True) -> EmbeddedCorpus:
+    """Embed ``items`` in batches with a tqdm bar; unreadable images are skipped, logged and counted.
+
+    Text records keep the text in ``metadata["text"]``; image records name their file in ``source``.
+    """
+    if batch_size < 1:
+        raise IndexBuildError(f"batch_size must be at least 1, got {batch_size}")
+    wrong = [item.item_id for item in items if _item_modality(item) != embedder.modality]
+    if wrong:
+        raise IndexBuildError(f"{len(wrong)} items (e.g. {wrong[0]!r}) do not fit the {embedder.modality} "
+                              "embedder")
+    check_unique_ids([ItemRecord(item.item_id) for item in items])
+    chunks: list[np.ndarray] = []
+    records: list[ItemRecord] = []
+    done = 0
+    with tqdm(total=len(items), desc=f"embedding {embedder.modality}s", unit="item",
+              disable=not show_progress) as bar:
+        for start in range(0, len(items), batch_size):
+            batch = items[start:start + batch_size]
+            if embedder.modality == "image":
+                vectors, batch_records = _embed_image_batch(embedder, batch, batch_size)  # type: ignore[arg-type]
+            else:
+                vectors, batch_records = _embed_text_batch(embedder, batch, batch_size)  # type: ignore[arg-type]
+            chunks.append(vectors)
+            records.extend(batch_records)
+            done += len(batch)
+            bar.update(len(batch))
+            if progress is not None:
+                progress(done, len(items))
+    skipped = len(items) - len(records)
+    if skipped:
+        logger.warning("skipped %d of %d items that could not be read", skipped, len(items))
+    vectors = np.concatenate(chunks) if chunks else np.zeros((0, embedder.dim), np.float32)
+    return EmbeddedCorpus(vectors=vectors.astype(np.float32, copy=False), records=records, skipped=skipped)
+
+
+def build_store(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, factory: str = "Flat", batch_size: int = 64,
+                source: str = "", progress: ProgressCallback | None = None,
+                show_progress: bool = True) -> tuple[IndexStore, EmbeddedCorpus]:
+    """Embed ``items`` and build an in-memory IndexStore; returns it with the embedded corpus."""
+    corpus = embed_corpus(embedder, items, batch_size=batch_size, progress=progress,
+                          show_progress=show_progress)
+    if not corpus.records:
+        raise IndexBuildError(f"none of the {len(items)} items could be read; nothing to index")
+    store = IndexStore.build(corpus.vectors, corpus.records, modality=embedder.modality,
+                             embedder_sha256=embedder.manifest.weights_sha256, factory=factory, source=source)
+    return store, corpus
+
+
+def build_index_bundle(embedder_dir: Path, source: Path, out_dir: Path, *, factory: str = "Flat",
+                       batch_size: int = 64, device: str = "auto") -> IndexManifest:
+    """Embed ``source`` with the embedder bundle at ``embedder_dir`` and save an index bundle to ``out_dir``.
+
+    ``source`` is an image folder (class sub-folders) or a .jsonl/.csv text file, as the embedder's
+    modality requires. ``out_dir`` must not exist yet; it appears complete or not at all.
+    """
+    embedder = load_embedder(Path(embedder_dir), device=device)
+    items = read_source(Path(source), embedder.modality)
+    logger.info("indexing %d %s items from %s with factory %r", len(items), embedder.modality, source, factory)
+    store, corpus = build_store(embedder, items, factory=factory, batch_size=batch_size, source=str(source))
+    store.save(Path(out_dir))
+    logger.info("index bundle %s: %d items, %d skipped", out_dir, len(store), corpus.skipped)
+    return store.manifest

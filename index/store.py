@@ -1,0 +1,201 @@
+"""FAISS index bundles: build stages, save/load, search.
+
+A bundle is a folder with ``manifest.json`` (IndexManifest), ``index.faiss`` and ``items.sqlite``.
+Vectors are L2-normalised and compared by inner product (= cosine similarity, in [-1, 1]).
+Build stages are separate functions, as in FAISS's benchmarks::
+
+    index = make_index(dim, "IVF64,Flat")   # factory string
+    train_index(index, vectors)             # no-op unless the index needs training
+    add_vectors(index, vectors)             # FAISS ids 0..n-1 = positions in the item table
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from index.bundle import IndexManifest, Modality, read_index_manifest, write_manifest
+from index.durable import fsync_dir, fsync_tree
+from index.items import ItemLookup, ItemRecord, MemoryItems, SqliteItems, write_items
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "index.faiss"
+ITEMS_FILE = "items.sqlite"
+
+
+class IndexStoreError(ValueError):
+    """An index cannot be built, saved, loaded or searched as asked (bad shapes, factory, files)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result; ``score`` is the cosine similarity of query and item, in [-1, 1]."""
+
+    external_id: str
+    score: float
+    label: str = ""
+    source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """A C-contiguous float32 copy of (n, d) ``vectors`` with unit L2 rows (zero rows stay zero)."""
+    array = np.array(vectors, dtype=np.float32, order="C", copy=True)
+    if array.ndim != 2:
+        raise IndexStoreError(f"expected a 2-d array of vectors (n, d), got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise IndexStoreError("vectors contain NaN or infinite values")
+    faiss.normalize_L2(array)
+    return array
+
+
+def _accepts_ids(index: faiss.Index) -> bool:
+    """Whether ``index.add_with_ids`` works without an IDMap wrapper."""
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexIDMap | faiss.IndexIDMap2 | faiss.IndexIVF):
+        return True
+    if isinstance(inner, faiss.IndexPreTransform):
+        return _accepts_ids(inner.index)
+    return False
+
+
+def make_index(dim: int, factory: str = "Flat") -> faiss.Index:
+    """An empty inner-product index of dimension ``dim`` from a FAISS factory string, able to take ids."""
+    if dim <= 0:
+        raise IndexStoreError(f"dimension must be positive, got {dim}")
+    try:
+        index = faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise IndexStoreError(f"FAISS cannot build factory {factory!r} for d={dim}: {exc}") from exc
+    return index if _accepts_ids(index) else faiss.IndexIDMap2(index)
+
+
+def train_index(index: faiss.Index, vectors: np.ndarray) -> None:
+    """Train ``index`` on normalised (n, d) vectors if it needs training; otherwise do nothing."""
+    if index.is_trained:
+        return
+    try:
+        index.train(vectors)
+    except RuntimeError as exc:
+        raise IndexStoreError(f"training the index on {len(vectors)} vectors failed: {exc}") from exc
+    logger.info("trained index on %d vectors", len(vectors))
+
+
+def add_vectors(index: faiss.Index, vectors: np.ndarray, *, first_id: int = 0) -> None:
+    """Add normalised (n, d) vectors with FAISS ids ``first_id .. first_id + n - 1``."""
+    ids = np.arange(first_id, first_id + len(vectors), dtype=np.int64)
+    try:
+        index.add_with_ids(vectors, ids)
+    except RuntimeError as exc:
+        raise IndexStoreError(f"adding {len(vectors)} vectors failed: {exc}") from exc
+
+
+def set_search_params(index: faiss.Index, params: str) -> None:
+    """Apply a FAISS search-parameter string such as ``"nprobe=16"`` or ``"efSearch=64"``."""
+    if not params:
+        return
+    try:
+        faiss.ParameterSpace().set_index_parameters(index, params)
+    except RuntimeError as exc:
+        raise IndexStoreError(f"cannot apply search parameters {params!r}: {exc}") from exc
+
+
+class IndexStore:
+    """A FAISS index plus its item table and manifest; ``search`` is safe to call from many threads."""
+
+    def __init__(self, index: faiss.Index, items: ItemLookup, manifest: IndexManifest) -> None:
+        if index.ntotal != len(items) or manifest.num_items != len(items):
+            raise IndexStoreError(f"index holds {index.ntotal} vectors, item table {len(items)} rows, "
+                                  f"manifest says {manifest.num_items}")
+        if index.d != manifest.embedding_dim:
+            raise IndexStoreError(f"index dimension {index.d} != manifest {manifest.embedding_dim}")
+        self.index = index
+        self.items = items
+        self.manifest = manifest
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, records: Sequence[ItemRecord], *, modality: Modality,
+              embedder_sha256: str, factory: str = "Flat", source: str = "") -> IndexStore:
+        """Build an in-memory store from (n, d) vectors and their n records (row i = record i)."""
+        if len(vectors) != len(records):
+            raise IndexStoreError(f"{len(vectors)} vectors but {len(records)} records")
+        if len(records) == 0:
+            raise IndexStoreError("cannot build an index of zero items")
+        items = MemoryItems(records)
+        unit = normalise(vectors)
+        index = make_index(unit.shape[1], factory)
+        train_index(index, unit)
+        add_vectors(index, unit)
+        manifest = IndexManifest(modality=modality, embedding_dim=unit.shape[1], factory=factory,
+                                 num_items=len(records), embedder_sha256=embedder_sha256, source=source)
+        return cls(index, items, manifest)
+
+    def save(self, out_dir: Path) -> Path:
+        """Write the bundle to ``out_dir`` (must not exist) via ``<out_dir>.partial``, fsync, rename."""
+        out_dir = Path(out_dir)
+        if out_dir.exists():
+            raise IndexStoreError(f"{out_dir} already exists; index bundles are written once")
+        partial = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        try:
+            faiss.write_index(self.index, str(partial / INDEX_FILE))
+            write_items(partial / ITEMS_FILE, self.items.iter_records())
+            write_manifest(partial, self.manifest)
+            fsync_tree(partial)
+            partial.rename(out_dir)
+            fsync_dir(out_dir.parent)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        logger.info("saved index bundle of %d items to %s", len(self), out_dir)
+        return out_dir
+
+    @classmethod
+    def load(cls, folder: Path, *, search_params: str = "") -> IndexStore:
+        """Load a bundle written by ``save``; raises BundleError / IndexStoreError if it is incomplete."""
+        folder = Path(folder)
+        manifest = read_index_manifest(folder)
+        if not (folder / INDEX_FILE).is_file():
+            raise IndexStoreError(f"index bundle {folder} lacks {INDEX_FILE}")
+        try:
+            index = faiss.read_index(str(folder / INDEX_FILE))
+        except RuntimeError as exc:
+            raise IndexStoreError(f"cannot read {folder / INDEX_FILE}: {exc}") from exc
+        set_search_params(index, search_params)
+        return cls(index, SqliteItems(folder / ITEMS_FILE), manifest)
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """The ``k`` nearest items of each of the (n, d) queries, best first (fewer if the index is small)."""
+        if k < 1:
+            raise IndexStoreError(f"k must be at least 1, got {k}")
+        unit = normalise(queries)
+        if unit.shape[1] != self.dim:
+            raise IndexStoreError(f"queries have dimension {unit.shape[1]}, the index {self.dim}")
+        if len(unit) == 0:
+            return []
+        scores, ids = self.index.search(unit, min(k, len(self)))
+        records = self.items.get_many([int(i) for i in ids.ravel() if i >= 0])
+        return [[self._hit(records[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
+                for row_s, row_i in zip(scores, ids, strict=True)]
+
+    @staticmethod
+    def _hit(record: ItemRecord, score: float) -> Hit:
+        return Hit(external_id=record.external_id, score=score, label=record.label, source=record.source,
+                   metadata=record.metadata)

@@ -1,0 +1,52 @@
+"""The FastAPI app factory. Nothing is loaded at import time; ``lifespan`` loads collections once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.errors import install_error_handlers
+from service.jobs import JobManager
+from service.limits import BodySizeLimitMiddleware
+from service.registry import Registry
+from service.routers import collections, health, jobs, reindex, search
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and the small form fields
+SHUTDOWN_JOIN_S = 5.0
+
+DESCRIPTION = """Similarity search over images and texts embedded by ArcFace-trained encoders.
+
+Every error has the same shape: `{"error": {"code": "...", "message": "...", "details": ...}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; collections load in a background thread at startup (``/readyz`` is 503 until then)."""
+    settings = settings or Settings()
+    registry = Registry(settings)
+    job_manager = JobManager(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loader = threading.Thread(target=registry.load_all, name="arcsearch-load", daemon=True)
+        loader.start()
+        yield
+        job_manager.join(SHUTDOWN_JOIN_S)
+
+    app = FastAPI(title="arcsearch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.jobs = job_manager
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, default_max_bytes=settings.max_request_bytes,
+                       max_bytes_by_path={"/v1/images/search": settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES})
+    for module in (search, reindex, jobs, collections, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,140 @@
+"""One error shape for every error the service returns::
+
+    {"error": {"code": "collection_not_found", "message": "no collection 'x'", "details": null}}
+
+``ApiError`` subclasses carry a status code and a stable ``code``; handlers turn HTTPException,
+RequestValidationError (-> 422) and any unexpected exception (-> 500, logged) into the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+                415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests",
+                500: "internal_error", 503: "service_unavailable"}
+
+
+class ApiError(StarletteHTTPException):
+    """An error with a status, a stable machine-readable ``code`` and a human ``message``."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(status_code=self.status, detail=message)
+        self.message = message
+        self.details = details
+
+
+class CollectionNotFoundError(ApiError):
+    status, code = 404, "collection_not_found"
+
+
+class JobNotFoundError(ApiError):
+    status, code = 404, "job_not_found"
+
+
+class WrongModalityError(ApiError):
+    status, code = 400, "wrong_modality"
+
+
+class InvalidSourceError(ApiError):
+    status, code = 400, "invalid_source"
+
+
+class SourceOutsideDataRootError(ApiError):
+    status, code = 403, "source_outside_data_root"
+
+
+class JobConflictError(ApiError):
+    status, code = 409, "job_conflict"
+
+
+class PayloadTooLargeError(ApiError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaError(ApiError):
+    status, code = 415, "unsupported_media_type"
+
+
+class EmptyUploadError(ApiError):
+    status, code = 422, "empty_upload"
+
+
+class NotReadyError(ApiError):
+    status, code = 503, "not_ready"
+
+
+class CollectionUnavailableError(ApiError):
+    status, code = 503, "collection_unavailable"
+
+
+def error_payload(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The one error body: ``{"error": {"code", "message", "details"}}``."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_payload(code, message, details), status_code=status, headers=headers)
+
+
+def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = STATUS_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), None, exc.headers)
+
+
+def _location(loc: Any) -> str:
+    return ".".join(str(part) for part in loc) if isinstance(loc, list | tuple) else str(loc)
+
+
+def validation_details(errors: Any) -> list[dict[str, Any]]:
+    """Pydantic errors reduced to JSON-safe ``{"loc", "msg", "type"}`` (inputs are not echoed back)."""
+    return [{"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")),
+             "type": str(error.get("type", ""))} for error in errors]
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = validation_details(exc.errors())
+    if any(d["type"] == "json_invalid" for d in details):
+        return error_response(422, "invalid_json", "the request body is not valid JSON", details)
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    message = f"{_location(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+    return error_response(422, "validation_error", message, details)
+
+
+def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error; see the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error the same JSON shape."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def validation_error(loc: tuple[str | int, ...], message: str, *, error_type: str = "value_error") -> \
+        RequestValidationError:
+    """A RequestValidationError for limits checked in handlers (settings-dependent), rendered as 422."""
+    return RequestValidationError([{"loc": loc, "msg": message, "type": error_type}])

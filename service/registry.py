@@ -1,0 +1,232 @@
+"""The collections a running service holds in memory: embedder + live index, swapped atomically."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from index.bundle import EmbedderManifest, read_embedder_manifest, sha256_of_path
+from index.collections import (
+    CollectionError,
+    CollectionInfo,
+    collection_dir,
+    current_index_dir,
+    current_version,
+    list_collections,
+)
+from index.embedder import load_embedder
+from index.store import EmbedderMismatchError, Hit, IndexStore, check_embedder_pairing
+from service.errors import (
+    CollectionNotFoundError,
+    CollectionUnavailableError,
+    NotReadyError,
+    WrongModalityError,
+)
+from service.schemas import CollectionSummary
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class SerialEmbedder:
+    """One embedder shared by request threads and re-index jobs; calls run one at a time.
+
+    Tokenizers and torch's intra-op thread pool do not take concurrent calls well; a job holds
+    the lock for one batch at a time, so queries interleave with re-indexing.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    @property
+    def manifest(self) -> EmbedderManifest:
+        return self._inner.manifest
+
+    @property
+    def modality(self) -> str:
+        return self._inner.modality
+
+    @property
+    def dim(self) -> int:
+        return self._inner.dim
+
+    def embed_images(self, images: list[Image.Image], *, batch_size: int = 64) -> np.ndarray:
+        """(len(images), dim) float32, L2-normalised."""
+        with self._lock:
+            return self._inner.embed_images(images, batch_size=batch_size)
+
+    def embed_texts(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalised."""
+        with self._lock:
+            return self._inner.embed_texts(texts, batch_size=batch_size)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The live index of a collection (None until one is published) and its version id."""
+
+    store: IndexStore | None
+    version: str | None
+
+
+class LoadedCollection:
+    """A collection ready to answer queries; ``snapshot`` is replaced whole, never mutated."""
+
+    def __init__(self, info: CollectionInfo, embedder: SerialEmbedder, snapshot: Snapshot) -> None:
+        self.info = info
+        self.embedder = embedder
+        self.snapshot = snapshot
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[str | None, list[list[Hit]]]:
+        """Search (n, dim) query vectors in the live index; returns (version, hits per query)."""
+        snapshot = self.snapshot  # one read: a concurrent swap cannot mix two versions in one answer
+        if snapshot.store is None:
+            return snapshot.version, [[] for _ in range(len(vectors))]
+        return snapshot.version, snapshot.store.search(vectors, k)
+
+    def swap(self, store: IndexStore, version: str) -> None:
+        """Serve ``store`` from now on; queries already running finish on the old one."""
+        check_embedder_pairing(store.manifest, self.embedder.manifest, where=f"index version {version}")
+        self.snapshot = Snapshot(store=store, version=version)
+
+    def summary(self) -> CollectionSummary:
+        snapshot = self.snapshot
+        store = snapshot.store
+        return CollectionSummary(
+            name=self.name, modality=self.info.modality, status="ready" if store else "empty",
+            size=len(store) if store else 0, dim=self.embedder.dim, embedder_sha256=self.info.embedder_sha256,
+            index_type=store.manifest.factory if store else None, version=snapshot.version)
+
+
+def load_collection(collections_dir: Path, info: CollectionInfo, *, device: str, search_params: str = "",
+                    verify_hash: bool = True, embedders: dict[str, SerialEmbedder] | None = None
+                    ) -> LoadedCollection:
+    """Load a collection's embedder and live index; refuses an index built with another embedder."""
+    folder = collection_dir(collections_dir, info.name)
+    emb_dir = folder / info.embedder
+    manifest = read_embedder_manifest(emb_dir)
+    if manifest.weights_sha256 != info.embedder_sha256:
+        raise EmbedderMismatchError(f"collection {info.name!r} expects embedder {info.embedder_sha256[:12]}, "
+                                    f"{emb_dir} holds {manifest.weights_sha256[:12]}")
+    cache = embedders if embedders is not None else {}
+    if manifest.weights_sha256 not in cache:
+        if verify_hash and sha256_of_path(emb_dir / manifest.weights_file) != manifest.weights_sha256:
+            raise EmbedderMismatchError(f"embedder weights in {emb_dir} do not match their manifest hash")
+        cache[manifest.weights_sha256] = SerialEmbedder(load_embedder(emb_dir, device=device))
+    embedder = cache[manifest.weights_sha256]
+    version = current_version(collections_dir, info.name)
+    store = None
+    if version is not None:
+        store = IndexStore.load(current_index_dir(collections_dir, info.name), search_params=search_params)
+        check_embedder_pairing(store.manifest, manifest, where=f"index {info.name}/{version}")
+    logger.info("collection %r loaded: %s, version %s, %d items", info.name, info.modality, version,
+                len(store) if store else 0)
+    return LoadedCollection(info, embedder, Snapshot(store=store, version=version))
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A collection that could not be loaded, and why."""
+
+    info: CollectionInfo
+    error: str
+
+
+class Registry:
+    """All collections of ``settings.collections_dir``; filled once by ``load_all`` (in a thread)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.collections: dict[str, LoadedCollection] = {}
+        self.failures: dict[str, LoadFailure] = {}
+        self.pending: list[CollectionInfo] = []
+        self.list_error: str | None = None
+        self._ready = threading.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def problems(self) -> dict[str, str]:
+        """Collection name (or ``*`` for the folder itself) -> why it is not served."""
+        problems = {name: failure.error for name, failure in self.failures.items()}
+        return problems | ({"*": self.list_error} if self.list_error else {})
+
+    def load_all(self) -> None:
+        """Load every collection; a broken one is recorded in ``failures`` and never served."""
+        try:
+            self.pending = list_collections(self.settings.collections_dir)
+        except (CollectionError, OSError) as exc:
+            logger.error("cannot list collections in %s: %s", self.settings.collections_dir, exc)
+            self.list_error = str(exc)
+        if not self.pending and self.list_error is None:
+            logger.warning("no collections in %s", self.settings.collections_dir)
+        embedders: dict[str, SerialEmbedder] = {}
+        for info in list(self.pending):
+            try:
+                self.collections[info.name] = load_collection(
+                    self.settings.collections_dir, info, device=self.settings.device,
+                    search_params=self.settings.search_params,
+                    verify_hash=self.settings.verify_embedder_hash, embedders=embedders)
+            except Exception as exc:  # any broken bundle must leave the others served
+                logger.error("collection %r is not served: %s", info.name, exc)
+                self.failures[info.name] = LoadFailure(info, f"{type(exc).__name__}: {exc}")
+            self.pending = [p for p in self.pending if p.name != info.name]
+        self._ready.set()
+
+    def get(self, name: str) -> LoadedCollection:
+        """The named collection; 503 while loading or if it failed to load, 404 if unknown."""
+        if not self.ready:
+            raise NotReadyError("the service is still loading its collections; retry shortly")
+        if name in self.failures:
+            raise CollectionUnavailableError(f"collection {name!r} could not be loaded: "
+                                             f"{self.failures[name].error}")
+        if name not in self.collections:
+            raise CollectionNotFoundError(f"no collection {name!r}; see GET /v1/collections",
+                                          details={"available": sorted(self.collections)})
+        return self.collections[name]
+
+    def resolve(self, name: str | None, modality: str) -> LoadedCollection:
+        """The named collection (checked to hold ``modality``), or the default one of that modality."""
+        if name is None:
+            name = self.default_name(modality)
+        collection = self.get(name)
+        if collection.info.modality != modality:
+            route = "/v1/images/search" if collection.info.modality == "image" else "/v1/texts/search"
+            raise WrongModalityError(f"collection {name!r} holds {collection.info.modality}s, not {modality}s; "
+                                     f"query it with POST {route}")
+        return collection
+
+    def default_name(self, modality: str) -> str:
+        """``images``/``texts`` if loaded with that modality, else the first such collection by name."""
+        if not self.ready:
+            raise NotReadyError("the service is still loading its collections; retry shortly")
+        names = sorted(n for n, c in self.collections.items() if c.info.modality == modality)
+        if not names:
+            raise CollectionNotFoundError(f"no {modality} collection is loaded")
+        preferred = f"{modality}s"
+        return preferred if preferred in names else names[0]
+
+    def summaries(self) -> list[CollectionSummary]:
+        """One summary per collection: loaded, still loading, or failed."""
+        summaries = [c.summary() for c in list(self.collections.values())]
+        summaries += [CollectionSummary(name=i.name, modality=i.modality, status="loading", dim=i.embedding_dim,
+                                        embedder_sha256=i.embedder_sha256) for i in list(self.pending)]
+        summaries += [CollectionSummary(name=f.info.name, modality=f.info.modality, status="error",
+                                        dim=f.info.embedding_dim, embedder_sha256=f.info.embedder_sha256,
+                                        error=f.error) for f in list(self.failures.values())]
+        return sorted(summaries, key=lambda s: s.name)

@@ -1,0 +1,1 @@
+"""One router per resource: search, reindex, jobs, collections, health."""

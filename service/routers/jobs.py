@@ -1,0 +1,18 @@
+"""Re-index job status."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from service.deps import JobsDep
+from service.schemas import ErrorResponse, JobStatus
+
+router = APIRouter(prefix="/v1", tags=["reindex"])
+
+
+@router.get("/jobs/{job_id}", response_model=JobStatus, summary="State and progress of a re-index job",
+            responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+async def get_job(job_id: Annotated[str, Path(min_length=1, max_length=64)], jobs: JobsDep) -> JobStatus:
+    return jobs.status(job_id)

@@ -1,0 +1,77 @@
+"""Starting a re-index job: from a path under the data root, or from inline items."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastapi import APIRouter, Response
+
+from index.build import CorpusItem, InlineImage, read_source
+from index.corpus import TextItem
+from service.deps import JobsDep, RegistryDep, SettingsDep
+from service.errors import InvalidSourceError, WrongModalityError, validation_error
+from service.jobs import ItemLoader
+from service.registry import LoadedCollection
+from service.schemas import ErrorResponse, JobAccepted, ReindexItem, ReindexRequest
+from service.sources import inside_root, resolve_source
+
+router = APIRouter(prefix="/v1", tags=["reindex"])
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 404, 409, 413, 422, 503)}
+
+
+def source_loader(target: LoadedCollection, data_root: Path, source: str) -> ItemLoader:
+    """Check ``source`` now (400/403); the returned loader reads it in the job."""
+    path = resolve_source(data_root, source)
+    modality = target.info.modality
+    if modality == "image" and not path.is_dir():
+        raise InvalidSourceError(f"image collection {target.name!r} needs a folder of class sub-folders")
+    if modality == "text" and not (path.is_file() and path.suffix.lower() in {".jsonl", ".ndjson", ".csv"}):
+        raise InvalidSourceError(f"text collection {target.name!r} needs a .jsonl or .csv file")
+
+    def load() -> Sequence[CorpusItem]:
+        items = read_source(path, modality)
+        return inside_root(items, data_root) if modality == "image" else items  # type: ignore[arg-type]
+    return load
+
+
+def inline_items(target: LoadedCollection, items: list[ReindexItem], max_items: int) -> list[CorpusItem]:
+    """Turn request items into corpus items; 400 for the wrong modality, 422 for bad base64 or too many."""
+    if len(items) > max_items:
+        raise validation_error(("body", "items"), f"at most {max_items} items per request", error_type="too_long")
+    if len({item.id for item in items}) != len(items):
+        raise validation_error(("body", "items"), "item ids must be unique")
+    modality = target.info.modality
+    corpus: list[CorpusItem] = []
+    for i, item in enumerate(items):
+        if (item.text is not None) != (modality == "text"):
+            wanted = "text" if modality == "text" else "image_base64"
+            raise WrongModalityError(f"collection {target.name!r} holds {modality}s: every item needs {wanted!r}")
+        if item.text is not None:
+            corpus.append(TextItem(item_id=item.id, text=item.text, label=item.label, metadata=item.metadata))
+            continue
+        try:
+            data = base64.b64decode(item.image_base64 or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise validation_error(("body", "items", i, "image_base64"), "not valid base64") from None
+        corpus.append(InlineImage(item_id=item.id, data=data, label=item.label, metadata=item.metadata))
+    return corpus
+
+
+@router.post("/reindex", status_code=202, response_model=JobAccepted, responses=ERRORS,
+             summary="Build a new index version in the background; poll GET /v1/jobs/{job_id}")
+def reindex(body: ReindexRequest, registry: RegistryDep, jobs: JobsDep, settings: SettingsDep,
+            response: Response) -> JobAccepted:
+    target = registry.get(body.collection)
+    if body.source is not None:
+        loader, label = source_loader(target, settings.data_root, body.source), body.source
+    else:
+        corpus = inline_items(target, body.items or [], settings.max_reindex_items)
+        loader, label = (lambda: corpus), f"inline ({len(corpus)} items)"
+    status = jobs.submit(target, loader, source=label)
+    response.headers["Location"] = f"/v1/jobs/{status.job_id}"
+    return JobAccepted(job_id=status.job_id, status=status.status)
+

@@ -1,0 +1,166 @@
+"""Request and response models. Hard caps live here; tighter limits come from Settings (checked in routes)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+HARD_MAX_K = 1000
+HARD_MAX_TEXT_CHARS = 100_000
+HARD_MAX_BATCH_TEXTS = 1024
+HARD_MAX_REINDEX_ITEMS = 1_000_000
+CollectionName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+QueryText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=HARD_MAX_TEXT_CHARS)]
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. collection_not_found")
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """The shape of every error response."""
+
+    error: ErrorBody
+
+
+class SearchHit(BaseModel):
+    id: str = Field(description="the item's external id")
+    score: float = Field(description="cosine similarity of query and item, in [-1, 1]")
+    label: str = ""
+    source: str = Field("", description="where the item came from (image path in its corpus)")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="texts keep their text under 'text'")
+
+
+class ImageSearchResponse(BaseModel):
+    collection: str
+    version: str | None = Field(None, description="the index version that answered")
+    results: list[SearchHit]
+
+
+class TextSearchRequest(BaseModel):
+    """Give ``text`` for one query or ``texts`` for a batch (not both)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"text": "a domestic animal", "k": 5, "collection": "texts"},
+                     {"texts": ["a domestic animal", "a piece of furniture"], "k": 3}]})
+
+    text: QueryText | None = None
+    texts: list[QueryText] | None = Field(None, min_length=1, max_length=HARD_MAX_BATCH_TEXTS)
+    k: int = Field(5, ge=1, le=HARD_MAX_K)
+    collection: CollectionName | None = Field(None, description="default: the first text collection")
+
+    @model_validator(mode="after")
+    def _one_of_text_or_texts(self) -> TextSearchRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' (one query) or 'texts' (a batch)")
+        return self
+
+    def query_texts(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class QueryResults(BaseModel):
+    text: str
+    results: list[SearchHit]
+
+
+class TextSearchResponse(BaseModel):
+    """``queries`` holds one entry per query text; ``results`` repeats the hits of a single ``text`` query
+    (null for a batch)."""
+
+    collection: str
+    version: str | None = None
+    results: list[SearchHit] | None = None
+    queries: list[QueryResults]
+
+
+class ReindexItem(BaseModel):
+    """One item of an inline re-index: ``text`` for text collections, ``image_base64`` for image ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    text: QueryText | None = None
+    image_base64: str | None = Field(None, description="an encoded image (JPEG, PNG, ...) in base64")
+    label: Annotated[str, StringConstraints(max_length=512)] = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> ReindexItem:
+        if (self.text is None) == (self.image_base64 is None):
+            raise ValueError("give exactly one of 'text' or 'image_base64'")
+        return self
+
+
+class ReindexRequest(BaseModel):
+    """Re-index from a file/folder under the data root (``source``) or from inline ``items``; not both."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"collection": "texts", "source": "wordnet_glosses.jsonl"},
+                     {"collection": "texts", "items": [{"id": "t1", "text": "a small dog", "label": "dog"}]}]})
+
+    collection: CollectionName
+    source: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    items: list[ReindexItem] | None = Field(None, min_length=1, max_length=HARD_MAX_REINDEX_ITEMS)
+
+    @model_validator(mode="after")
+    def _one_of_source_or_items(self) -> ReindexRequest:
+        if (self.source is None) == (self.items is None):
+            raise ValueError("give exactly one of 'source' (a path under the data root) or 'items'")
+        return self
+
+
+JobState = Literal["queued", "running", "succeeded", "failed"]
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobState
+
+
+class JobProgress(BaseModel):
+    done: int = Field(0, description="items embedded so far")
+    total: int = Field(0, description="items to embed (0 until the source is read)")
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    collection: str
+    status: JobState
+    progress: JobProgress
+    error: str | None = None
+    version: str | None = Field(None, description="the published index version, once succeeded")
+    num_items: int | None = None
+    skipped: int | None = Field(None, description="items skipped as unreadable")
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class CollectionSummary(BaseModel):
+    name: str
+    modality: Literal["image", "text"]
+    status: Literal["loading", "ready", "empty", "error"]
+    size: int = Field(0, description="number of indexed items")
+    dim: int
+    embedder_sha256: str
+    index_type: str | None = Field(None, description="FAISS factory string of the live index")
+    version: str | None = None
+    error: str | None = None
+
+
+class CollectionsResponse(BaseModel):
+    collections: list[CollectionSummary]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"] = "ready"
+    collections: dict[str, str] = Field(description="collection name -> status")

@@ -1,0 +1,39 @@
+"""Service settings, read from ``ARCSEARCH_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment; e.g. ``ARCSEARCH_PORT=8080``."""
+
+    model_config = SettingsConfigDict(env_prefix="ARCSEARCH_", extra="ignore")
+
+    collections_dir: Path = Field(Path("artifacts/collections"),
+                                  description="folder of collections (see index.collections)")
+    data_root: Path = Field(Path("data"), description="re-index sources must resolve below this folder")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    allow_non_loopback: bool = Field(False, description="bind a non-loopback host (there is no auth yet)")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    max_upload_bytes: int = Field(8 * MiB, ge=1, description="largest image upload, bytes")
+    max_request_bytes: int = Field(64 * MiB, ge=1, description="largest request body of any other route")
+    max_text_chars: int = Field(2000, ge=1, description="longest text query, characters")
+    max_batch_texts: int = Field(64, ge=1, description="most texts in one batch query")
+    max_k: int = Field(100, ge=1, description="most neighbours one query may ask for")
+    max_reindex_items: int = Field(100_000, ge=1, description="most inline items in one re-index request")
+
+    index_factory: str = Field("Flat", description="FAISS factory for re-indexed collections without one")
+    search_params: str = Field("", description="FAISS search parameters, e.g. 'nprobe=16'")
+    batch_size: int = Field(32, ge=1, description="embedding batch size of re-index jobs")
+    keep_jobs: int = Field(200, ge=1, description="finished jobs remembered for GET /v1/jobs/{id}")
+    verify_embedder_hash: bool = Field(True, description="re-hash embedder weights at load")

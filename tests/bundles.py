@@ -1,0 +1,95 @@
+"""Test bundles shared by tests/index and tests/service, built once per test session.
+
+Data: ``training.prepare.prepare_all`` into ``$ARCSEARCH_TEST_DATA`` (default ``<repo>/.cache/test-data``,
+cached between runs). Embedders: MobileNetV2 (ImageNet weights, random 128-d projection, untrained)
+and all-MiniLM-L6-v2, exported with ``training.export``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.bundle import EmbedderManifest, sha256_of_path, write_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+_built: dict[str, Path] = {}
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("ARCSEARCH_TEST_DATA", REPO / ".cache" / "test-data"))
+
+
+@cache
+def prepared() -> Any:
+    from training.prepare import prepare_all
+
+    return prepare_all(data_dir())
+
+
+def image_embedder(root: Path) -> Path:
+    """The MobileNetV2 image embedder bundle (built on first use under ``root``)."""
+    if "image" not in _built:
+        import torch
+
+        from index.bundle import ImagePreprocessing
+        from training.backbones import build_image_encoder
+        from training.export import export_image_embedder
+
+        torch.manual_seed(0)
+        encoder = build_image_encoder("mobilenet_v2", embedding_dim=128,
+                                      checkpoint=prepared().mobilenet_weights).eval()
+        _built["image"] = export_image_embedder(encoder, root / "image-embedder", embedding_dim=128,
+                                                preprocessing=ImagePreprocessing(), backbone="mobilenet_v2")
+    return _built["image"]
+
+
+def text_embedder(root: Path) -> Path:
+    """The all-MiniLM-L6-v2 text embedder bundle (built on first use under ``root``)."""
+    if "text" not in _built:
+        from sentence_transformers import SentenceTransformer
+
+        from training.export import export_text_embedder
+
+        model = SentenceTransformer(str(prepared().minilm_dir), device="cpu")
+        _built["text"] = export_text_embedder(model, root / "text-embedder", backbone="all-MiniLM-L6-v2")
+    return _built["text"]
+
+
+def glosses_by_class(num_classes: int, per_class: int) -> dict[str, list[dict[str, Any]]]:
+    """The first ``num_classes`` labels (sorted) of the WordNet glosses with at least ``per_class`` rows."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in prepared().texts_file.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        groups[row["label"]].append(row)
+    labels = sorted(label for label, rows in groups.items() if len(rows) >= per_class)[:num_classes]
+    return {label: groups[label][:per_class] for label in labels}
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def fake_embedder_bundle(folder: Path, *, modality: str = "text", dim: int = 8, seed: int = 0) -> Path:
+    """A bundle with a manifest and dummy weights: enough for collection bookkeeping, not for embedding."""
+    weights = folder / "model"
+    weights.mkdir(parents=True)
+    (weights / "weights.bin").write_bytes(np.random.default_rng(seed).bytes(64))
+    manifest = EmbedderManifest(modality=modality, embedding_dim=dim, weights_file="model",  # type: ignore[arg-type]
+                                weights_sha256=sha256_of_path(weights))
+    write_manifest(folder, manifest)
+    return folder
+
+
+def unit_vectors(n: int, dim: int, *, seed: int = 0) -> np.ndarray:
+    """(n, dim) float32 random unit vectors."""
+    vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -122,7 +122,7 @@ class SqliteItems:
             for start in range(0, len(wanted), _LOOKUP_CHUNK):
                 chunk = wanted[start:start + _LOOKUP_CHUNK]
                 marks = ",".join("?" * len(chunk))
-                query = f"SELECT * FROM items WHERE faiss_id IN ({marks})"  # noqa: S608 - only '?' marks
+                query = f"SELECT * FROM items WHERE faiss_id IN ({marks})"  # only "?" marks are formatted in
                 for row in self._conn.execute(query, chunk):
                     found[int(row[0])] = _record(row)
         return found

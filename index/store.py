@@ -22,7 +22,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index.bundle import IndexManifest, Modality, read_index_manifest, write_manifest
+from index.bundle import EmbedderManifest, IndexManifest, Modality, read_index_manifest, write_manifest
 from index.durable import fsync_dir, fsync_tree
 from index.items import ItemLookup, ItemRecord, MemoryItems, SqliteItems, write_items
 
@@ -34,6 +34,21 @@ ITEMS_FILE = "items.sqlite"
 
 class IndexStoreError(ValueError):
     """An index cannot be built, saved, loaded or searched as asked (bad shapes, factory, files)."""
+
+
+class EmbedderMismatchError(IndexStoreError):
+    """An index is paired with an embedder other than the one its vectors were made with."""
+
+
+def check_embedder_pairing(index: IndexManifest, embedder: EmbedderManifest, *, where: str = "index") -> None:
+    """Raise EmbedderMismatchError unless ``index`` was built with exactly this embedder (weights hash)."""
+    if index.embedder_sha256 != embedder.weights_sha256:
+        raise EmbedderMismatchError(
+            f"{where} was built with embedder {index.embedder_sha256[:12]}, but the embedder here is "
+            f"{embedder.weights_sha256[:12]}; re-index with this embedder or use the one it was built with")
+    if index.modality != embedder.modality or index.embedding_dim != embedder.embedding_dim:
+        raise EmbedderMismatchError(f"{where} holds {index.modality} vectors of dimension {index.embedding_dim}; "
+                                    f"the embedder makes {embedder.modality} vectors of {embedder.embedding_dim}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,256 @@
+"""The service through HTTP: a real uvicorn process (``python -m service.server``) on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.bundles import REPO
+from tests.service.helpers import HELD_OUT_PEOPLE, ServiceData, assert_error
+
+MAX_UPLOAD_BYTES = 200_000
+START_TIMEOUT_S = 180.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Start the server, wait for /readyz, yield {"url", "log"}; stop it at the end."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ARCSEARCH_COLLECTIONS_DIR": str(service_data.collections_dir),
+           "ARCSEARCH_DATA_ROOT": str(service_data.data_root), "ARCSEARCH_DEVICE": "cpu",
+           "ARCSEARCH_HOST": "127.0.0.1", "ARCSEARCH_PORT": str(port), "ARCSEARCH_BATCH_SIZE": "8",
+           "ARCSEARCH_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)}
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "service.server"], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                assert proc.poll() is None, f"server exited early:\n{log_path.read_text()}"
+                assert time.monotonic() < deadline, f"server not ready in time:\n{log_path.read_text()}"
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.3)
+            yield {"url": url, "log": log_path}
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture()
+def http(server: dict[str, Any]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server["url"], timeout=60) as client:
+        yield client
+
+
+def search_image(http: httpx.Client, path: Path, **form: Any) -> httpx.Response:
+    return http.post("/v1/images/search", files={"file": (path.name, path.read_bytes(), "image/x-portable-graymap")},
+                     data={key: str(value) for key, value in form.items()})
+
+
+def test_collections_are_listed(http: httpx.Client) -> None:
+    listed = {c["name"]: c for c in http.get("/v1/collections").json()["collections"]}
+    assert set(listed) >= {"images", "texts", "scratch"}
+    assert listed["images"] | {"embedder_sha256": "", "version": ""} == {
+        "name": "images", "modality": "image", "status": "ready", "size": 400, "dim": 128,
+        "embedder_sha256": "", "index_type": "Flat", "version": "", "error": None}
+    assert listed["texts"]["size"] == 100 and listed["texts"]["dim"] == 384
+    assert http.get("/docs").status_code == 200
+
+
+def test_held_out_face_finds_the_same_person_at_rank_one(http: httpx.Client, service_data: ServiceData) -> None:
+    """Chance is 9/399 (the other 9 images of the person among the 399 others); we ask for at least 50%."""
+    correct, total = 0, 0
+    for person in HELD_OUT_PEOPLE:
+        for number in (1, 6):
+            query = service_data.faces_dir / person / f"{number}.pgm"
+            response = search_image(http, query, k=2)
+            assert response.status_code == 200, response.text
+            hits = response.json()["results"]
+            assert hits[0]["id"] == f"{person}/{number}.pgm"  # the indexed copy of the query itself
+            others = [hit for hit in hits if hit["id"] != f"{person}/{number}.pgm"]
+            correct += others[0]["label"] == person
+            total += 1
+    assert correct / total >= 0.5, f"precision@1 {correct}/{total}"
+
+
+def test_text_finds_texts_of_the_same_class(http: httpx.Client, service_data: ServiceData) -> None:
+    """20 held-out glosses against 100 indexed ones of the same 20 classes: chance is 5%."""
+    queries = service_data.query_texts
+    response = http.post("/v1/texts/search", json={"texts": [q["text"] for q in queries], "k": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["collection"] == "texts" and body["results"] is None and len(body["queries"]) == 20
+    correct = sum(q["results"][0]["label"] == query["label"] for q, query in zip(body["queries"], queries,
+                                                                                 strict=True))
+    assert correct / len(queries) >= 0.5, f"precision@1 {correct}/20"
+    single = http.post("/v1/texts/search", json={"text": queries[0]["text"], "k": 2}).json()
+    assert single["results"] == single["queries"][0]["results"] and len(single["results"]) == 2
+    assert single["results"][0]["metadata"]["text"]
+
+
+def test_reindex_swaps_the_index_without_failed_queries(http: httpx.Client, server: dict[str, Any],
+                                                        service_data: ServiceData) -> None:
+    new_rows = [row for row in service_data.indexed_texts[:100]] + service_data.query_texts
+    items = [{"id": f"new-{i}", "text": row["text"], "label": row["label"]} for i, row in enumerate(new_rows)]
+    stop, started, done = threading.Event(), threading.Event(), threading.Event()
+    log: list[dict[str, Any]] = []
+
+    def query_forever() -> None:
+        with httpx.Client(base_url=server["url"], timeout=60) as client:
+            while not stop.is_set():
+                response = client.post("/v1/texts/search",
+                                       json={"text": "a kind of tool", "k": 5, "collection": "scratch"})
+                ids = {hit["id"].split("-")[0] for hit in response.json().get("results") or []}
+                entry = {"status": response.status_code, "ids": ids, "during": started.is_set() and not done.is_set()}
+                if "new" in ids and not log_has_new(log):
+                    entry["job_status"] = client.get(f"/v1/jobs/{job_id[0]}").json()["status"]
+                log.append(entry)
+
+    job_id: list[str] = []
+    thread = threading.Thread(target=query_forever)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        accepted = http.post("/v1/reindex", json={"collection": "scratch", "items": items})
+        assert accepted.status_code == 202, accepted.text
+        job_id.append(accepted.json()["job_id"])
+        started.set()
+        assert accepted.headers["location"] == f"/v1/jobs/{job_id[0]}"
+        assert_error(http.post("/v1/reindex", json={"collection": "scratch", "source": "scratch.jsonl"}),
+                     409, "job_conflict")
+        deadline = time.monotonic() + 120
+        while (job := http.get(f"/v1/jobs/{job_id[0]}").json())["status"] not in {"succeeded", "failed"}:
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        done.set()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == {"done": len(items), "total": len(items)} and job["num_items"] == len(items)
+    assert [e for e in log if e["status"] != 200] == []
+    assert all(e["ids"] in ({"old"}, {"new"}) for e in log), "a response mixed two index versions"
+    assert sum(e["during"] for e in log) >= 3, "too few queries overlapped the job"
+    first_new = next(i for i, e in enumerate(log) if e["ids"] == {"new"})
+    assert log[first_new]["job_status"] == "succeeded"
+    assert all(e["ids"] == {"old"} for e in log[:first_new]) and all(e["ids"] == {"new"} for e in log[first_new:])
+    listed = {c["name"]: c for c in http.get("/v1/collections").json()["collections"]}
+    assert listed["scratch"]["size"] == len(items) and listed["scratch"]["version"] == job["version"]
+
+
+def log_has_new(log: list[dict[str, Any]]) -> bool:
+    return any("job_status" in entry for entry in log)
+
+
+def multipart(payload: bytes) -> tuple[bytes, str]:
+    boundary = "arcsearchtestboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.pgm\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def chunks(body: bytes) -> Iterator[bytes]:
+    for start in range(0, len(body), 65536):
+        yield body[start:start + 65536]
+
+
+FACE = Path("s1") / "1.pgm"
+BAD_REQUESTS: list[tuple[str, int, str, dict[str, Any]]] = [
+    ("non-image upload", 415, "unsupported_media_type",
+     {"path": "/v1/images/search", "files": {"file": ("a.jpg", b"definitely not an image")}}),
+    ("empty upload", 422, "empty_upload", {"path": "/v1/images/search", "files": {"file": ("a.png", b"")}}),
+    ("upload over the limit", 413, "payload_too_large",
+     {"path": "/v1/images/search", "files": {"file": ("a.png", b"\0" * (MAX_UPLOAD_BYTES + 30_000))}}),
+    ("body over the limit", 413, "payload_too_large",
+     {"path": "/v1/images/search", "files": {"file": ("a.png", b"\0" * (MAX_UPLOAD_BYTES * 3))}}),
+    ("missing file", 422, "validation_error", {"path": "/v1/images/search", "data": {"k": "3"}}),
+    ("k zero", 422, "validation_error", {"path": "/v1/texts/search", "json": {"text": "a dog", "k": 0}}),
+    ("k over max", 422, "validation_error", {"path": "/v1/texts/search", "json": {"text": "a dog", "k": 101}}),
+    ("k not a number", 422, "validation_error", {"path": "/v1/images/search", "face": True, "data": {"k": "many"}}),
+    ("image k over max", 422, "validation_error", {"path": "/v1/images/search", "face": True, "data": {"k": "5000"}}),
+    ("empty text", 422, "validation_error", {"path": "/v1/texts/search", "json": {"text": "   "}}),
+    ("over-long text", 422, "validation_error", {"path": "/v1/texts/search", "json": {"text": "word " * 1000}}),
+    ("text and texts", 422, "validation_error", {"path": "/v1/texts/search", "json": {"text": "a", "texts": ["b"]}}),
+    ("batch too large", 422, "validation_error", {"path": "/v1/texts/search", "json": {"texts": ["a"] * 65}}),
+    ("unknown collection", 404, "collection_not_found",
+     {"path": "/v1/texts/search", "json": {"text": "a dog", "collection": "nope"}}),
+    ("malformed json", 422, "invalid_json",
+     {"path": "/v1/texts/search", "content": b'{"text": "a dog",', "headers": {"content-type": "application/json"}}),
+    ("text to image collection", 400, "wrong_modality",
+     {"path": "/v1/texts/search", "json": {"text": "a dog", "collection": "images"}}),
+    ("image to text collection", 400, "wrong_modality",
+     {"path": "/v1/images/search", "face": True, "data": {"collection": "texts"}}),
+    ("source with ..", 403, "source_outside_data_root",
+     {"path": "/v1/reindex", "json": {"collection": "scratch", "source": "../outside/secret.jsonl"}}),
+    ("absolute source", 403, "source_outside_data_root",
+     {"path": "/v1/reindex", "json": {"collection": "scratch", "source": "/etc/hostname"}}),
+    ("symlink escape", 403, "source_outside_data_root",
+     {"path": "/v1/reindex", "json": {"collection": "scratch", "source": "escape.jsonl"}}),
+    ("symlinked folder escape", 403, "source_outside_data_root",
+     {"path": "/v1/reindex", "json": {"collection": "scratch", "source": "escape-dir/secret.jsonl"}}),
+    ("url source", 400, "invalid_source",
+     {"path": "/v1/reindex", "json": {"collection": "scratch", "source": "http://example.com/t.jsonl"}}),
+    ("file url source", 400, "invalid_source",
+     {"path": "/v1/reindex", "json": {"collection": "scratch", "source": "file:///etc/hostname"}}),
+    ("missing source", 400, "invalid_source",
+     {"path": "/v1/reindex", "json": {"collection": "scratch", "source": "no/such.jsonl"}}),
+    ("reindex unknown collection", 404, "collection_not_found",
+     {"path": "/v1/reindex", "json": {"collection": "nope", "source": "texts.jsonl"}}),
+    ("reindex without source or items", 422, "validation_error", {"path": "/v1/reindex", "json": {"collection": "x"}}),
+    ("unknown job", 404, "job_not_found", {"method": "GET", "path": "/v1/jobs/0123456789abcdef"}),
+    ("unknown route", 404, "not_found", {"method": "GET", "path": "/v1/nothing"}),
+    ("wrong method", 405, "method_not_allowed", {"method": "GET", "path": "/v1/texts/search"}),
+]
+
+
+@pytest.mark.parametrize(("status", "code", "request_args"), [case[1:] for case in BAD_REQUESTS],
+                         ids=[case[0] for case in BAD_REQUESTS])
+def test_bad_requests_get_a_4xx_with_the_error_shape(http: httpx.Client, service_data: ServiceData, status: int,
+                                                     code: str, request_args: dict[str, Any]) -> None:
+    args = dict(request_args)
+    method, path = args.pop("method", "POST"), args.pop("path")
+    if args.pop("face", False):
+        args["files"] = {"file": ("1.pgm", (service_data.faces_dir / FACE).read_bytes())}
+    assert_error(http.request(method, path, **args), status, code)
+
+
+def test_chunked_body_over_the_limit_is_refused_while_streaming(http: httpx.Client) -> None:
+    body, content_type = multipart(b"\0" * (MAX_UPLOAD_BYTES * 3))
+    response = http.post("/v1/images/search", content=chunks(body), headers={"content-type": content_type})
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_server_is_still_alive_and_logged_no_500(http: httpx.Client, server: dict[str, Any],
+                                                 service_data: ServiceData) -> None:
+    assert http.get("/healthz").json() == {"status": "ok"}
+    assert http.get("/readyz").status_code == 200
+    assert search_image(http, service_data.faces_dir / FACE, k=1).json()["results"][0]["id"] == "s1/1.pgm"
+    log = server["log"].read_text()
+    assert " 500 " not in log and "Traceback" not in log, log[-3000:]

@@ -62,9 +62,10 @@ def search_images(
     try:
         image = decode_image(data)
     except ImageDecodeError as exc:
-        reason = re.sub(r"<[^>]* at 0x[0-9a-f]+>", "the upload", str(exc))
-        raise UnsupportedMediaError(f"the upload is not an image we accept: {reason}",
-                                    details={"accepted_formats": sorted(ALLOWED_IMAGE_FORMATS)}) from exc
+        reason = re.sub(r"\s*<[^>]* at 0x[0-9a-f]+>", "", str(exc))  # no object reprs in responses
+        raise UnsupportedMediaError("the upload is not an image in an accepted format",
+                                    details={"reason": reason,
+                                             "accepted_formats": sorted(ALLOWED_IMAGE_FORMATS)}) from exc
     vectors = target.embedder.embed_images([image])
     version, hits = target.search(vectors, k)
     return ImageSearchResponse(collection=target.name, version=version, results=to_schema(hits[0]))

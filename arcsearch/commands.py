@@ -60,9 +60,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from training.run import evaluate_bundle
-
     from index.bundle import read_embedder_manifest
+    from training.run import evaluate_bundle
 
     only = None
     if not args.all_classes:

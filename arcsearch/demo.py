@@ -43,9 +43,8 @@ def example_requests(host: str, port: int, *, image_path: Path) -> str:
 def run_demo(*, data_dir: Path, artifacts_dir: Path, host: str, port: int, device: str, serve: bool) -> int:
     """Prepare, train, evaluate, export, index, then serve (unless ``serve`` is False)."""
     from index.collections import index_collection
-    from training.run import ImageTrainConfig, TextTrainConfig, train_images, train_texts
-
     from training.prepare import prepare_all
+    from training.run import ImageTrainConfig, TextTrainConfig, train_images, train_texts
 
     started = time.perf_counter()
     prepared = prepare_all(data_dir)

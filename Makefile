@@ -38,7 +38,7 @@ prepare: install
 	$(BIN)/arcsearch prepare --data-dir $(DATA_DIR)
 
 bench: install
-	$(BIN)/python bench/http_latency.py
+	$(BIN)/python -m bench.http_latency --collections-dir $(ARTIFACTS_DIR)/collections --data-dir $(DATA_DIR)
 
 clean:
 	rm -rf $(VENV) $(ARTIFACTS_DIR) .pytest_cache .ruff_cache

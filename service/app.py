@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loader.start()
         yield
         job_manager.join(SHUTDOWN_JOIN_S)
+        registry.close()
 
     app = FastAPI(title="arcsearch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,14 @@ from index.collections import (
 )
 from index.embedder import load_embedder
 from index.store import EmbedderMismatchError, Hit, IndexStore, check_embedder_pairing
+from service.batching import BatchObserver, MicroBatcher, PendingQuery
 from service.errors import (
     CollectionNotFoundError,
     CollectionUnavailableError,
     NotReadyError,
     WrongModalityError,
 )
+from service.querying import QueryAnswer, embed_and_search
 from service.schemas import CollectionSummary
 from service.settings import Settings
 
@@ -83,10 +86,22 @@ class LoadedCollection:
         self.info = info
         self.embedder = embedder
         self.snapshot = snapshot
+        self.batcher: MicroBatcher | None = None
 
     @property
     def name(self) -> str:
         return self.info.name
+
+    def start_batching(self, *, max_batch: int, max_wait_ms: float, observe: BatchObserver | None = None) -> None:
+        """Answer ``query`` calls through a micro-batcher (one forward pass and one search per batch)."""
+        self.batcher = MicroBatcher(self.name, lambda batch: embed_and_search(self, batch), max_batch=max_batch,
+                                    max_wait_ms=max_wait_ms, observe=observe)
+
+    def query(self, inputs: Sequence[Any], k: int) -> QueryAnswer:
+        """Embed ``inputs`` (images or texts, by modality) and search; batched with concurrent queries."""
+        if self.batcher is None:
+            return embed_and_search(self, [PendingQuery(inputs=inputs, k=k)])[0]
+        return self.batcher.submit(inputs, k)
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[str | None, list[list[Hit]]]:
         """Search (n, dim) query vectors in the live index; returns (version, hits per query)."""
@@ -182,11 +197,19 @@ class Registry:
                     self.settings.collections_dir, info, device=self.settings.device,
                     search_params=self.settings.search_params,
                     verify_hash=self.settings.verify_embedder_hash, embedders=embedders)
+                self.collections[info.name].start_batching(max_batch=self.settings.batch_max_size,
+                                                           max_wait_ms=self.settings.batch_max_wait_ms)
             except Exception as exc:  # any broken bundle must leave the others served
                 logger.error("collection %r is not served: %s", info.name, exc)
                 self.failures[info.name] = LoadFailure(info, f"{type(exc).__name__}: {exc}")
             self.pending = [p for p in self.pending if p.name != info.name]
         self._ready.set()
+
+    def close(self) -> None:
+        """Stop the micro-batchers (queued queries are answered first)."""
+        for collection in list(self.collections.values()):
+            if collection.batcher is not None:
+                collection.batcher.close()
 
     def get(self, name: str) -> LoadedCollection:
         """The named collection; 503 while loading or if it failed to load, 404 if unknown."""

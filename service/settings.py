@@ -35,5 +35,9 @@ class Settings(BaseSettings):
     index_factory: str = Field("Flat", description="FAISS factory for re-indexed collections without one")
     search_params: str = Field("", description="FAISS search parameters, e.g. 'nprobe=16'")
     batch_size: int = Field(32, ge=1, description="embedding batch size of re-index jobs")
+    batch_max_size: int = Field(32, ge=1, le=1024,
+                                description="micro-batching: most query inputs embedded in one forward pass")
+    batch_max_wait_ms: float = Field(2.0, ge=0, le=1000,
+                                     description="micro-batching: longest wait for more queries after the first")
     keep_jobs: int = Field(200, ge=1, description="finished jobs remembered for GET /v1/jobs/{id}")
     verify_embedder_hash: bool = Field(True, description="re-hash embedder weights at load")

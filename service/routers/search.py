@@ -1,7 +1,8 @@
 """Similarity search: an uploaded image, or one or more texts, against a collection.
 
-Handlers are plain ``def``: FastAPI runs them in its thread pool, so embedding (torch) and FAISS
-search never block the event loop.
+Handlers are plain ``def``: FastAPI runs them in its thread pool, where they decode the upload and
+wait for the collection's micro-batcher (service/batching.py), whose worker thread embeds and searches
+the queries of many concurrent requests at once; nothing blocking runs on the event loop.
 """
 
 from __future__ import annotations
@@ -66,9 +67,8 @@ def search_images(
         raise UnsupportedMediaError("the upload is not an image in an accepted format",
                                     details={"reason": reason,
                                              "accepted_formats": sorted(ALLOWED_IMAGE_FORMATS)}) from exc
-    vectors = target.embedder.embed_images([image])
-    version, hits = target.search(vectors, k)
-    return ImageSearchResponse(collection=target.name, version=version, results=to_schema(hits[0]))
+    answer = target.query([image], k)
+    return ImageSearchResponse(collection=target.name, version=answer.version, results=to_schema(answer.hits[0]))
 
 
 @router.post("/texts/search", response_model=TextSearchResponse, responses=ERRORS,
@@ -85,8 +85,7 @@ def search_texts(body: TextSearchRequest, registry: RegistryDep, settings: Setti
             raise validation_error(loc, f"text of {len(text)} characters exceeds {settings.max_text_chars}",
                                    error_type="string_too_long")
     target = registry.resolve(body.collection, "text")
-    vectors = target.embedder.embed_texts(texts)
-    version, hits = target.search(vectors, body.k)
-    queries = [QueryResults(text=text, results=to_schema(row)) for text, row in zip(texts, hits, strict=True)]
-    return TextSearchResponse(collection=target.name, version=version, queries=queries,
+    answer = target.query(texts, body.k)
+    queries = [QueryResults(text=text, results=to_schema(row)) for text, row in zip(texts, answer.hits, strict=True)]
+    return TextSearchResponse(collection=target.name, version=answer.version, queries=queries,
                               results=queries[0].results if body.text is not None else None)

@@ -1,0 +1,135 @@
+"""Throughput and latency of the HTTP service at 1 and at 16 concurrent clients (micro-batching at work).
+
+Usage (collections from `make demo` / `arcsearch index ...`):
+    .venv/bin/python -m bench.http_concurrency --collections-dir artifacts/collections --requests 400
+Without collections, ``--make-collections DIR`` first builds ``images`` (ORL faces) and ``texts``
+(WordNet glosses) into DIR with the untrained test embedders (MobileNetV2 + MiniLM; what is measured is
+throughput, not quality). The server runs on 127.0.0.1 only; every run is bounded by ``--requests`` and
+``--max-seconds``. Prints QPS, p50/p99 ms and the number of forward passes per level of concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from bench.http_latency import percentile_ms
+from bench.server_process import running_server
+from index.corpus import read_image_folder, read_text_file
+
+Call = Callable[[httpx.Client, int], httpx.Response]
+
+
+def make_collections(out: Path, data_dir: Path) -> None:
+    """Index data/faces and data/wordnet_glosses.jsonl with the test embedders (bench-only set-up)."""
+    from index.collections import index_collection
+    from tests import bundles
+
+    bundle_dir = out.parent / f"{out.name}-embedders"
+    index_collection(out, "images", bundles.image_embedder(bundle_dir), data_dir / "faces", device="cpu")
+    index_collection(out, "texts", bundles.text_embedder(bundle_dir), data_dir / "wordnet_glosses.jsonl",
+                     device="cpu")
+
+
+def run_level(base: str, call: Call, *, clients: int, requests: int, max_s: float) -> tuple[float, list[float], int]:
+    """``requests`` calls spread over ``clients`` threads (each its own connection); (qps, latencies, failures)."""
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+    counter = iter(range(requests))
+    deadline = time.monotonic() + max_s
+
+    def worker() -> None:
+        nonlocal failures
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while time.monotonic() < deadline:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                started = time.perf_counter()
+                ok = call(client, i).status_code == 200
+                elapsed = time.perf_counter() - started
+                with lock:
+                    latencies.append(elapsed)
+                    failures += not ok
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(worker) for _ in range(clients)]:
+            future.result()
+    return len(latencies) / (time.perf_counter() - started), latencies, failures
+
+
+def forward_passes(base: str, name: str) -> int:
+    """Batches run so far by ``name``'s micro-batcher, read from /metrics (0 if not exposed)."""
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0
+    prefix = f'arcsearch_batch_size_count{{collection="{name}"}} '
+    return int(float(next((line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)), "0")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collections-dir", type=Path, default=Path("artifacts/collections"))
+    parser.add_argument("--make-collections", type=Path, default=None, help="build a bench set here first")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--requests", type=int, default=400, help="requests per level (bounded)")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="time cap per level")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--max-wait-ms", type=float, default=None, help="ARCSEARCH_BATCH_MAX_WAIT_MS")
+    parser.add_argument("--only", choices=["texts", "images"], default=None, help="bench one collection")
+    args = parser.parse_args(argv)
+    collections_dir = args.collections_dir
+    if args.make_collections is not None:
+        collections_dir = args.make_collections
+        if not (collections_dir / "texts").is_dir():
+            make_collections(collections_dir, args.data_dir)
+    if args.max_wait_ms is not None:
+        os.environ["ARCSEARCH_BATCH_MAX_WAIT_MS"] = str(args.max_wait_ms)
+
+    texts = [item.text for item in read_text_file(args.data_dir / "wordnet_glosses.jsonl")]
+    images = [item.path.read_bytes() for item in read_image_folder(args.data_dir / "faces")]
+    calls: dict[str, Call] = {
+        "texts": lambda c, i: c.post("/v1/texts/search", json={"text": texts[i % len(texts)], "k": args.k}),
+        "images": lambda c, i: c.post("/v1/images/search", data={"k": str(args.k)},
+                                      files={"file": ("q.pgm", images[i % len(images)], "image/x-portable-graymap")}),
+    }
+    if args.only:
+        calls = {args.only: calls[args.only]}
+    rows = []
+    with running_server(collections_dir, args.data_dir.resolve()) as base:
+        for name, call in calls.items():
+            run_level(base, call, clients=4, requests=20, max_s=args.max_seconds)  # warm-up
+            for clients in args.levels:
+                before = forward_passes(base, name)
+                qps, latencies, failures = run_level(base, call, clients=clients, requests=args.requests,
+                                                     max_s=args.max_seconds)
+                rows.append((name, clients, qps, latencies, failures, forward_passes(base, name) - before))
+
+    sys.stdout.write("| collection | clients | requests | failed | QPS | p50 ms | p99 ms | forward passes |\n"
+                     "|---|---|---|---|---|---|---|---|\n")
+    for name, clients, qps, latencies, failures, passes in rows:
+        sys.stdout.write(f"| {name} | {clients} | {len(latencies)} | {failures} | {qps:.1f} | "
+                         f"{percentile_ms(latencies, 50):.1f} | {percentile_ms(latencies, 99):.1f} | {passes} |\n")
+    for name in calls:
+        by_clients = {clients: qps for n, clients, qps, *_ in rows if n == name}
+        if 1 in by_clients and len(by_clients) > 1:
+            top = max(by_clients)
+            sys.stdout.write(f"{name}: QPS at {top} clients / at 1 client = {by_clients[top] / by_clients[1]:.2f}x\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Dynamic micro-batching: concurrent queries to one collection share one forward pass and one search.
+
+Request threads call ``MicroBatcher.submit(inputs, k)`` and block on a future. One worker thread per
+collection takes the first waiting query, then gathers more until ``max_batch`` inputs are collected or
+``max_wait_ms`` has passed since the first one arrived, and hands the whole batch to ``process`` (embed
+all inputs at once, search all vectors at once). Queries that pile up while a batch runs go into the
+next one, so under load batches grow without anyone waiting longer than one batch plus ``max_wait_ms``.
+
+The worker is a plain thread: torch and FAISS never run on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SUBMIT_TIMEOUT_S = 300.0
+
+
+@dataclass
+class PendingQuery:
+    """One request's share of a batch: its inputs (images, texts or vectors), its ``k`` and its answer."""
+
+    inputs: Sequence[Any]
+    k: int
+    options: Any = None
+    future: Future = field(default_factory=Future)
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+BatchProcessor = Callable[[list[PendingQuery]], list[Any]]
+BatchObserver = Callable[[int, int], None]  # (queries in the batch, inputs in the batch)
+
+
+class BatcherClosedError(RuntimeError):
+    """The batcher was closed (the service is shutting down)."""
+
+
+class MicroBatcher:
+    """Gathers concurrent queries into batches for ``process``; one worker thread, started lazily."""
+
+    def __init__(self, name: str, process: BatchProcessor, *, max_batch: int, max_wait_ms: float,
+                 observe: BatchObserver | None = None) -> None:
+        if max_batch < 1 or max_wait_ms < 0:
+            raise ValueError(f"max_batch must be >= 1 and max_wait_ms >= 0, got {max_batch}, {max_wait_ms}")
+        self.name = name
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self._process = process
+        self._observe = observe
+        self._queue: queue.Queue[PendingQuery | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.batches = 0  # forward passes run so far
+        self.queries = 0  # queries answered so far
+
+    @property
+    def queue_depth(self) -> int:
+        """Queries waiting for a batch (not counting the batch being processed)."""
+        return self._queue.qsize()
+
+    def submit(self, inputs: Sequence[Any], k: int, options: Any = None, *,
+               timeout_s: float = SUBMIT_TIMEOUT_S) -> Any:
+        """Queue one query and block until its batch is processed; re-raises the batch's exception."""
+        query = PendingQuery(inputs=inputs, k=k, options=options)
+        with self._lock:
+            if self._closed:
+                raise BatcherClosedError(f"batcher {self.name!r} is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"batcher-{self.name}", daemon=True)
+                self._thread.start()
+            self._queue.put(query)
+        return query.future.result(timeout=timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Answer what is queued, then stop the worker."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout_s)
+
+    def _gather(self, first: PendingQuery) -> tuple[list[PendingQuery], bool]:
+        batch, size = [first], len(first.inputs)
+        deadline = first.enqueued_at + self.max_wait_s
+        while size < self.max_batch:
+            try:
+                remaining = deadline - time.perf_counter()
+                nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                return batch, True
+            batch.append(nxt)
+            size += len(nxt.inputs)
+        return batch, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch, stop = self._gather(first)
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[PendingQuery]) -> None:
+        try:
+            results = self._process(batch)
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch processor returned {len(results)} results for {len(batch)} queries")
+        except BaseException as exc:  # every waiting request gets the error instead of hanging
+            for query in batch:
+                query.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for query, result in zip(batch, results, strict=True):
+                query.future.set_result(result)
+        self.batches += 1
+        self.queries += len(batch)
+        if self._observe is not None:
+            self._observe(len(batch), sum(len(q.inputs) for q in batch))

@@ -1,0 +1,86 @@
+"""Micro-batching: concurrent queries share forward passes, answers go to the right caller, errors too."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.batching import BatcherClosedError, MicroBatcher, PendingQuery
+from tests.service.helpers import ServiceData
+
+CONCURRENT = 16
+
+
+class SlowDoubler:
+    """A fake forward pass: doubles every input, takes 20 ms per batch, records the batch sizes."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def __call__(self, batch: list[PendingQuery]) -> list[Any]:
+        time.sleep(0.02)
+        self.sizes.append(sum(len(q.inputs) for q in batch))
+        if any(x == "boom" for q in batch for x in q.inputs):
+            raise ValueError("boom")
+        return [[2 * x for x in q.inputs][:q.k] for q in batch]
+
+
+def test_concurrent_queries_are_batched_and_answered_in_order() -> None:
+    process = SlowDoubler()
+    observed: list[tuple[int, int]] = []
+    batcher = MicroBatcher("t", process, max_batch=8, max_wait_ms=50, observe=lambda q, n: observed.append((q, n)))
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        answers = list(pool.map(lambda i: batcher.submit([i, i + 100], k=2), range(CONCURRENT)))
+    assert answers == [[2 * i, 2 * (i + 100)] for i in range(CONCURRENT)]
+    assert batcher.queries == CONCURRENT and batcher.batches < CONCURRENT / 2
+    assert max(process.sizes) <= 8 and sum(process.sizes) == 2 * CONCURRENT
+    assert [n for _, n in observed] == process.sizes
+    batcher.close()
+    with pytest.raises(BatcherClosedError):
+        batcher.submit([1], k=1)
+
+
+def test_an_error_reaches_every_query_of_its_batch_and_the_worker_survives() -> None:
+    batcher = MicroBatcher("t", SlowDoubler(), max_batch=64, max_wait_ms=100)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(batcher.submit, [x], 1) for x in ("boom", 1, 2, 3)]
+        errors = [f.exception(timeout=10) for f in futures]
+    assert all(isinstance(e, ValueError) for e in errors), errors  # one batch: all four share the failure
+    assert batcher.submit([5], k=1) == [10]
+    batcher.close()
+
+
+def test_a_lone_query_waits_at_most_max_wait() -> None:
+    batcher = MicroBatcher("t", lambda batch: [q.inputs for q in batch], max_batch=64, max_wait_ms=30)
+    started = time.perf_counter()
+    assert batcher.submit(["x"], k=1) == ["x"]
+    assert time.perf_counter() - started < 1.0
+    batcher.close()
+
+
+def test_concurrent_http_queries_share_forward_passes(client: TestClient, service_data: ServiceData) -> None:
+    """16 concurrent text searches through the app: fewer forward passes than requests, same answers."""
+    batcher = client.app.state.registry.get("texts").batcher  # type: ignore[attr-defined]
+    texts = [q["text"] for q in service_data.query_texts[:CONCURRENT]]
+    alone = [client.post("/v1/texts/search", json={"text": t, "k": 3}).json()["results"] for t in texts]
+    batcher.max_wait_s, before = 0.2, batcher.batches
+    barrier = threading.Barrier(CONCURRENT)
+
+    def search(text: str) -> Any:
+        barrier.wait(10)
+        return client.post("/v1/texts/search", json={"text": text, "k": 3}).json()["results"]
+
+    try:
+        with ThreadPoolExecutor(CONCURRENT) as pool:
+            together = list(pool.map(search, texts))
+    finally:
+        batcher.max_wait_s = 0.002
+    assert batcher.batches - before < CONCURRENT / 2, f"{batcher.batches - before} passes for {CONCURRENT}"
+    assert [[h["id"] for h in r] for r in together] == [[h["id"] for h in r] for r in alone]
+    for got, want in zip(together, alone, strict=True):
+        assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want], abs=1e-4)

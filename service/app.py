@@ -12,8 +12,10 @@ from fastapi import FastAPI
 from service.errors import install_error_handlers
 from service.jobs import JobManager
 from service.limits import BodySizeLimitMiddleware
+from service.metrics import Metrics
+from service.observability import ObservabilityMiddleware, install_log_record_factory
 from service.registry import Registry
-from service.routers import collections, health, jobs, reindex, search
+from service.routers import collections, health, jobs, metrics, reindex, search
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,8 +32,11 @@ Every error has the same shape: `{"error": {"code": "...", "message": "...", "de
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; collections load in a background thread at startup (``/readyz`` is 503 until then)."""
     settings = settings or Settings()
-    registry = Registry(settings)
+    install_log_record_factory()
+    app_metrics = Metrics()
+    registry = Registry(settings, metrics=app_metrics)
     job_manager = JobManager(settings)
+    app_metrics.bind(registry, job_manager)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -45,9 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.jobs = job_manager
+    app.state.metrics = app_metrics
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, default_max_bytes=settings.max_request_bytes,
                        max_bytes_by_path={"/v1/images/search": settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES})
-    for module in (search, reindex, jobs, collections, health):
+    app.add_middleware(ObservabilityMiddleware, metrics=app_metrics)  # outermost: sees 413s too
+    for module in (search, reindex, jobs, collections, health, metrics):
         app.include_router(module.router)
     return app

@@ -99,6 +99,12 @@ class JobManager:
                 raise JobNotFoundError(f"no job {job_id!r}")
             return job.to_schema()
 
+    def counts_by_state(self) -> dict[str, int]:
+        """How many remembered jobs are in each state."""
+        with self._lock:
+            states = [job.status for job in self._jobs.values()]
+        return {state: states.count(state) for state in set(states)}
+
     def _progress(self, job: Job) -> Callable[[int, int], None]:
         def update(done: int, total: int) -> None:
             with self._lock:

@@ -30,7 +30,8 @@ from service.errors import (
     NotReadyError,
     WrongModalityError,
 )
-from service.querying import QueryAnswer, embed_and_search
+from service.metrics import Metrics
+from service.querying import QueryAnswer, StageObserver, embed_and_search
 from service.schemas import CollectionSummary
 from service.settings import Settings
 
@@ -87,20 +88,24 @@ class LoadedCollection:
         self.embedder = embedder
         self.snapshot = snapshot
         self.batcher: MicroBatcher | None = None
+        self.observe_stage: StageObserver = lambda stage, seconds: None
 
     @property
     def name(self) -> str:
         return self.info.name
 
-    def start_batching(self, *, max_batch: int, max_wait_ms: float, observe: BatchObserver | None = None) -> None:
+    def start_batching(self, *, max_batch: int, max_wait_ms: float, observe: BatchObserver | None = None,
+                       observe_stage: StageObserver | None = None) -> None:
         """Answer ``query`` calls through a micro-batcher (one forward pass and one search per batch)."""
-        self.batcher = MicroBatcher(self.name, lambda batch: embed_and_search(self, batch), max_batch=max_batch,
-                                    max_wait_ms=max_wait_ms, observe=observe)
+        if observe_stage is not None:
+            self.observe_stage = observe_stage
+        self.batcher = MicroBatcher(self.name, lambda batch: embed_and_search(self, batch, self.observe_stage),
+                                    max_batch=max_batch, max_wait_ms=max_wait_ms, observe=observe)
 
     def query(self, inputs: Sequence[Any], k: int) -> QueryAnswer:
         """Embed ``inputs`` (images or texts, by modality) and search; batched with concurrent queries."""
         if self.batcher is None:
-            return embed_and_search(self, [PendingQuery(inputs=inputs, k=k)])[0]
+            return embed_and_search(self, [PendingQuery(inputs=inputs, k=k)], self.observe_stage)[0]
         return self.batcher.submit(inputs, k)
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[str | None, list[list[Hit]]]:
@@ -161,8 +166,9 @@ class LoadFailure:
 class Registry:
     """All collections of ``settings.collections_dir``; filled once by ``load_all`` (in a thread)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.collections: dict[str, LoadedCollection] = {}
         self.failures: dict[str, LoadFailure] = {}
         self.pending: list[CollectionInfo] = []
@@ -197,8 +203,10 @@ class Registry:
                     self.settings.collections_dir, info, device=self.settings.device,
                     search_params=self.settings.search_params,
                     verify_hash=self.settings.verify_embedder_hash, embedders=embedders)
-                self.collections[info.name].start_batching(max_batch=self.settings.batch_max_size,
-                                                           max_wait_ms=self.settings.batch_max_wait_ms)
+                self.collections[info.name].start_batching(
+                    max_batch=self.settings.batch_max_size, max_wait_ms=self.settings.batch_max_wait_ms,
+                    observe=self.metrics.batch_observer(info.name) if self.metrics else None,
+                    observe_stage=self.metrics.stage_observer(info.name) if self.metrics else None)
             except Exception as exc:  # any broken bundle must leave the others served
                 logger.error("collection %r is not served: %s", info.name, exc)
                 self.failures[info.name] = LoadFailure(info, f"{type(exc).__name__}: {exc}")

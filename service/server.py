@@ -8,6 +8,7 @@ import logging
 import uvicorn
 
 from service.app import create_app
+from service.observability import LOG_FORMAT, install_log_record_factory
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,9 +39,10 @@ def serve(settings: Settings | None = None) -> None:
     """Serve the API on ``settings.host:settings.port`` until interrupted (one process)."""
     settings = settings or Settings()
     check_host(settings)
+    install_log_record_factory()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=settings.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                            format=LOG_FORMAT)
     logger.info("serving collections of %s on http://%s:%d", settings.collections_dir, settings.host,
                 settings.port)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,

@@ -8,6 +8,7 @@ the queries of many concurrent requests at once; nothing blocking runs on the ev
 from __future__ import annotations
 
 import re
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
@@ -60,6 +61,7 @@ def search_images(
                                    details={"limit_bytes": settings.max_upload_bytes})
     if not data:
         raise EmptyUploadError("the uploaded file is empty")
+    started = time.perf_counter()
     try:
         image = decode_image(data)
     except ImageDecodeError as exc:
@@ -67,6 +69,7 @@ def search_images(
         raise UnsupportedMediaError("the upload is not an image in an accepted format",
                                     details={"reason": reason,
                                              "accepted_formats": sorted(ALLOWED_IMAGE_FORMATS)}) from exc
+    target.observe_stage("decode", time.perf_counter() - started)
     answer = target.query([image], k)
     return ImageSearchResponse(collection=target.name, version=answer.version, results=to_schema(answer.hits[0]))
 

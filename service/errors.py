@@ -36,6 +36,18 @@ class ApiError(StarletteHTTPException):
         self.details = details
 
 
+class UnauthorizedError(ApiError):
+    status, code = 401, "unauthorized"
+
+    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.headers = headers
+
+
+class ForbiddenError(ApiError):
+    status, code = 403, "forbidden"
+
+
 class CollectionNotFoundError(ApiError):
     status, code = 404, "collection_not_found"
 

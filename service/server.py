@@ -29,20 +29,36 @@ def is_loopback(host: str) -> bool:
 
 
 def check_host(settings: Settings) -> None:
-    """Refuse a non-loopback host unless ``allow_non_loopback`` is set (there is no authentication yet)."""
-    if not is_loopback(settings.host) and not settings.allow_non_loopback:
-        raise UnsafeHostError(f"refusing to bind {settings.host!r}: the API has no authentication yet; bind "
-                              "127.0.0.1, or set ARCSEARCH_ALLOW_NON_LOOPBACK=true behind a trusted proxy")
+    """Refuse a non-loopback host when no API key is configured, unless ``allow_non_loopback`` is set.
+
+    With keys configured any host may be bound. Without keys every route is open, so the service binds
+    loopback only and says so; ``allow_non_loopback`` (kept for containers that publish the port on the
+    host's loopback only) overrides that with a loud warning.
+    """
+    if settings.auth_enabled:
+        logger.info("API keys configured: %d read-only, %d admin", len(settings.read_key_set),
+                    len(settings.admin_key_set))
+        return
+    if is_loopback(settings.host):
+        logger.warning("no API keys configured (ARCSEARCH_READ_KEYS / ARCSEARCH_ADMIN_KEYS): every route is open, "
+                       "so the service binds loopback only (%s)", settings.host)
+        return
+    if not settings.allow_non_loopback:
+        raise UnsafeHostError(f"refusing to bind {settings.host!r}: no authentication, since no API keys are "
+                              "configured; set ARCSEARCH_READ_KEYS / ARCSEARCH_ADMIN_KEYS, or bind 127.0.0.1")
+    logger.warning("!!! UNAUTHENTICATED: binding %s with no API keys because ARCSEARCH_ALLOW_NON_LOOPBACK is set; "
+                   "anyone who reaches this port can search, re-index and delete. Configure API keys. !!!",
+                   settings.host)
 
 
 def serve(settings: Settings | None = None) -> None:
     """Serve the API on ``settings.host:settings.port`` until interrupted (one process)."""
     settings = settings or Settings()
-    check_host(settings)
     install_log_record_factory()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=settings.log_level.upper(),
                             format=LOG_FORMAT)
+    check_host(settings)
     logger.info("serving collections of %s on http://%s:%d", settings.collections_dir, settings.host,
                 settings.port)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -22,7 +22,10 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    allow_non_loopback: bool = Field(False, description="bind a non-loopback host (there is no auth yet)")
+    allow_non_loopback: bool = Field(False, description="bind a non-loopback host without API keys "
+                                     "(a loud warning; only behind something that authenticates)")
+    read_keys: SecretStr = Field(SecretStr(""), description="comma-separated read-only API keys")
+    admin_keys: SecretStr = Field(SecretStr(""), description="comma-separated admin API keys")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     max_upload_bytes: int = Field(8 * MiB, ge=1, description="largest image upload, bytes")
@@ -41,3 +44,20 @@ class Settings(BaseSettings):
                                      description="micro-batching: longest wait for more queries after the first")
     keep_jobs: int = Field(200, ge=1, description="finished jobs remembered for GET /v1/jobs/{id}")
     verify_embedder_hash: bool = Field(True, description="re-hash embedder weights at load")
+
+    @property
+    def read_key_set(self) -> frozenset[str]:
+        return _split_keys(self.read_keys.get_secret_value())
+
+    @property
+    def admin_key_set(self) -> frozenset[str]:
+        return _split_keys(self.admin_keys.get_secret_value())
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether any API key is configured (then every route but health, docs and the page needs one)."""
+        return bool(self.read_key_set or self.admin_key_set)
+
+
+def _split_keys(value: str) -> frozenset[str]:
+    return frozenset(key.strip() for key in value.split(",") if key.strip())

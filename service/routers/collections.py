@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from service.auth import ReadAccess
 from service.deps import RegistryDep
 from service.schemas import CollectionsResponse
 
-router = APIRouter(prefix="/v1", tags=["collections"])
+router = APIRouter(prefix="/v1", tags=["collections"], dependencies=[ReadAccess])
 
 
 @router.get("/collections", response_model=CollectionsResponse,

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from service.auth import ReadAccess
 from service.deps import JobsDep
 from service.schemas import ErrorResponse, JobStatus
 
-router = APIRouter(prefix="/v1", tags=["reindex"])
+router = APIRouter(prefix="/v1", tags=["reindex"], dependencies=[ReadAccess])
 
 
 @router.get("/jobs/{job_id}", response_model=JobStatus, summary="State and progress of a re-index job",

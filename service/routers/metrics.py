@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-router = APIRouter(tags=["metrics"])
+from service.auth import ReadAccess
+
+router = APIRouter(tags=["metrics"], dependencies=[ReadAccess])
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics (text format)",

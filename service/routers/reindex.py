@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 
 from index.build import CorpusItem, InlineImage, read_source
 from index.corpus import TextItem
+from service.auth import AdminAccess
 from service.deps import JobsDep, RegistryDep, SettingsDep
 from service.errors import InvalidSourceError, WrongModalityError, validation_error
 from service.jobs import ItemLoader
@@ -18,9 +19,9 @@ from service.registry import LoadedCollection
 from service.schemas import ErrorResponse, JobAccepted, ReindexItem, ReindexRequest
 from service.sources import inside_root, resolve_source
 
-router = APIRouter(prefix="/v1", tags=["reindex"])
+router = APIRouter(prefix="/v1", tags=["reindex"], dependencies=[AdminAccess])
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 403, 404, 409, 413, 422, 503)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
 
 
 def source_loader(target: LoadedCollection, data_root: Path, source: str) -> ItemLoader:

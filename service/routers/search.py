@@ -15,6 +15,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from index.preprocess import ALLOWED_IMAGE_FORMATS, ImageDecodeError, decode_image
 from index.store import Hit
+from service.auth import ReadAccess
 from service.deps import RegistryDep, SettingsDep
 from service.errors import EmptyUploadError, PayloadTooLargeError, UnsupportedMediaError, validation_error
 from service.schemas import (
@@ -27,9 +28,9 @@ from service.schemas import (
     TextSearchResponse,
 )
 
-router = APIRouter(prefix="/v1", tags=["search"])
+router = APIRouter(prefix="/v1", tags=["search"], dependencies=[ReadAccess])
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 422, 503)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 422, 503)}
 
 
 def check_k(k: int, max_k: int) -> None:

@@ -1,7 +1,8 @@
 """Embedding a corpus with an embedder bundle and building an index bundle from it.
 
 Images come from a folder of class sub-folders (or inline bytes); texts from a .jsonl/.csv file
-(or inline strings). Unreadable images are skipped with a warning and counted, never fatal.
+(or inline strings). Unreadable images and empty texts are skipped, reported and counted; a caller's
+failure callback decides whether too many of them abort the build.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from index.store import IndexStore
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (items done, items total)
+FailureCallback = Callable[[str, str], None]  # (item id, reason); may raise to abort the build
 
 
 class IndexBuildError(ValueError):
@@ -84,15 +86,19 @@ def _item_modality(item: CorpusItem) -> str:
     return "text" if isinstance(item, TextItem) else "image"
 
 
-def _embed_image_batch(embedder: Any, batch: Sequence[ImageItem | InlineImage],
-                       batch_size: int) -> tuple[np.ndarray, list[ItemRecord]]:
+def _log_failure(item_id: str, reason: str) -> None:
+    logger.warning("skipping item %s: %s", item_id, reason)
+
+
+def _embed_image_batch(embedder: Any, batch: Sequence[ImageItem | InlineImage], batch_size: int,
+                       on_failure: FailureCallback) -> tuple[np.ndarray, list[ItemRecord]]:
     images: list[Image.Image] = []
     records: list[ItemRecord] = []
     for item in batch:
         try:
             images.append(decode_image(item.data if isinstance(item, InlineImage) else item.path))
         except ImageDecodeError as exc:
-            logger.warning("skipping image %s: %s", item.item_id, exc)
+            on_failure(item.item_id, f"unreadable image: {exc}")
             continue
         if isinstance(item, InlineImage):
             records.append(ItemRecord(item.item_id, item.label, "inline", dict(item.metadata)))
@@ -102,8 +108,14 @@ def _embed_image_batch(embedder: Any, batch: Sequence[ImageItem | InlineImage],
     return (vectors if vectors is not None else np.zeros((0, embedder.dim), np.float32)), records
 
 
-def _embed_text_batch(embedder: Any, batch: Sequence[TextItem],
-                      batch_size: int) -> tuple[np.ndarray, list[ItemRecord]]:
+def _embed_text_batch(embedder: Any, batch: Sequence[TextItem], batch_size: int,
+                      on_failure: FailureCallback) -> tuple[np.ndarray, list[ItemRecord]]:
+    for item in batch:
+        if not item.text.strip():
+            on_failure(item.item_id, "empty text")
+    batch = [item for item in batch if item.text.strip()]
+    if not batch:
+        return np.zeros((0, embedder.dim), np.float32), []
     vectors = embedder.embed_texts([item.text for item in batch], batch_size=batch_size)
     records = [ItemRecord(item.item_id, item.label, "", {**item.metadata, "text": item.text})
                for item in batch]
@@ -111,8 +123,12 @@ def _embed_text_batch(embedder: Any, batch: Sequence[TextItem],
 
 
 def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch_size: int = 64,
-                 progress: ProgressCallback | None = None, show_progress: bool = True) -> EmbeddedCorpus:
-    """Embed ``items`` in batches with a tqdm bar; unreadable images are skipped, logged and counted.
+                 progress: ProgressCallback | None = None, show_progress: bool = True,
+                 on_failure: FailureCallback | None = None) -> EmbeddedCorpus:
+    """Embed ``items`` in batches with a tqdm bar; unreadable images and empty texts are skipped and counted.
+
+    Each skipped item is reported to ``on_failure(item_id, reason)`` (default: a log warning); the
+    callback may raise to abort the whole build (a policy such as "at most N failures").
 
     Text records keep the text in ``metadata["text"]``; image records name their file in ``source``.
     """
@@ -130,10 +146,11 @@ def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch
               disable=not show_progress) as bar:
         for start in range(0, len(items), batch_size):
             batch = items[start:start + batch_size]
+            report = on_failure or _log_failure
             if embedder.modality == "image":
-                vectors, batch_records = _embed_image_batch(embedder, batch, batch_size)  # type: ignore[arg-type]
+                vectors, batch_records = _embed_image_batch(embedder, batch, batch_size, report)  # type: ignore[arg-type]
             else:
-                vectors, batch_records = _embed_text_batch(embedder, batch, batch_size)  # type: ignore[arg-type]
+                vectors, batch_records = _embed_text_batch(embedder, batch, batch_size, report)  # type: ignore[arg-type]
             chunks.append(vectors)
             records.extend(batch_records)
             done += len(batch)
@@ -148,11 +165,11 @@ def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch
 
 
 def build_store(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, factory: str = "Flat", batch_size: int = 64,
-                source: str = "", progress: ProgressCallback | None = None,
-                show_progress: bool = True) -> tuple[IndexStore, EmbeddedCorpus]:
+                source: str = "", progress: ProgressCallback | None = None, show_progress: bool = True,
+                on_failure: FailureCallback | None = None) -> tuple[IndexStore, EmbeddedCorpus]:
     """Embed ``items`` and build an in-memory IndexStore; returns it with the embedded corpus."""
     corpus = embed_corpus(embedder, items, batch_size=batch_size, progress=progress,
-                          show_progress=show_progress)
+                          show_progress=show_progress, on_failure=on_failure)
     if not corpus.records:
         raise IndexBuildError(f"none of the {len(items)} items could be read; nothing to index")
     store = IndexStore.build(corpus.vectors, corpus.records, modality=embedder.modality,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            job_manager.store  # noqa: B018 -- opens the job file; marks jobs a dead process left running
+        except (OSError, sqlite3.Error) as exc:
+            logger.error("cannot open the job file %s: %s", settings.jobs_db_path, exc)
         loader = threading.Thread(target=registry.load_all, name="arcsearch-load", daemon=True)
         loader.start()
         yield

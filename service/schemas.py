@@ -114,7 +114,7 @@ class ReindexRequest(BaseModel):
         return self
 
 
-JobState = Literal["queued", "running", "succeeded", "failed"]
+JobState = Literal["queued", "running", "succeeded", "failed", "interrupted"]
 
 
 class JobAccepted(BaseModel):
@@ -125,6 +125,12 @@ class JobAccepted(BaseModel):
 class JobProgress(BaseModel):
     done: int = Field(0, description="items embedded so far")
     total: int = Field(0, description="items to embed (0 until the source is read)")
+    failed: int = Field(0, description="items that could not be indexed so far")
+
+
+class JobFailure(BaseModel):
+    id: str = Field(description="the item's external id")
+    reason: str
 
 
 class JobStatus(BaseModel):
@@ -135,7 +141,8 @@ class JobStatus(BaseModel):
     error: str | None = None
     version: str | None = Field(None, description="the published index version, once succeeded")
     num_items: int | None = None
-    skipped: int | None = Field(None, description="items skipped as unreadable")
+    skipped: int | None = Field(None, description="items skipped as unreadable (= progress.failed)")
+    failures: list[JobFailure] = Field(default_factory=list, description="failed items (the first 100)")
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None

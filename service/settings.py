@@ -43,7 +43,14 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(2.0, ge=0, le=1000,
                                      description="micro-batching: longest wait for more queries after the first")
     keep_jobs: int = Field(200, ge=1, description="finished jobs remembered for GET /v1/jobs/{id}")
+    jobs_db: Path | None = Field(None, description="SQLite file of re-index jobs; default "
+                                 "<collections_dir>/jobs.sqlite")
+    job_max_failures: int = Field(100, ge=0, description="a re-index job aborts when more items than this fail")
     verify_embedder_hash: bool = Field(True, description="re-hash embedder weights at load")
+
+    @property
+    def jobs_db_path(self) -> Path:
+        return self.jobs_db if self.jobs_db is not None else self.collections_dir / "jobs.sqlite"
 
     @property
     def read_key_set(self) -> frozenset[str]:

@@ -57,6 +57,20 @@ def test_embed_corpus_refuses_other_modality_and_duplicate_ids() -> None:
         embed_corpus(FakeTextEmbedder(), texts(2) + texts(1), show_progress=False)
 
 
+def test_failed_items_go_to_the_callback_which_may_abort() -> None:
+    items = texts(3) + [TextItem("blank", "   ", "x")] + texts(6)[3:]
+    failures: list[tuple[str, str]] = []
+    corpus = embed_corpus(FakeTextEmbedder(), items, batch_size=2, show_progress=False,
+                          on_failure=lambda item_id, reason: failures.append((item_id, reason)))
+    assert failures == [("blank", "empty text")] and corpus.skipped == 1 and len(corpus.records) == 6
+
+    def abort(item_id: str, reason: str) -> None:
+        raise RuntimeError(f"too many: {item_id}")
+
+    with pytest.raises(RuntimeError, match="too many: blank"):
+        embed_corpus(FakeTextEmbedder(), items, show_progress=False, on_failure=abort)
+
+
 def test_build_store_from_fake_embedder_finds_each_text_itself() -> None:
     store, _ = build_store(FakeTextEmbedder(), texts(30), show_progress=False)
     hits = store.search(FakeTextEmbedder().embed_texts(["text number 7"]), 1)

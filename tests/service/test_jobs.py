@@ -1,0 +1,70 @@
+"""Re-index jobs: state in SQLite across restarts, per-item failures, the max-failures policy."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.jobstore import JobStore
+from tests.service.helpers import ServiceData
+from tests.service.test_app import png_base64, wait_job
+
+
+def test_jobs_survive_a_restart_and_running_ones_become_interrupted(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store.create("done1", "texts", "a.jsonl")
+    store.update("done1", status="succeeded", done=3, total=3, num_items=3, version="v1")
+    store.create("run1", "texts", "b.jsonl")
+    store.update("run1", status="running", done=1, total=3)
+    assert store.add_failure("run1", "t7", "empty text") == 1
+    store.close()
+    reopened = JobStore(tmp_path / "jobs.sqlite")
+    assert reopened.mark_interrupted() == ["run1"]
+    done, run = reopened.get("done1"), reopened.get("run1")
+    assert done is not None and run is not None
+    assert (done.status, done.version, done.progress.done) == ("succeeded", "v1", 3)
+    assert run.status == "interrupted" and "stopped" in (run.error or "") and run.finished_at
+    assert (run.progress.failed, [(f.id, f.reason) for f in run.failures]) == (1, [("t7", "empty text")])
+    assert reopened.counts_by_state() == {"succeeded": 1, "interrupted": 1}
+    reopened.prune(1)
+    assert reopened.get("done1") is None or reopened.get("run1") is None
+
+
+def junk_items(service_data: ServiceData, junk: int) -> list[dict]:
+    from PIL import Image
+
+    faces = [Image.open(service_data.faces_dir / "s9" / f"{n}.pgm") for n in (1, 2)]
+    items = [{"id": f"ok-{i}", "image_base64": png_base64(face), "label": "s9"} for i, face in enumerate(faces)]
+    return items + [{"id": f"junk-{i}", "image_base64": base64.b64encode(b"GIF89a broken").decode()}
+                    for i in range(junk)]
+
+
+@pytest.fixture()
+def strict(client: TestClient) -> Iterator[TestClient]:
+    jobs = client.app.state.jobs  # type: ignore[attr-defined]
+    plain = jobs.settings
+    jobs.settings = plain.model_copy(update={"job_max_failures": 1})
+    try:
+        yield client
+    finally:
+        jobs.settings = plain
+
+
+def test_failed_items_are_reported_and_too_many_abort_the_job(strict: TestClient, service_data: ServiceData) -> None:
+    body = {"collection": "scratch-images", "items": junk_items(service_data, 1)}
+    job = wait_job(strict, strict.post("/v1/reindex", json=body).json()["job_id"])
+    assert job["status"] == "succeeded" and job["num_items"] == 2, job
+    assert job["progress"]["failed"] == 1 and job["failures"][0]["id"] == "junk-0"
+    assert "unreadable image" in job["failures"][0]["reason"]
+    version = job["version"]
+
+    body = {"collection": "scratch-images", "items": junk_items(service_data, 2)}
+    job = wait_job(strict, strict.post("/v1/reindex", json=body).json()["job_id"])
+    assert job["status"] == "failed" and "JOB_MAX_FAILURES" in job["error"], job
+    assert [f["id"] for f in job["failures"]] == ["junk-0", "junk-1"]
+    listed = {c["name"]: c for c in strict.get("/v1/collections").json()["collections"]}
+    assert listed["scratch-images"]["version"] == version  # the aborted job changed nothing

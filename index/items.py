@@ -1,5 +1,8 @@
 """The item table of an index bundle: FAISS id -> external id, label, source, metadata.
 
+Published tables are immutable; ``OverlayItems`` layers upserts and deletes over one, and ``ChangeLog``
+keeps those changes durable beside the collection until the next re-index replaces them.
+
 On disk it is ``items.sqlite`` with one table::
 
     items(faiss_id INTEGER PRIMARY KEY, external_id TEXT UNIQUE, label TEXT, source TEXT, metadata JSON)
@@ -43,6 +46,16 @@ class ItemLookup(Protocol):
 
     def iter_records(self) -> Iterator[ItemRecord]: ...
 
+    def find(self, external_id: str) -> int | None: ...
+
+    def matching(self, label: str | None, metadata: dict[str, Any]) -> list[int]: ...
+
+
+def metadata_matches(record: ItemRecord, label: str | None, metadata: dict[str, Any]) -> bool:
+    """Whether ``record`` has ``label`` (if given) and every ``metadata`` field equal to the value given."""
+    return (label is None or record.label == label) and all(
+        key in record.metadata and record.metadata[key] == value for key, value in metadata.items())
+
 
 def check_unique_ids(records: Sequence[ItemRecord]) -> None:
     """Raise ItemTableError naming a duplicate external id, if any."""
@@ -68,6 +81,12 @@ class MemoryItems:
 
     def iter_records(self) -> Iterator[ItemRecord]:
         return iter(self._records)
+
+    def find(self, external_id: str) -> int | None:
+        return next((i for i, r in enumerate(self._records) if r.external_id == external_id), None)
+
+    def matching(self, label: str | None, metadata: dict[str, Any]) -> list[int]:
+        return [i for i, r in enumerate(self._records) if metadata_matches(r, label, metadata)]
 
 
 def write_items(path: Path, records: Iterable[ItemRecord]) -> int:
@@ -131,6 +150,122 @@ class SqliteItems:
         with self._lock:
             rows = self._conn.execute("SELECT * FROM items ORDER BY faiss_id").fetchall()
         return (_record(row) for row in rows)
+
+    def find(self, external_id: str) -> int | None:
+        with self._lock:
+            row = self._conn.execute("SELECT faiss_id FROM items WHERE external_id = ?", (external_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def matching(self, label: str | None, metadata: dict[str, Any]) -> list[int]:
+        """FAISS ids of items with ``label`` (if given) and every metadata field equal to the value given."""
+        clauses, params = ["1 = 1"], []
+        if label is not None:
+            clauses.append("label = ?")
+            params.append(label)
+        for key, value in metadata.items():
+            clauses.append("json_extract(metadata, ?) = ?")  # the path is a bound parameter too
+            params += [f'$."{key}"' if key.replace("_", "").replace("-", "").isalnum() else "$.__invalid__", value]
+        query = f"SELECT faiss_id FROM items WHERE {' AND '.join(clauses)}"  # only fixed clauses are formatted in
+        with self._lock:
+            return [int(row[0]) for row in self._conn.execute(query, params)]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class OverlayItems:
+    """A published item table plus in-memory upserts and deletes (FAISS ids of new items follow the base's)."""
+
+    def __init__(self, base: ItemLookup) -> None:
+        self.base = base
+        self.added: dict[int, ItemRecord] = {}
+        self._added_ids: dict[str, int] = {}
+        self.deleted: set[int] = set()  # base ids
+        self.next_id = len(base)
+
+    def __len__(self) -> int:
+        return len(self.base) - len(self.deleted) + len(self.added)
+
+    def get_many(self, ids: Sequence[int]) -> dict[int, ItemRecord]:
+        found = {i: self.added[i] for i in ids if i in self.added}
+        base_ids = [i for i in ids if i not in self.added and i not in self.deleted]
+        return found | (self.base.get_many(base_ids) if base_ids else {})
+
+    def iter_records(self) -> Iterator[ItemRecord]:
+        live = [r for i, r in enumerate(self.base.iter_records()) if i not in self.deleted]
+        return iter(live + list(self.added.values()))
+
+    def find(self, external_id: str) -> int | None:
+        if external_id in self._added_ids:
+            return self._added_ids[external_id]
+        found = self.base.find(external_id)
+        return None if found is None or found in self.deleted else found
+
+    def matching(self, label: str | None, metadata: dict[str, Any]) -> list[int]:
+        base = [i for i in self.base.matching(label, metadata) if i not in self.deleted]
+        return base + [i for i, r in self.added.items() if metadata_matches(r, label, metadata)]
+
+    def add(self, faiss_id: int, record: ItemRecord) -> None:
+        self.added[faiss_id] = record
+        self._added_ids[record.external_id] = faiss_id
+        self.next_id = max(self.next_id, faiss_id + 1)
+
+    def remove(self, faiss_id: int) -> None:
+        record = self.added.pop(faiss_id, None)
+        if record is not None:
+            self._added_ids.pop(record.external_id, None)
+        elif faiss_id < len(self.base):
+            self.deleted.add(faiss_id)
+
+
+CHANGES_SCHEMA = ("CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                  "base_version TEXT NOT NULL, op TEXT NOT NULL, external_id TEXT NOT NULL, faiss_id INTEGER, "
+                  "label TEXT, source TEXT, metadata JSON, vector BLOB)")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One upsert (with its record, FAISS id and float32 vector) or delete, made on top of ``base_version``."""
+
+    op: str
+    external_id: str
+    faiss_id: int | None = None
+    record: ItemRecord | None = None
+    vector: bytes | None = None
+
+
+class ChangeLog:
+    """Durable upserts and deletes of a collection since its live version was published (SQLite, WAL)."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute(CHANGES_SCHEMA)
+
+    def append(self, base_version: str, change: Change) -> None:
+        r = change.record
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO changes (base_version, op, external_id, faiss_id, label, source, metadata, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (base_version, change.op, change.external_id, change.faiss_id, r.label if r else None,
+                 r.source if r else None, json.dumps(r.metadata, sort_keys=True) if r else None, change.vector))
+
+    def replay(self, base_version: str) -> list[Change]:
+        with self._lock:
+            rows = self._conn.execute("SELECT op, external_id, faiss_id, label, source, metadata, vector FROM changes "
+                                      "WHERE base_version = ? ORDER BY seq", (base_version,)).fetchall()
+        return [Change(op, ext, fid, ItemRecord(ext, label, source, json.loads(meta)) if op == "upsert" else None, vec)
+                for op, ext, fid, label, source, meta, vec in rows]
+
+    def discard_except(self, base_version: str) -> None:
+        """Forget changes made on top of other versions (a re-index replaced them)."""
+        with self._lock:
+            self._conn.execute("DELETE FROM changes WHERE base_version != ?", (base_version,))
 
     def close(self) -> None:
         with self._lock:

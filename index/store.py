@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import numpy as np
 
 from index.bundle import EmbedderManifest, IndexManifest, Modality, read_index_manifest, write_manifest
 from index.durable import fsync_dir, fsync_tree
-from index.items import ItemLookup, ItemRecord, MemoryItems, SqliteItems, write_items
+from index.items import ItemLookup, ItemRecord, MemoryItems, OverlayItems, SqliteItems, write_items
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +126,72 @@ def set_search_params(index: faiss.Index, params: str) -> None:
         raise IndexStoreError(f"cannot apply search parameters {params!r}: {exc}") from exc
 
 
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer blocks new readers (so writes are not starved).
+
+    FAISS allows concurrent searches but not a search concurrent with an add or remove.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+def _inner(index: faiss.Index) -> faiss.Index:
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexIDMap | faiss.IndexIDMap2):
+        return faiss.downcast_index(inner.index)
+    return inner
+
+
+def search_parameters(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParameters:
+    """Parameters that restrict a search of ``index`` to ``selector``, keeping its nprobe / efSearch."""
+    inner = _inner(index)
+    if isinstance(inner, faiss.IndexIVF):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
+    if isinstance(inner, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
+    return faiss.SearchParameters(sel=selector)
+
+
 class IndexStore:
-    """A FAISS index plus its item table and manifest; ``search`` is safe to call from many threads."""
+    """A FAISS index plus its item table and manifest.
+
+    Searches run concurrently under a read lock; ``upsert`` and ``delete`` take the write lock.
+    Index types that cannot remove vectors (HNSW) keep deleted ids as tombstones, excluded inside
+    every search by an IDSelector, until the next re-index rebuilds the index.
+    """
 
     def __init__(self, index: faiss.Index, items: ItemLookup, manifest: IndexManifest) -> None:
         if index.ntotal != len(items) or manifest.num_items != len(items):
@@ -136,9 +202,11 @@ class IndexStore:
         self.index = index
         self.items = items
         self.manifest = manifest
+        self.lock = ReadWriteLock()
+        self.tombstones: set[int] = set()
 
     def __len__(self) -> int:
-        return int(self.index.ntotal)
+        return len(self.items)
 
     @property
     def dim(self) -> int:
@@ -196,8 +264,15 @@ class IndexStore:
         set_search_params(index, search_params)
         return cls(index, SqliteItems(folder / ITEMS_FILE), manifest)
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        """The ``k`` nearest items of each of the (n, d) queries, best first (fewer if the index is small)."""
+    def search(self, queries: np.ndarray, k: int, *, label: str | None = None,
+               metadata: dict[str, Any] | None = None, min_score: float | None = None,
+               exclude: Sequence[str] = ()) -> list[list[Hit]]:
+        """The ``k`` nearest items of each of the (n, d) queries, best first (fewer if the index is small).
+
+        ``label`` / ``metadata`` restrict the search to matching items inside FAISS (an IDSelector), so
+        ``k`` results come back when ``k`` items match; ``min_score`` drops hits below a cosine
+        similarity; ``exclude`` leaves out items by external id (e.g. the query item itself).
+        """
         if k < 1:
             raise IndexStoreError(f"k must be at least 1, got {k}")
         unit = normalise(queries)
@@ -205,10 +280,93 @@ class IndexStore:
             raise IndexStoreError(f"queries have dimension {unit.shape[1]}, the index {self.dim}")
         if len(unit) == 0:
             return []
-        scores, ids = self.index.search(unit, min(k, len(self)))
-        records = self.items.get_many([int(i) for i in ids.ravel() if i >= 0])
-        return [[self._hit(records[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
-                for row_s, row_i in zip(scores, ids, strict=True)]
+        with self.lock.read():
+            excluded = set(self.tombstones) | {i for i in (self.items.find(e) for e in exclude) if i is not None}
+            allowed = None
+            if label is not None or metadata:
+                allowed = [i for i in self.items.matching(label, metadata or {}) if i not in excluded]
+                if not allowed:
+                    return [[] for _ in range(len(unit))]
+            selector = self._selector(allowed, excluded)
+            params = search_parameters(self.index, selector) if selector is not None else None
+            want = min(k, len(allowed) if allowed is not None else len(self))
+            if want < 1:
+                return [[] for _ in range(len(unit))]
+            scores, ids = self.index.search(unit, want, params=params)
+            records = self.items.get_many([int(i) for i in ids.ravel() if i >= 0])
+        floor = -np.inf if min_score is None else min_score
+        return [[self._hit(records[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True)
+                 if i >= 0 and int(i) in records and s >= floor] for row_s, row_i in zip(scores, ids, strict=True)]
+
+    @staticmethod
+    def _selector(allowed: list[int] | None, excluded: set[int]) -> faiss.IDSelector | None:
+        if allowed is not None:
+            return faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        if excluded:
+            return faiss.IDSelectorNot(faiss.IDSelectorBatch(np.asarray(sorted(excluded), dtype=np.int64)))
+        return None
+
+    @property
+    def supports_delete(self) -> bool:
+        """Whether removed vectors leave the index (else they stay as tombstones until a re-index)."""
+        return not isinstance(_inner(self.index), faiss.IndexHNSW)
+
+    def enable_mutations(self) -> None:
+        """Wrap the item table for upserts and deletes; IVF indexes get a direct map for ``vector_of``."""
+        with self.lock.write():
+            if not isinstance(self.items, OverlayItems):
+                self.items = OverlayItems(self.items)
+            inner = _inner(self.index)
+            if isinstance(inner, faiss.IndexIVF) and inner.direct_map.type == faiss.DirectMap.NoMap:
+                inner.set_direct_map_type(faiss.DirectMap.Hashtable)
+
+    def get(self, external_id: str) -> ItemRecord | None:
+        with self.lock.read():
+            found = self.items.find(external_id)
+            return None if found is None else self.items.get_many([found]).get(found)
+
+    def vector_of(self, external_id: str) -> np.ndarray | None:
+        """The stored (unit) vector of an item, or None if there is no such item."""
+        with self.lock.read():
+            found = self.items.find(external_id)
+            return None if found is None else np.asarray(self.index.reconstruct(int(found)), np.float32)
+
+    def upsert(self, record: ItemRecord, vector: np.ndarray, *, faiss_id: int | None = None) -> int:
+        """Insert or replace ``record`` with its (d,) vector; returns the FAISS id it got."""
+        unit = normalise(np.asarray(vector, np.float32).reshape(1, -1))
+        if unit.shape[1] != self.dim:
+            raise IndexStoreError(f"vector has dimension {unit.shape[1]}, the index {self.dim}")
+        with self.lock.write():
+            items = self._overlay()
+            old = items.find(record.external_id)
+            if old is not None:
+                self._remove(items, old)
+            new_id = items.next_id if faiss_id is None else faiss_id
+            add_vectors(self.index, unit, first_id=new_id)
+            items.add(new_id, record)
+        return new_id
+
+    def delete(self, external_id: str) -> bool:
+        """Remove an item; False if there is none with that id."""
+        with self.lock.write():
+            items = self._overlay()
+            found = items.find(external_id)
+            if found is None:
+                return False
+            self._remove(items, found)
+            return True
+
+    def _overlay(self) -> OverlayItems:
+        if not isinstance(self.items, OverlayItems):
+            raise IndexStoreError("this index is read-only; call enable_mutations() first")
+        return self.items
+
+    def _remove(self, items: OverlayItems, faiss_id: int) -> None:
+        if self.supports_delete:
+            self.index.remove_ids(np.asarray([faiss_id], dtype=np.int64))
+        else:
+            self.tombstones.add(faiss_id)
+        items.remove(faiss_id)
 
     @staticmethod
     def _hit(record: ItemRecord, score: float) -> Hit:

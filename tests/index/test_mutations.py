@@ -1,0 +1,94 @@
+"""Upserts, deletes, filters inside the search, min_score, change log replay, concurrent search and add."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.items import Change, ChangeLog, ItemRecord
+from index.store import IndexStore
+from tests.bundles import unit_vectors
+
+DIM = 16
+FACTORIES = ["Flat", "HNSW16", "IVF4,Flat"]
+
+
+def loaded(tmp_path: Path, factory: str, n: int = 200) -> tuple[IndexStore, np.ndarray]:
+    vectors = unit_vectors(n, DIM, seed=1)
+    records = [ItemRecord(f"id-{i}", f"label-{i % 4}", "", {"parity": i % 2, "name": f"n{i}"}) for i in range(n)]
+    IndexStore.build(vectors, records, modality="text", embedder_sha256="e" * 64, factory=factory).save(tmp_path / "b")
+    store = IndexStore.load(tmp_path / "b", search_params="nprobe=4" if factory.startswith("IVF") else "")
+    store.enable_mutations()
+    return store, vectors
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_upsert_delete_get_and_vector_of(tmp_path: Path, factory: str) -> None:
+    store, vectors = loaded(tmp_path, factory)
+    new = unit_vectors(1, DIM, seed=99)[0]
+    store.upsert(ItemRecord("new", "fresh", "", {"k": 1}), new)
+    assert store.search(new[None], 1)[0][0].external_id == "new" and len(store) == 201
+    store.upsert(ItemRecord("id-5", "moved", "", {}), new)  # replace an old item with a new vector
+    assert store.get("id-5") == ItemRecord("id-5", "moved", "", {}) and len(store) == 201
+    assert {h.external_id for h in store.search(new[None], 2)[0]} == {"new", "id-5"}
+    assert store.delete("new") and not store.delete("new") and store.get("new") is None
+    assert store.search(new[None], 1)[0][0].external_id == "id-5"
+    assert store.delete("id-7") and "id-7" not in {h.external_id for h in store.search(vectors[7][None], 5)[0]}
+    assert np.allclose(store.vector_of("id-3"), vectors[3], atol=1e-5) and store.vector_of("id-7") is None
+    assert len(store) == 199 and store.supports_delete is (factory != "HNSW16")
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_filters_are_applied_inside_the_search(tmp_path: Path, factory: str) -> None:
+    store, vectors = loaded(tmp_path, factory)
+    hits = store.search(vectors[:3], 10, label="label-1")
+    assert all(len(row) == 10 and {h.label for h in row} == {"label-1"} for row in hits)  # k came back
+    row = store.search(vectors[:1], 5, metadata={"parity": 1, "name": "n9"})[0]
+    assert [h.external_id for h in row] == ["id-9"]
+    assert store.search(vectors[:1], 5, label="nope") == [[]]
+    scores = [h.score for h in store.search(vectors[:1], 50, min_score=0.2)[0]]
+    assert scores and min(scores) >= 0.2
+    assert "id-0" not in {h.external_id for h in store.search(vectors[:1], 5, exclude=["id-0"])[0]}
+
+
+def test_change_log_replays_in_order(tmp_path: Path) -> None:
+    log = ChangeLog(tmp_path / "changes.sqlite")
+    log.append("v1", Change("upsert", "a", 10, ItemRecord("a", "x", "", {"n": 1}), b"\0" * 8))
+    log.append("v1", Change("delete", "b"))
+    log.append("v0", Change("delete", "c"))
+    log.close()
+    again = ChangeLog(tmp_path / "changes.sqlite")
+    replayed = [(c.op, c.external_id, c.faiss_id) for c in again.replay("v1")]
+    assert replayed == [("upsert", "a", 10), ("delete", "b", None)]
+    assert again.replay("v1")[0].record == ItemRecord("a", "x", "", {"n": 1})
+    again.discard_except("v1")
+    assert again.replay("v0") == []
+
+
+def test_searches_run_while_items_are_added_and_removed(tmp_path: Path) -> None:
+    store, vectors = loaded(tmp_path, "Flat")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def search() -> None:
+        try:
+            while not stop.is_set():
+                assert len(store.search(vectors[:4], 5)[0]) == 5
+        except BaseException as exc:  # noqa: BLE001 -- reported below
+            errors.append(exc)
+
+    readers = [threading.Thread(target=search) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    extra = unit_vectors(300, DIM, seed=7)
+    for i, vector in enumerate(extra):
+        store.upsert(ItemRecord(f"x-{i}"), vector)
+        if i % 3 == 0:
+            store.delete(f"x-{i}")
+    stop.set()
+    for reader in readers:
+        reader.join(10)
+    assert errors == [] and len(store) == 200 + 200

@@ -56,6 +56,14 @@ class JobNotFoundError(ApiError):
     status, code = 404, "job_not_found"
 
 
+class ItemNotFoundError(ApiError):
+    status, code = 404, "item_not_found"
+
+
+class CollectionEmptyError(ApiError):
+    status, code = 409, "collection_empty"
+
+
 class WrongModalityError(ApiError):
     status, code = 400, "wrong_modality"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,26 @@ if TYPE_CHECKING:
     from service.registry import LoadedCollection
 
 StageObserver = Callable[[str, float], None]  # (stage name, seconds)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Per-query search options; queries of one batch with equal options share one FAISS search."""
+
+    label: str | None = None
+    metadata: tuple[tuple[str, Any], ...] = ()
+    min_score: float | None = None
+    exclude: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, min_score: float | None, search_filter: Any, exclude: tuple[str, ...] = ()) -> SearchOptions:
+        if search_filter is None:
+            return cls(min_score=min_score, exclude=exclude)
+        return cls(label=search_filter.label, metadata=tuple(sorted(search_filter.metadata.items())),
+                   min_score=min_score, exclude=exclude)
+
+
+NO_OPTIONS = SearchOptions()
 
 
 @dataclass(frozen=True)
@@ -45,14 +65,27 @@ def embed_and_search(collection: LoadedCollection, batch: list[PendingQuery],
 
 def search_vectors(collection: LoadedCollection, batch: list[PendingQuery], vectors: np.ndarray,
                    observe_stage: StageObserver = _noop) -> list[QueryAnswer]:
-    """Search the stacked vectors of ``batch`` in one call; row order follows the queries' inputs."""
+    """Search the stacked vectors of ``batch``: one FAISS call per distinct set of options (usually one)."""
     started = time.perf_counter()
-    k = max(query.k for query in batch)
-    version, rows = collection.search(vectors, k)
+    snapshot = collection.snapshot  # one read: a concurrent swap cannot mix two versions in one answer
+    starts = np.cumsum([0] + [len(q.inputs) for q in batch])
+    groups: dict[SearchOptions, list[int]] = {}
+    for position, query in enumerate(batch):
+        groups.setdefault(query.options or NO_OPTIONS, []).append(position)
+    rows_of: dict[int, list[list[Hit]]] = {}
+    for options, positions in groups.items():
+        if snapshot.store is None:
+            for position in positions:
+                rows_of[position] = [[] for _ in range(len(batch[position].inputs))]
+            continue
+        picked = np.concatenate([vectors[starts[p]:starts[p + 1]] for p in positions])
+        rows = snapshot.store.search(picked, max(batch[p].k for p in positions), label=options.label,
+                                     metadata=dict(options.metadata), min_score=options.min_score,
+                                     exclude=options.exclude)
+        offset = 0
+        for position in positions:
+            count = len(batch[position].inputs)
+            rows_of[position] = [row[:batch[position].k] for row in rows[offset:offset + count]]
+            offset += count
     observe_stage("search", time.perf_counter() - started)
-    answers, start = [], 0
-    for query in batch:
-        end = start + len(query.inputs)
-        answers.append(QueryAnswer(version, [row[:query.k] for row in rows[start:end]]))
-        start = end
-    return answers
+    return [QueryAnswer(snapshot.version, rows_of[position]) for position in range(len(batch))]

@@ -22,20 +22,24 @@ from index.collections import (
     list_collections,
 )
 from index.embedder import load_embedder
+from index.items import Change, ChangeLog, ItemRecord
 from index.store import EmbedderMismatchError, Hit, IndexStore, check_embedder_pairing
 from service.batching import BatchObserver, MicroBatcher, PendingQuery
 from service.errors import (
+    CollectionEmptyError,
     CollectionNotFoundError,
     CollectionUnavailableError,
     NotReadyError,
     WrongModalityError,
 )
 from service.metrics import Metrics
-from service.querying import QueryAnswer, StageObserver, embed_and_search
+from service.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
 from service.schemas import CollectionSummary
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+CHANGES_FILE = "changes.sqlite"
 
 
 class SerialEmbedder:
@@ -88,6 +92,8 @@ class LoadedCollection:
         self.embedder = embedder
         self.snapshot = snapshot
         self.batcher: MicroBatcher | None = None
+        self.changes: ChangeLog | None = None
+        self.mutation_lock = threading.Lock()
         self.observe_stage: StageObserver = lambda stage, seconds: None
 
     @property
@@ -102,11 +108,44 @@ class LoadedCollection:
         self.batcher = MicroBatcher(self.name, lambda batch: embed_and_search(self, batch, self.observe_stage),
                                     max_batch=max_batch, max_wait_ms=max_wait_ms, observe=observe)
 
-    def query(self, inputs: Sequence[Any], k: int) -> QueryAnswer:
+    def query(self, inputs: Sequence[Any], k: int, options: SearchOptions | None = None) -> QueryAnswer:
         """Embed ``inputs`` (images or texts, by modality) and search; batched with concurrent queries."""
         if self.batcher is None:
-            return embed_and_search(self, [PendingQuery(inputs=inputs, k=k)], self.observe_stage)[0]
-        return self.batcher.submit(inputs, k)
+            return embed_and_search(self, [PendingQuery(inputs=inputs, k=k, options=options)], self.observe_stage)[0]
+        return self.batcher.submit(inputs, k, options)
+
+    def query_vectors(self, vectors: np.ndarray, k: int, options: SearchOptions | None = None) -> QueryAnswer:
+        """Search given (n, dim) vectors (no embedding, no batching)."""
+        batch = [PendingQuery(inputs=list(vectors), k=k, options=options)]
+        return search_vectors(self, batch, np.asarray(vectors, np.float32), self.observe_stage)[0]
+
+    def live_store(self) -> tuple[IndexStore, str]:
+        """The live store and its version; 409 if nothing is published yet."""
+        snapshot = self.snapshot
+        if snapshot.store is None or snapshot.version is None:
+            raise CollectionEmptyError(f"collection {self.name!r} has no index yet; re-index it first")
+        return snapshot.store, snapshot.version
+
+    def upsert(self, record: ItemRecord, vector: np.ndarray) -> bool:
+        """Insert or replace an item (durable in the change log); True if it replaced one."""
+        with self.mutation_lock:
+            store, version = self.live_store()
+            replaced = store.get(record.external_id) is not None
+            faiss_id = store.upsert(record, vector)
+            unit = np.asarray(store.vector_of(record.external_id), np.float32)
+            if self.changes is not None:
+                self.changes.append(version, Change("upsert", record.external_id, faiss_id, record, unit.tobytes()))
+        return replaced
+
+    def delete(self, external_id: str) -> bool:
+        """Remove an item (durable in the change log); False if there is none."""
+        with self.mutation_lock:
+            store, version = self.live_store()
+            if not store.delete(external_id):
+                return False
+            if self.changes is not None:
+                self.changes.append(version, Change("delete", external_id))
+        return True
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[str | None, list[list[Hit]]]:
         """Search (n, dim) query vectors in the live index; returns (version, hits per query)."""
@@ -116,9 +155,16 @@ class LoadedCollection:
         return snapshot.version, snapshot.store.search(vectors, k)
 
     def swap(self, store: IndexStore, version: str) -> None:
-        """Serve ``store`` from now on; queries already running finish on the old one."""
+        """Serve ``store`` from now on; queries already running finish on the old one.
+
+        Upserts and deletes made on the old version are dropped: a re-index replaces the contents.
+        """
         check_embedder_pairing(store.manifest, self.embedder.manifest, where=f"index version {version}")
-        self.snapshot = Snapshot(store=store, version=version)
+        store.enable_mutations()
+        with self.mutation_lock:
+            if self.changes is not None:
+                self.changes.discard_except(version)
+            self.snapshot = Snapshot(store=store, version=version)
 
     def summary(self) -> CollectionSummary:
         snapshot = self.snapshot
@@ -150,9 +196,27 @@ def load_collection(collections_dir: Path, info: CollectionInfo, *, device: str,
     if version is not None:
         store = IndexStore.load(current_index_dir(collections_dir, info.name), search_params=search_params)
         check_embedder_pairing(store.manifest, manifest, where=f"index {info.name}/{version}")
+    changes = ChangeLog(folder / CHANGES_FILE)
+    if store is not None and version is not None:
+        replay_changes(store, changes, version)
     logger.info("collection %r loaded: %s, version %s, %d items", info.name, info.modality, version,
                 len(store) if store else 0)
-    return LoadedCollection(info, embedder, Snapshot(store=store, version=version))
+    loaded = LoadedCollection(info, embedder, Snapshot(store=store, version=version))
+    loaded.changes = changes
+    return loaded
+
+
+def replay_changes(store: IndexStore, changes: ChangeLog, version: str) -> None:
+    """Re-apply the upserts and deletes made on top of ``version`` since it was published."""
+    store.enable_mutations()
+    replayed = changes.replay(version)
+    for change in replayed:
+        if change.op == "upsert" and change.record is not None and change.vector is not None:
+            store.upsert(change.record, np.frombuffer(change.vector, np.float32), faiss_id=change.faiss_id)
+        elif change.op == "delete":
+            store.delete(change.external_id)
+    if replayed:
+        logger.info("replayed %d item changes on version %s", len(replayed), version)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,26 @@ class ImageSearchResponse(BaseModel):
     results: list[SearchHit]
 
 
-class TextSearchRequest(BaseModel):
+MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+MetadataValue = Annotated[str, StringConstraints(max_length=512)] | bool | int | float
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class SearchFilter(BaseModel):
+    """Only items with this label and/or these metadata values (applied inside the search)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Annotated[str, StringConstraints(max_length=512)] | None = None
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
+
+
+class SearchOptionsMixin(BaseModel):
+    min_score: float | None = Field(None, ge=-1.0, le=1.0, description="drop hits with a lower cosine similarity")
+    filter: SearchFilter | None = None
+
+
+class TextSearchRequest(SearchOptionsMixin):
     """Give ``text`` for one query or ``texts`` for a batch (not both)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -76,6 +95,63 @@ class TextSearchResponse(BaseModel):
     version: str | None = None
     results: list[SearchHit] | None = None
     queries: list[QueryResults]
+
+
+class VectorSearchRequest(SearchOptionsMixin):
+    """Search by a raw ``vector`` (of the collection's dimension) or by an existing item's id."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"item_id": "s5/1.pgm", "k": 5}, {"vector": [0.1, 0.2], "k": 3, "min_score": 0.3}]})
+
+    vector: list[float] | None = Field(None, min_length=1, max_length=4096)
+    item_id: ItemId | None = None
+    k: int = Field(5, ge=1, le=HARD_MAX_K)
+
+    @model_validator(mode="after")
+    def _one_of_vector_or_item(self) -> VectorSearchRequest:
+        if (self.vector is None) == (self.item_id is None):
+            raise ValueError("give exactly one of 'vector' or 'item_id'")
+        return self
+
+
+class VectorSearchResponse(BaseModel):
+    collection: str
+    version: str | None = None
+    results: list[SearchHit]
+
+
+class ItemUpsert(BaseModel):
+    """The item's content (``text`` for text collections, ``image_base64`` for image ones) and its fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: QueryText | None = None
+    image_base64: str | None = Field(None, max_length=64 * 1024 * 1024)
+    label: Annotated[str, StringConstraints(max_length=512)] = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> ItemUpsert:
+        if (self.text is None) == (self.image_base64 is None):
+            raise ValueError("give exactly one of 'text' or 'image_base64'")
+        return self
+
+
+class ItemResponse(BaseModel):
+    collection: str
+    id: str
+    label: str = ""
+    source: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ItemChanged(BaseModel):
+    collection: str
+    id: str
+    status: Literal["created", "replaced", "deleted"]
+    size: int = Field(description="items in the collection now")
+    index_supports_delete: bool = Field(description="false for HNSW: removed vectors stay as tombstones, "
+                                                    "excluded from every search, until the next re-index")
 
 
 class ReindexItem(BaseModel):

@@ -18,11 +18,13 @@ from index.store import Hit
 from service.auth import ReadAccess
 from service.deps import RegistryDep, SettingsDep
 from service.errors import EmptyUploadError, PayloadTooLargeError, UnsupportedMediaError, validation_error
+from service.querying import SearchOptions
 from service.schemas import (
     HARD_MAX_K,
     ErrorResponse,
     ImageSearchResponse,
     QueryResults,
+    SearchFilter,
     SearchHit,
     TextSearchRequest,
     TextSearchResponse,
@@ -53,6 +55,8 @@ def search_images(
     file: Annotated[UploadFile, File(description="the query image (JPEG, PNG, PGM, ...)")],
     k: Annotated[int, Form(ge=1, le=HARD_MAX_K, description="number of neighbours")] = 5,
     collection: Annotated[str | None, Form(max_length=64, description="default: the image collection")] = None,
+    min_score: Annotated[float | None, Form(ge=-1.0, le=1.0, description="drop hits below this score")] = None,
+    label: Annotated[str | None, Form(max_length=512, description="only items with this label")] = None,
 ) -> ImageSearchResponse:
     check_k(k, settings.max_k)
     target = registry.resolve(collection, "image")
@@ -71,7 +75,8 @@ def search_images(
                                     details={"reason": reason,
                                              "accepted_formats": sorted(ALLOWED_IMAGE_FORMATS)}) from exc
     target.observe_stage("decode", time.perf_counter() - started)
-    answer = target.query([image], k)
+    options = SearchOptions.of(min_score, SearchFilter(label=label) if label is not None else None)
+    answer = target.query([image], k, options)
     return ImageSearchResponse(collection=target.name, version=answer.version, results=to_schema(answer.hits[0]))
 
 
@@ -89,7 +94,7 @@ def search_texts(body: TextSearchRequest, registry: RegistryDep, settings: Setti
             raise validation_error(loc, f"text of {len(text)} characters exceeds {settings.max_text_chars}",
                                    error_type="string_too_long")
     target = registry.resolve(body.collection, "text")
-    answer = target.query(texts, body.k)
+    answer = target.query(texts, body.k, SearchOptions.of(body.min_score, body.filter))
     queries = [QueryResults(text=text, results=to_schema(row)) for text, row in zip(texts, answer.hits, strict=True)]
     return TextSearchResponse(collection=target.name, version=answer.version, queries=queries,
                               results=queries[0].results if body.text is not None else None)

@@ -1,0 +1,115 @@
+"""Items of a collection by external id: read, upsert, delete (no full rebuild), and vector / item search."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Path
+
+from index.items import ItemRecord
+from index.preprocess import ImageDecodeError, decode_image
+from service.auth import AdminAccess, ReadAccess
+from service.deps import RegistryDep, SettingsDep
+from service.errors import ItemNotFoundError, UnsupportedMediaError, WrongModalityError, validation_error
+from service.querying import SearchOptions
+from service.registry import LoadedCollection
+from service.routers.search import check_k, to_schema
+from service.schemas import (
+    CollectionName,
+    ErrorResponse,
+    ItemChanged,
+    ItemResponse,
+    ItemUpsert,
+    VectorSearchRequest,
+    VectorSearchResponse,
+)
+
+router = APIRouter(prefix="/v1/collections", tags=["items"])
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
+NamePath = Annotated[CollectionName, Path(description="collection name")]
+ItemPath = Annotated[str, Path(min_length=1, max_length=512, description="the item's external id")]
+
+
+def embed_item(target: LoadedCollection, body: ItemUpsert) -> np.ndarray:
+    """The item's vector from its text or image; 400 for the wrong modality, 415/422 for a bad image."""
+    if (body.text is not None) != (target.info.modality == "text"):
+        wanted = "text" if target.info.modality == "text" else "image_base64"
+        raise WrongModalityError(f"collection {target.name!r} holds {target.info.modality}s: give {wanted!r}")
+    if body.text is not None:
+        return target.embedder.embed_texts([body.text])[0]
+    try:
+        data = base64.b64decode(body.image_base64 or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise validation_error(("body", "image_base64"), "not valid base64") from None
+    try:
+        image = decode_image(data)
+    except ImageDecodeError as exc:
+        reason = re.sub(r"\s*<[^>]* at 0x[0-9a-f]+>", "", str(exc))
+        raise UnsupportedMediaError("image_base64 is not an image in an accepted format",
+                                    details={"reason": reason}) from exc
+    return target.embedder.embed_images([image])[0]
+
+
+@router.get("/{name}/items/{item_id:path}", response_model=ItemResponse, responses=ERRORS,
+            dependencies=[ReadAccess], summary="An item's label, source and metadata")
+def get_item(name: NamePath, item_id: ItemPath, registry: RegistryDep) -> ItemResponse:
+    target = registry.get(name)
+    store, _ = target.live_store()
+    record = store.get(item_id)
+    if record is None:
+        raise ItemNotFoundError(f"no item {item_id!r} in collection {name!r}")
+    return ItemResponse(collection=name, id=record.external_id, label=record.label, source=record.source,
+                        metadata=record.metadata)
+
+
+@router.put("/{name}/items/{item_id:path}", response_model=ItemChanged, responses=ERRORS,
+            dependencies=[AdminAccess], summary="Insert or replace one item (no rebuild; durable at once)")
+def put_item(name: NamePath, item_id: ItemPath, body: ItemUpsert, registry: RegistryDep) -> ItemChanged:
+    target = registry.get(name)
+    store, _ = target.live_store()
+    vector = embed_item(target, body)
+    source = "inline" if body.image_base64 is not None else ""
+    metadata = {**body.metadata, "text": body.text} if body.text is not None else dict(body.metadata)
+    replaced = target.upsert(ItemRecord(item_id, body.label, source, metadata), vector)
+    return ItemChanged(collection=name, id=item_id, status="replaced" if replaced else "created",
+                       size=len(target.live_store()[0]), index_supports_delete=store.supports_delete)
+
+
+@router.delete("/{name}/items/{item_id:path}", response_model=ItemChanged, responses=ERRORS,
+               dependencies=[AdminAccess], summary="Delete one item (no rebuild)")
+def delete_item(name: NamePath, item_id: ItemPath, registry: RegistryDep) -> ItemChanged:
+    target = registry.get(name)
+    store, _ = target.live_store()
+    if not target.delete(item_id):
+        raise ItemNotFoundError(f"no item {item_id!r} in collection {name!r}")
+    return ItemChanged(collection=name, id=item_id, status="deleted", size=len(target.live_store()[0]),
+                       index_supports_delete=store.supports_delete)
+
+
+@router.post("/{name}/search", response_model=VectorSearchResponse, responses=ERRORS, dependencies=[ReadAccess],
+             summary="Search by a raw vector, or by an existing item's id (more like this; itself excluded)")
+def search_by_vector(name: NamePath, body: VectorSearchRequest, registry: RegistryDep,
+                     settings: SettingsDep) -> VectorSearchResponse:
+    check_k(body.k, settings.max_k)
+    target = registry.get(name)
+    exclude: tuple[str, ...] = ()
+    if body.item_id is not None:
+        store, _ = target.live_store()
+        vector = store.vector_of(body.item_id)
+        if vector is None:
+            raise ItemNotFoundError(f"no item {body.item_id!r} in collection {name!r}")
+        exclude = (body.item_id,)
+    else:
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+            vector = np.asarray(body.vector, np.float32)
+        if len(vector) != target.embedder.dim:
+            raise validation_error(("body", "vector"), f"the vector has {len(vector)} values; collection "
+                                   f"{name!r} holds {target.embedder.dim}-d vectors")
+        if not np.isfinite(vector).all() or not np.any(vector):
+            raise validation_error(("body", "vector"), "the vector must be finite and not all zero")
+    answer = target.query_vectors(vector[None, :], body.k, SearchOptions.of(body.min_score, body.filter, exclude))
+    return VectorSearchResponse(collection=name, version=answer.version, results=to_schema(answer.hits[0]))

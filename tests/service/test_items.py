@@ -1,0 +1,75 @@
+"""Items by external id (get, upsert, delete without a rebuild), search by item id or raw vector, filters."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from tests.service.helpers import ServiceData, assert_error, service_settings, wait_ready
+
+BASE = "/v1/collections/scratch2"
+
+
+def all_items(client: TestClient) -> list[dict]:
+    body = {"text": "anything", "k": 100, "collection": "scratch2"}
+    return client.post("/v1/texts/search", json=body).json()["results"]
+
+
+def test_upsert_get_delete_survive_a_restart(client: TestClient, service_data: ServiceData) -> None:
+    size = len(all_items(client))
+    item = {"text": "a small striped cat", "label": "cat", "metadata": {"n": 1}}
+    put = client.put(f"{BASE}/items/new/one", json=item)
+    assert put.status_code == 200, put.text
+    assert put.json() | {"index_supports_delete": True} == {"collection": "scratch2", "id": "new/one",
+                                                             "status": "created", "size": size + 1,
+                                                             "index_supports_delete": True}
+    got = client.get(f"{BASE}/items/new/one").json()
+    assert (got["label"], got["metadata"]) == ("cat", {"n": 1, "text": "a small striped cat"})
+    hits = client.post("/v1/texts/search", json={"text": "a small striped cat", "k": 1, "collection": "scratch2"})
+    assert hits.json()["results"][0]["id"] == "new/one"
+    again = client.put(f"{BASE}/items/new/one", json={"text": "a large dog", "label": "dog"}).json()
+    assert (again["status"], again["size"]) == ("replaced", size + 1)
+    client.put(f"{BASE}/items/gone", json={"text": "to be deleted", "label": "x"})
+    assert client.delete(f"{BASE}/items/gone").json()["status"] == "deleted"
+    assert_error(client.get(f"{BASE}/items/gone"), 404, "item_not_found")
+    assert_error(client.delete(f"{BASE}/items/gone"), 404, "item_not_found")
+
+    with TestClient(create_app(service_settings(service_data))) as restarted:  # the change log is replayed
+        wait_ready(restarted)
+        assert restarted.get(f"{BASE}/items/new/one").json()["label"] == "dog"
+        assert_error(restarted.get(f"{BASE}/items/gone"), 404, "item_not_found")
+        assert len(all_items(restarted)) == size + 1
+        assert restarted.delete(f"{BASE}/items/new/one").status_code == 200
+    assert_error(client.put(f"{BASE}/items/x", json={"image_base64": "aGk="}), 400, "wrong_modality")
+    assert_error(client.put(f"{BASE}/items/x", json={"text": "a", "image_base64": "aGk="}), 422, "validation_error")
+    assert_error(client.get("/v1/collections/nope/items/x"), 404, "collection_not_found")
+
+
+def test_filters_come_back_with_k_results_and_min_score_holds(client: TestClient) -> None:
+    labels = Counter(hit["label"] for hit in all_items(client))
+    label, count = labels.most_common(1)[0]
+    assert count >= 2
+    body = {"text": "something unrelated to it all", "k": count, "collection": "scratch2", "filter": {"label": label}}
+    hits = client.post("/v1/texts/search", json=body).json()["results"]
+    assert len(hits) == count and {h["label"] for h in hits} == {label}
+    body = {"text": "anything", "k": 50, "collection": "scratch2", "min_score": 0.3}
+    assert all(h["score"] >= 0.3 for h in client.post("/v1/texts/search", json=body).json()["results"])
+    bad = {"text": "x", "collection": "scratch2", "filter": {"metadata": {"bad key!": 1}}}
+    assert_error(client.post("/v1/texts/search", json=bad), 422, "validation_error")
+
+
+def test_search_by_item_id_and_by_raw_vector(client: TestClient) -> None:
+    first = all_items(client)[0]["id"]
+    hits = client.post(f"{BASE}/search", json={"item_id": first, "k": 5}).json()["results"]
+    assert len(hits) == 5 and first not in {h["id"] for h in hits}
+    vector = np.random.default_rng(0).normal(size=384).tolist()
+    by_vector = client.post(f"{BASE}/search", json={"vector": vector, "k": 3})
+    assert by_vector.status_code == 200 and len(by_vector.json()["results"]) == 3
+    assert_error(client.post(f"{BASE}/search", json={"vector": [1.0, 2.0]}), 422, "validation_error")
+    assert_error(client.post(f"{BASE}/search", json={"vector": [0.0] * 384}), 422, "validation_error")
+    assert_error(client.post(f"{BASE}/search", json={"vector": [1e39] * 384}), 422, "validation_error")
+    assert_error(client.post(f"{BASE}/search", json={"item_id": "nope"}), 404, "item_not_found")
+    assert_error(client.post(f"{BASE}/search", json={"item_id": "a", "vector": [1.0]}), 422, "validation_error")

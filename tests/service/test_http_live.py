@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.bundles import REPO
+from tests.service.fuzz_cases import all_cases
 from tests.service.helpers import HELD_OUT_PEOPLE, ServiceData, assert_error
 
 MAX_UPLOAD_BYTES = 200_000
@@ -245,6 +246,21 @@ def test_chunked_body_over_the_limit_is_refused_while_streaming(http: httpx.Clie
     body, content_type = multipart(b"\0" * (MAX_UPLOAD_BYTES * 3))
     response = http.post("/v1/images/search", content=chunks(body), headers={"content-type": content_type})
     assert_error(response, 413, "payload_too_large")
+
+
+def test_fuzz_malformed_requests_never_get_a_500(http: httpx.Client, service_data: ServiceData) -> None:
+    cases = all_cases(service_data.faces_dir / FACE)
+    assert len(cases) >= 300
+    statuses: dict[int, int] = {}
+    for case in cases:
+        args = dict(case)
+        response = http.request(args.pop("method"), args.pop("path"), **args)
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert response.status_code < 500, (case.get("path"), response.status_code, response.text[:300])
+        if response.status_code >= 400:
+            assert set(response.json()) == {"error"}, response.text[:300]
+    assert sum(n for status, n in statuses.items() if status >= 400) >= 0.9 * len(cases), statuses
+    assert http.get("/healthz").json() == {"status": "ok"}
 
 
 def test_server_is_still_alive_and_logged_no_500(http: httpx.Client, server: dict[str, Any],

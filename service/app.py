@@ -16,7 +16,7 @@ from service.limits import BodySizeLimitMiddleware
 from service.metrics import Metrics
 from service.observability import ObservabilityMiddleware, install_log_record_factory
 from service.registry import Registry
-from service.routers import collections, health, items, jobs, metrics, reindex, search
+from service.routers import collections, health, items, jobs, metrics, page, reindex, search
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, default_max_bytes=settings.max_request_bytes,
                        max_bytes_by_path={"/v1/images/search": settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES})
     app.add_middleware(ObservabilityMiddleware, metrics=app_metrics)  # outermost: sees 413s too
-    for module in (search, reindex, jobs, collections, items, health, metrics):
+    for module in (search, reindex, jobs, collections, items, health, metrics, page):
         app.include_router(module.router)
     return app

@@ -185,12 +185,18 @@ def search_parameters(index: faiss.Index, selector: faiss.IDSelector) -> faiss.S
     return faiss.SearchParameters(sel=selector)
 
 
+def _copy_search_params(old: faiss.Index, new: faiss.Index) -> None:
+    old_inner, new_inner = _inner(old), _inner(new)
+    if isinstance(old_inner, faiss.IndexHNSW) and isinstance(new_inner, faiss.IndexHNSW):
+        new_inner.hnsw.efSearch = old_inner.hnsw.efSearch
+
+
 class IndexStore:
     """A FAISS index plus its item table and manifest.
 
     Searches run concurrently under a read lock; ``upsert`` and ``delete`` take the write lock.
     Index types that cannot remove vectors (HNSW) keep deleted ids as tombstones, excluded inside
-    every search by an IDSelector, until the next re-index rebuilds the index.
+    every search by an IDSelector, until ``compact`` rebuilds the index without them.
     """
 
     def __init__(self, index: faiss.Index, items: ItemLookup, manifest: IndexManifest) -> None:
@@ -204,6 +210,8 @@ class IndexStore:
         self.manifest = manifest
         self.lock = ReadWriteLock()
         self.tombstones: set[int] = set()
+        self._pending: list[tuple[str, int, np.ndarray | None]] | None = None  # changes during compact()
+        self._compacting = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -344,6 +352,8 @@ class IndexStore:
             new_id = items.next_id if faiss_id is None else faiss_id
             add_vectors(self.index, unit, first_id=new_id)
             items.add(new_id, record)
+            if self._pending is not None:
+                self._pending.append(("add", new_id, unit))
         return new_id
 
     def delete(self, external_id: str) -> bool:
@@ -356,6 +366,43 @@ class IndexStore:
             self._remove(items, found)
             return True
 
+    def compact(self) -> int:
+        """Rebuild an index that cannot remove vectors without its tombstones; returns how many were dropped.
+
+        The new index is built from the live vectors outside the write lock (searches go on); upserts and
+        deletes made meanwhile are applied to it before it replaces the old one under the write lock.
+        """
+        if self.supports_delete or not self._compacting.acquire(blocking=False):
+            return 0
+        try:
+            return self._compact()
+        finally:
+            self._compacting.release()
+
+    def _compact(self) -> int:
+        with self.lock.read():
+            dropped = set(self.tombstones)
+            if not dropped:
+                return 0
+            ids = faiss.vector_to_array(faiss.downcast_index(self.index).id_map).astype(np.int64)
+            vectors = _inner(self.index).reconstruct_n(0, self.index.ntotal)
+            self._pending = []
+        keep = np.asarray([i not in dropped for i in ids], dtype=bool)
+        fresh = make_index(self.dim, self.manifest.factory)
+        train_index(fresh, vectors[keep])
+        fresh.add_with_ids(vectors[keep], ids[keep])
+        with self.lock.write():
+            tombstones = self.tombstones - dropped
+            for op, faiss_id, vector in self._pending or []:
+                if op == "add" and vector is not None:
+                    fresh.add_with_ids(vector, np.asarray([faiss_id], dtype=np.int64))
+                elif faiss_id not in dropped:
+                    tombstones.add(faiss_id)
+            _copy_search_params(self.index, fresh)
+            self.index, self.tombstones, self._pending = fresh, tombstones, None
+        logger.info("compacted index: dropped %d deleted vectors", len(dropped))
+        return len(dropped)
+
     def _overlay(self) -> OverlayItems:
         if not isinstance(self.items, OverlayItems):
             raise IndexStoreError("this index is read-only; call enable_mutations() first")
@@ -366,6 +413,8 @@ class IndexStore:
             self.index.remove_ids(np.asarray([faiss_id], dtype=np.int64))
         else:
             self.tombstones.add(faiss_id)
+            if self._pending is not None:
+                self._pending.append(("remove", faiss_id, None))
         items.remove(faiss_id)
 
     @staticmethod

@@ -135,6 +135,8 @@ class LoadedCollection:
             unit = np.asarray(store.vector_of(record.external_id), np.float32)
             if self.changes is not None:
                 self.changes.append(version, Change("upsert", record.external_id, faiss_id, record, unit.tobytes()))
+        if replaced:
+            self.compact_in_background(store)
         return replaced
 
     def delete(self, external_id: str) -> bool:
@@ -145,7 +147,24 @@ class LoadedCollection:
                 return False
             if self.changes is not None:
                 self.changes.append(version, Change("delete", external_id))
+        self.compact_in_background(store)
         return True
+
+    def compact_in_background(self, store: IndexStore) -> threading.Thread | None:
+        """For an index that cannot remove vectors (HNSW), rebuild it without its tombstones in a thread."""
+        if store.supports_delete or not store.tombstones:
+            return None
+
+        def run() -> None:
+            try:
+                while store.tombstones and store.compact():
+                    pass
+            except Exception:  # a failed compaction leaves the tombstones, which searches still exclude
+                logger.exception("compacting collection %r failed", self.name)
+
+        thread = threading.Thread(target=run, name=f"compact-{self.name}", daemon=True)
+        thread.start()
+        return thread
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[str | None, list[list[Hit]]]:
         """Search (n, dim) query vectors in the live index; returns (version, hits per query)."""
@@ -217,6 +236,7 @@ def replay_changes(store: IndexStore, changes: ChangeLog, version: str) -> None:
             store.delete(change.external_id)
     if replayed:
         logger.info("replayed %d item changes on version %s", len(replayed), version)
+    store.compact()  # HNSW: drop the tombstones the replay left (no-op for other index types)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index import store as store_module
 from index.items import Change, ChangeLog, ItemRecord
 from index.store import IndexStore
 from tests.bundles import unit_vectors
@@ -92,3 +93,29 @@ def test_searches_run_while_items_are_added_and_removed(tmp_path: Path) -> None:
     for reader in readers:
         reader.join(10)
     assert errors == [] and len(store) == 200 + 200
+
+
+def test_compact_rebuilds_hnsw_without_tombstones_keeping_changes_made_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, vectors = loaded(tmp_path, "HNSW16")
+    for i in range(0, 40, 2):
+        store.delete(f"id-{i}")
+    assert len(store.tombstones) == 20 and store.index.ntotal == 200
+    real_make_index = store_module.make_index
+
+    def make_index_while_others_write(dim: int, factory: str) -> object:  # runs outside the locks
+        def writer() -> None:
+            store.upsert(ItemRecord("late"), vectors[0])
+            store.delete("id-1")
+        thread = threading.Thread(target=writer)
+        thread.start()
+        thread.join(10)
+        return real_make_index(dim, factory)
+
+    monkeypatch.setattr(store_module, "make_index", make_index_while_others_write)
+    assert store.compact() == 20
+    assert store.index.ntotal == 181 and store.tombstones == {1}  # 180 kept + "late"; id-1 deleted meanwhile
+    assert store.search(vectors[:1], 1)[0][0].external_id == "late"
+    assert "id-1" not in {h.external_id for h in store.search(vectors[1][None], 5)[0]}
+    assert len(store) == 180
+    assert loaded(tmp_path / "flat", "Flat")[0].compact() == 0

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
 
+from index.collections import index_collection
 from service.app import create_app
+from tests import bundles
 from tests.service.helpers import ServiceData, assert_error, service_settings, wait_ready
 
 BASE = "/v1/collections/scratch2"
@@ -73,3 +77,24 @@ def test_search_by_item_id_and_by_raw_vector(client: TestClient) -> None:
     assert_error(client.post(f"{BASE}/search", json={"vector": [1e39] * 384}), 422, "validation_error")
     assert_error(client.post(f"{BASE}/search", json={"item_id": "nope"}), 404, "item_not_found")
     assert_error(client.post(f"{BASE}/search", json={"item_id": "a", "vector": [1.0]}), 422, "validation_error")
+
+
+def test_hnsw_cannot_delete_so_it_says_so_and_rebuilds_in_the_background(service_data: ServiceData,
+                                                                         tmp_path: Path) -> None:
+    rows = [{**row, "id": f"h-{i}"} for i, row in enumerate(service_data.indexed_texts[:20])]
+    source = bundles.write_jsonl(tmp_path / "data" / "h.jsonl", rows)
+    index_collection(tmp_path / "collections", "hnsw", service_data.text_embedder, source, factory="HNSW16",
+                     device="cpu")
+    settings = service_settings(service_data, collections_dir=tmp_path / "collections", data_root=tmp_path / "data")
+    with TestClient(create_app(settings)) as hnsw:
+        wait_ready(hnsw)
+        deleted = hnsw.delete("/v1/collections/hnsw/items/h-3").json()
+        assert (deleted["status"], deleted["index_supports_delete"], deleted["size"]) == ("deleted", False, 19)
+        store = hnsw.app.state.registry.get("hnsw").snapshot.store  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 30
+        while store.tombstones or store.index.ntotal != 19:
+            assert time.monotonic() < deadline, "the background rebuild did not run"
+            time.sleep(0.05)
+        body = {"text": rows[3]["text"], "k": 20, "collection": "hnsw"}
+        hits = hnsw.post("/v1/texts/search", json=body).json()["results"]
+        assert len(hits) == 19 and "h-3" not in {h["id"] for h in hits}

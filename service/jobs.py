@@ -9,6 +9,7 @@ be indexed are recorded per job; more than ``job_max_failures`` of them abort th
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 import shutil
@@ -66,7 +67,8 @@ class JobManager:
             job_id = secrets.token_hex(8)
             store.create(job_id, collection.name, source)
             self._active[collection.name] = job_id
-            thread = threading.Thread(target=self._run, args=(job_id, source, collection, load_items),
+            context = contextvars.copy_context()  # the job's log records carry the submitting request's id
+            thread = threading.Thread(target=context.run, args=(self._run, job_id, source, collection, load_items),
                                       name=f"reindex-{collection.name}", daemon=True)
             self._threads[job_id] = thread
         store.prune(self.settings.keep_jobs)

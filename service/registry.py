@@ -23,7 +23,7 @@ from index.collections import (
 )
 from index.embedder import load_embedder
 from index.items import Change, ChangeLog, ItemRecord
-from index.store import EmbedderMismatchError, Hit, IndexStore, check_embedder_pairing
+from index.store import EmbedderMismatchError, IndexStore, check_embedder_pairing
 from service.batching import BatchObserver, MicroBatcher, PendingQuery
 from service.errors import (
     CollectionEmptyError,
@@ -165,13 +165,6 @@ class LoadedCollection:
         thread = threading.Thread(target=run, name=f"compact-{self.name}", daemon=True)
         thread.start()
         return thread
-
-    def search(self, vectors: np.ndarray, k: int) -> tuple[str | None, list[list[Hit]]]:
-        """Search (n, dim) query vectors in the live index; returns (version, hits per query)."""
-        snapshot = self.snapshot  # one read: a concurrent swap cannot mix two versions in one answer
-        if snapshot.store is None:
-            return snapshot.version, [[] for _ in range(len(vectors))]
-        return snapshot.version, snapshot.store.search(vectors, k)
 
     def swap(self, store: IndexStore, version: str) -> None:
         """Serve ``store`` from now on; queries already running finish on the old one.

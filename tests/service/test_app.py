@@ -56,7 +56,11 @@ def test_openapi_documents_every_route_with_models(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     expected = {("/v1/images/search", "post", "200"), ("/v1/texts/search", "post", "200"),
                 ("/v1/reindex", "post", "202"), ("/v1/jobs/{job_id}", "get", "200"),
-                ("/v1/collections", "get", "200"), ("/healthz", "get", "200"), ("/readyz", "get", "200")}
+                ("/v1/collections", "get", "200"), ("/healthz", "get", "200"), ("/readyz", "get", "200"),
+                ("/v1/collections/{name}/items/{item_id}", "get", "200"),
+                ("/v1/collections/{name}/items/{item_id}", "put", "200"),
+                ("/v1/collections/{name}/items/{item_id}", "delete", "200"),
+                ("/v1/collections/{name}/search", "post", "200")}
     for path, method, status in expected:
         response = spec["paths"][path][method]["responses"]
         assert "$ref" in str(response[status]["content"]["application/json"]["schema"]), (path, status)

@@ -52,7 +52,7 @@ def test_upsert_get_delete_survive_a_restart(client: TestClient, service_data: S
     assert_error(client.get("/v1/collections/nope/items/x"), 404, "collection_not_found")
 
 
-def test_filters_come_back_with_k_results_and_min_score_holds(client: TestClient) -> None:
+def test_filters_come_back_with_k_results_and_min_score_holds(client: TestClient, service_data: ServiceData) -> None:
     labels = Counter(hit["label"] for hit in all_items(client))
     label, count = labels.most_common(1)[0]
     assert count >= 2
@@ -61,6 +61,10 @@ def test_filters_come_back_with_k_results_and_min_score_holds(client: TestClient
     assert len(hits) == count and {h["label"] for h in hits} == {label}
     body = {"text": "anything", "k": 50, "collection": "scratch2", "min_score": 0.3}
     assert all(h["score"] >= 0.3 for h in client.post("/v1/texts/search", json=body).json()["results"])
+    face = (service_data.faces_dir / "s1" / "1.pgm").read_bytes()
+    images = client.post("/v1/images/search", files={"file": ("1.pgm", face)},
+                         data={"k": "10", "label": "s5", "min_score": "-1"}).json()["results"]
+    assert len(images) == 10 and {h["label"] for h in images} == {"s5"}  # all 10 of s5, though s1 is nearer
     bad = {"text": "x", "collection": "scratch2", "filter": {"metadata": {"bad key!": 1}}}
     assert_error(client.post("/v1/texts/search", json=bad), 422, "validation_error")
 

@@ -16,7 +16,7 @@ import shutil
 import threading
 from collections.abc import Callable, Sequence
 
-from index.build import CorpusItem, build_store
+from index.build import CorpusItem, IndexBuildError, build_store
 from index.collections import VERSIONS_DIR, collection_dir, publish_version, staging_dir
 from index.store import IndexStore
 from service.errors import JobConflictError, JobNotFoundError
@@ -24,10 +24,11 @@ from service.jobstore import JobStore, now
 from service.registry import LoadedCollection
 from service.schemas import JobStatus
 from service.settings import Settings
+from service.sources import LoadedItems
 
 logger = logging.getLogger(__name__)
 
-ItemLoader = Callable[[], Sequence[CorpusItem]]
+ItemLoader = Callable[[], Sequence[CorpusItem] | LoadedItems]
 
 
 class TooManyFailuresError(RuntimeError):
@@ -101,13 +102,21 @@ class JobManager:
         store.update(job_id, status="running", started_at=now())
         staged = None
         try:
-            items = load_items()
-            store.update(job_id, total=len(items))
+            loaded = load_items()
+            items, bad_rows = (loaded.items, loaded.failures) if isinstance(loaded, LoadedItems) else (loaded, [])
+            store.update(job_id, total=len(items) + len(bad_rows))
+            on_failure = self._on_failure(job_id)
+            for item_id, reason in bad_rows:
+                on_failure(item_id, reason)
+            if not items:
+                raise IndexBuildError(f"no readable item in the source ({len(bad_rows)} bad rows; see 'failures')")
+            skip = len(bad_rows)
             snapshot = collection.snapshot
             factory = snapshot.store.manifest.factory if snapshot.store else self.settings.index_factory
             built, _ = build_store(collection.embedder, items, factory=factory, batch_size=self.settings.batch_size,
-                                   source=source, show_progress=False, on_failure=self._on_failure(job_id),
-                                   progress=lambda done, total: store.update(job_id, done=done, total=total))
+                                   source=source, show_progress=False, on_failure=on_failure,
+                                   progress=lambda done, total: store.update(job_id, done=done + skip,
+                                                                             total=total + skip))
             root = self.settings.collections_dir
             staged = staging_dir(root, collection.name)
             built.save(staged)

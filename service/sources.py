@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import re
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from index.corpus import ImageItem
+from index.corpus import ImageItem, TextItem
 from service.errors import InvalidSourceError, SourceOutsideDataRootError
 
 logger = logging.getLogger(__name__)
@@ -49,3 +53,50 @@ def inside_root(items: list[ImageItem], data_root: Path) -> list[ImageItem]:
     if len(kept) < len(items):
         logger.warning("ignored %d image files that lead outside the data root", len(items) - len(kept))
     return kept
+
+
+@dataclass(frozen=True)
+class LoadedItems:
+    """Items read from a source, and the rows that could not become items: (item or row id, reason)."""
+
+    items: list[Any]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _rows(path: Path) -> list[tuple[int, dict[str, Any] | None, str]]:
+    """(row number, row or None, reason if None) for every non-blank row of a .jsonl or .csv file."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            return [(n, dict(row), "") for n, row in enumerate(csv.DictReader(handle), start=1)]
+    rows: list[tuple[int, dict[str, Any] | None, str]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            rows.append((number, None, f"not JSON: {exc}"))
+            continue
+        rows.append((number, row, "") if isinstance(row, dict) else (number, None, "not a JSON object"))
+    return rows
+
+
+def read_texts_tolerant(path: Path) -> LoadedItems:
+    """Read a .jsonl/.csv text corpus like index.corpus.read_text_file, but a bad row (not JSON, an empty
+    text, no label) becomes a recorded failure instead of failing the whole file."""
+    items: list[TextItem] = []
+    failures: list[tuple[str, str]] = []
+    for number, row, reason in _rows(Path(path)):
+        item_id = str((row or {}).get("id") or number)
+        if row is None:
+            failures.append((f"line {number}", reason))
+            continue
+        text, label = row.get("text"), row.get("label")
+        if not isinstance(text, str) or not text.strip():
+            failures.append((item_id, "empty text (or 'text' is not a string)"))
+        elif label is None or str(label).strip() == "":
+            failures.append((item_id, "'label' is missing"))
+        else:
+            metadata = {k: v for k, v in row.items() if k not in {"id", "text", "label"}}
+            items.append(TextItem(item_id=item_id, text=text.strip(), label=str(label), metadata=metadata))
+    return LoadedItems(items, failures)

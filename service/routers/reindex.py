@@ -17,7 +17,7 @@ from service.errors import InvalidSourceError, WrongModalityError, validation_er
 from service.jobs import ItemLoader
 from service.registry import LoadedCollection
 from service.schemas import ErrorResponse, JobAccepted, ReindexItem, ReindexRequest
-from service.sources import inside_root, resolve_source
+from service.sources import LoadedItems, inside_root, read_texts_tolerant, resolve_source
 
 router = APIRouter(prefix="/v1", tags=["reindex"], dependencies=[AdminAccess])
 
@@ -33,9 +33,10 @@ def source_loader(target: LoadedCollection, data_root: Path, source: str) -> Ite
     if modality == "text" and not (path.is_file() and path.suffix.lower() in {".jsonl", ".ndjson", ".csv"}):
         raise InvalidSourceError(f"text collection {target.name!r} needs a .jsonl or .csv file")
 
-    def load() -> Sequence[CorpusItem]:
-        items = read_source(path, modality)
-        return inside_root(items, data_root) if modality == "image" else items  # type: ignore[arg-type]
+    def load() -> Sequence[CorpusItem] | LoadedItems:
+        if modality == "text":
+            return read_texts_tolerant(path)  # a bad row is a recorded failure, not the end of the job
+        return inside_root(read_source(path, modality), data_root)  # type: ignore[arg-type]
     return load
 
 

@@ -128,6 +128,7 @@ def test_failed_job_reports_its_error_and_keeps_the_old_index(client: TestClient
     before = client.post("/v1/texts/search", json={"text": "x", "collection": "scratch2"}).json()["version"]
     job = wait_job(client, client.post("/v1/reindex", json={"collection": "scratch2", "source": "broken.jsonl"})
                    .json()["job_id"])
-    assert job["status"] == "failed" and "label" in job["error"]
+    assert job["status"] == "failed" and "no readable item" in job["error"], job
+    assert job["failures"] == [{"id": "1", "reason": "'label' is missing"}]
     after = client.post("/v1/texts/search", json={"text": "x", "collection": "scratch2"}).json()["version"]
     assert after == before

@@ -68,3 +68,17 @@ def test_failed_items_are_reported_and_too_many_abort_the_job(strict: TestClient
     assert [f["id"] for f in job["failures"]] == ["junk-0", "junk-1"]
     listed = {c["name"]: c for c in strict.get("/v1/collections").json()["collections"]}
     assert listed["scratch-images"]["version"] == version  # the aborted job changed nothing
+
+
+def test_bad_rows_of_a_text_file_are_failures_not_the_end_of_the_job(client: TestClient,
+                                                                      service_data: ServiceData) -> None:
+    lines = ['{"id": "a", "text": "a small dog", "label": "dog"}', '{"id": "b", "text": "   ", "label": "x"}',
+             '{"id": "c", "text": "no label here"}', "not json at all", "[1, 2]",
+             '{"id": "d", "text": "a tall tree", "label": "tree"}']
+    (service_data.data_root / "mixed.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    job = wait_job(client, client.post("/v1/reindex", json={"collection": "scratch2", "source": "mixed.jsonl"})
+                   .json()["job_id"])
+    assert job["status"] == "succeeded" and job["num_items"] == 2, job
+    assert job["progress"] == {"done": 6, "total": 6, "failed": 4}
+    reasons = {f["id"]: f["reason"] for f in job["failures"]}
+    assert set(reasons) == {"b", "c", "line 4", "line 5"} and "empty text" in reasons["b"]

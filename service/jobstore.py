@@ -37,6 +37,15 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def rate(done: int, started_at: str | None, finished_at: str | None) -> float | None:
+    """Items per second between the start and the end (or now); None before the job starts."""
+    if started_at is None:
+        return None
+    end = datetime.fromisoformat(finished_at) if finished_at else datetime.now(UTC)
+    elapsed_s = (end - datetime.fromisoformat(started_at)).total_seconds()
+    return round(done / elapsed_s, 2) if elapsed_s > 0 else None
+
+
 class JobStore:
     """Thread-safe access to the jobs file (one connection, one lock; WAL, synchronous=FULL)."""
 
@@ -87,8 +96,9 @@ class JobStore:
             failures = conn.execute("SELECT item_id, reason FROM job_failures WHERE job_id = ? LIMIT ?",
                                     (job_id, MAX_REPORTED_FAILURES)).fetchall()
         job = dict(zip(COLUMNS, row, strict=True))
-        return JobStatus(job_id=job["job_id"], collection=job["collection"], status=job["status"],
-                         progress=JobProgress(done=job["done"], total=job["total"], failed=job["failed"]),
+        progress = JobProgress(done=job["done"], total=job["total"], failed=job["failed"],
+                               rate_items_per_s=rate(job["done"], job["started_at"], job["finished_at"]))
+        return JobStatus(job_id=job["job_id"], collection=job["collection"], status=job["status"], progress=progress,
                          error=job["error"], version=job["version"], num_items=job["num_items"],
                          skipped=job["failed"], failures=[JobFailure(id=i, reason=r) for i, r in failures],
                          created_at=job["created_at"], started_at=job["started_at"],

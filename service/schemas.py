@@ -202,6 +202,7 @@ class JobProgress(BaseModel):
     done: int = Field(0, description="items embedded so far")
     total: int = Field(0, description="items to embed (0 until the source is read)")
     failed: int = Field(0, description="items that could not be indexed so far")
+    rate_items_per_s: float | None = Field(None, description="items done per second since the job started")
 
 
 class JobFailure(BaseModel):

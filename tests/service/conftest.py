@@ -59,9 +59,10 @@ def service_data(tmp_path_factory: pytest.TempPathFactory) -> ServiceData:
     return ServiceData(collections, data_root, faces, indexed, queries, image_embedder, text_embedder)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client(service_data: ServiceData) -> Iterator[TestClient]:
-    """A TestClient on an app over the shared collections, loaded."""
+    """A TestClient on an app over the shared collections, loaded once for the session (tests that change
+    its settings restore them)."""
     with TestClient(create_app(service_settings(service_data))) as test_client:
         wait_ready(test_client)
         yield test_client

@@ -114,3 +114,20 @@ def test_upload_an_image_and_see_result_cards(browser: object, page_url: str, se
     shown = "return [...document.querySelectorAll('.result-card img')].filter(i => i.naturalWidth > 0).length"
     wait.until(lambda d: d.execute_script(shown) >= 1)  # thumbnails of indexed files load
     assert "results from images" in driver.find_element(By.ID, "status").text  # type: ignore[attr-defined]
+
+
+def test_type_a_text_and_see_snippets(browser: object, page_url: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    driver.get(page_url + "/")  # type: ignore[attr-defined]
+    wait = WebDriverWait(driver, 60)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#collection option")) > 0)
+    Select(driver.find_element(By.ID, "collection")).select_by_value("texts")  # type: ignore[attr-defined]
+    assert driver.find_element(By.ID, "text").is_displayed()  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "text").send_keys("a domestic animal")  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "go").click()  # type: ignore[attr-defined]
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".result-card .snippet")) == 8)  # k defaults to 8
+    assert not driver.find_elements(By.CSS_SELECTOR, ".result-card img")  # type: ignore[attr-defined]

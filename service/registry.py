@@ -24,7 +24,7 @@ from index.collections import (
 from index.embedder import load_embedder
 from index.items import Change, ChangeLog, ItemRecord
 from index.store import EmbedderMismatchError, IndexStore, check_embedder_pairing
-from service.batching import BatchObserver, MicroBatcher, PendingQuery
+from service.batching import BatcherClosedError, BatchObserver, MicroBatcher, PendingQuery
 from service.errors import (
     CollectionEmptyError,
     CollectionNotFoundError,
@@ -112,7 +112,10 @@ class LoadedCollection:
         """Embed ``inputs`` (images or texts, by modality) and search; batched with concurrent queries."""
         if self.batcher is None:
             return embed_and_search(self, [PendingQuery(inputs=inputs, k=k, options=options)], self.observe_stage)[0]
-        return self.batcher.submit(inputs, k, options)
+        try:
+            return self.batcher.submit(inputs, k, options)
+        except BatcherClosedError:
+            raise NotReadyError("the service is shutting down; retry on another instance") from None
 
     def query_vectors(self, vectors: np.ndarray, k: int, options: SearchOptions | None = None) -> QueryAnswer:
         """Search given (n, dim) vectors (no embedding, no batching)."""

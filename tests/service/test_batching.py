@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.batching import BatcherClosedError, MicroBatcher, PendingQuery
-from tests.service.helpers import ServiceData
+from tests.service.helpers import ServiceData, assert_error
 
 CONCURRENT = 16
 
@@ -84,3 +84,14 @@ def test_concurrent_http_queries_share_forward_passes(client: TestClient, servic
     assert [[h["id"] for h in r] for r in together] == [[h["id"] for h in r] for r in alone]
     for got, want in zip(together, alone, strict=True):
         assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want], abs=1e-4)
+
+
+def test_queries_after_shutdown_get_503(client: TestClient) -> None:
+    collection = client.app.state.registry.get("texts")  # type: ignore[attr-defined]
+    live, closed = collection.batcher, MicroBatcher("closed", lambda batch: [], max_batch=1, max_wait_ms=0)
+    closed.close()
+    collection.batcher = closed
+    try:
+        assert_error(client.post("/v1/texts/search", json={"text": "a dog"}), 503, "not_ready")
+    finally:
+        collection.batcher = live

@@ -73,6 +73,12 @@ def export_image_embedder(encoder: nn.Module, out_dir: Path, *, embedding_dim: i
     return _publish(partial, out_dir)
 
 
+def sentence_embedding_dim(model: nn.Module) -> int:
+    """Output size of a SentenceTransformer (the method was renamed in sentence-transformers 6)."""
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
 def export_text_embedder(model: nn.Module, out_dir: Path, *, backbone: str,
                          training: dict[str, Any] | None = None,
                          metrics: dict[str, Any] | None = None) -> Path:
@@ -80,7 +86,7 @@ def export_text_embedder(model: nn.Module, out_dir: Path, *, backbone: str,
     partial = _fresh_folder(out_dir)
     model.save(str(partial / TEXT_WEIGHTS_DIR), safe_serialization=True)
     manifest = EmbedderManifest(
-        modality="text", embedding_dim=int(model.get_sentence_embedding_dimension()),
+        modality="text", embedding_dim=sentence_embedding_dim(model),
         weights_file=TEXT_WEIGHTS_DIR, weights_sha256=sha256_of_path(partial / TEXT_WEIGHTS_DIR),
         text=TextPreprocessing(max_seq_length=int(model.max_seq_length)), backbone=backbone,
         training=training or {}, metrics=metrics or {}, versions=library_versions())

@@ -1,0 +1,64 @@
+"""Embedding held-out data with in-memory encoders and scoring retrieval on it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from index.bundle import ImagePreprocessing
+from training.image_data import image_batch
+from training.metrics import angle_statistics, retrieval_metrics
+
+logger = logging.getLogger(__name__)
+
+METRIC_NAMES = ("precision_at_1", "r_precision", "map_at_r")
+
+
+@torch.inference_mode()
+def embed_images(encoder: nn.Module, images: Sequence[Image.Image], params: ImagePreprocessing, *,
+                 batch_size: int = 64, device: torch.device | str = "cpu", normalise: bool = True) -> np.ndarray:
+    """(N, D) float32 embeddings of ``images`` by ``encoder`` in eval mode, L2-normalised unless told not."""
+    was_training = encoder.training
+    encoder.eval()
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        vectors = encoder(image_batch(images[start:start + batch_size], params).to(device)).float()
+        chunks.append((nn.functional.normalize(vectors, dim=1) if normalise else vectors).cpu().numpy())
+    encoder.train(was_training)
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+
+@torch.inference_mode()
+def embed_texts(model: nn.Module, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+    """(N, D) float32 L2-normalised embeddings of ``texts`` by a SentenceTransformer in eval mode."""
+    was_training = model.training
+    model.eval()
+    vectors = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+                           normalize_embeddings=True, show_progress_bar=False)
+    model.train(was_training)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def score(embeddings: Any, labels: Sequence[str], *, angles: bool = True) -> dict[str, Any]:
+    """Retrieval metrics (and, for dense embeddings, ArcFace angle statistics) of one method."""
+    result: dict[str, Any] = retrieval_metrics(embeddings, labels)
+    if angles and isinstance(embeddings, np.ndarray):
+        result["angles"] = angle_statistics(embeddings, labels)
+    return result
+
+
+def format_table(methods: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table: one row per method, columns P@1, R-precision, MAP@R and train seconds."""
+    header = f"{'method':<24} {'P@1':>7} {'R-prec':>7} {'MAP@R':>7} {'train s':>8}"
+    rows = [header, "-" * len(header)]
+    for name, result in methods.items():
+        seconds = result.get("train_seconds")
+        rows.append(f"{name:<24} {result['precision_at_1']:>7.4f} {result['r_precision']:>7.4f} "
+                    f"{result['map_at_r']:>7.4f} {'' if seconds is None else f'{seconds:.1f}':>8}")
+    return "\n".join(rows)

@@ -1,0 +1,78 @@
+"""Fitting an image encoder with a margin head on decoded images (see ``training.loop.fit``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from index.bundle import ImagePreprocessing
+from training.baselines import backbone_baseline
+from training.config import ImageTrainConfig, fit_settings
+from training.data import shuffled_batches
+from training.evaluate import embed_images
+from training.heads import class_centres, make_head
+from training.image_data import Augmentation, image_batch
+from training.loop import Batch, FitResult, fit
+from training.metrics import map_at_r
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def init_projection_pca(encoder: nn.Module, images: Sequence[Image.Image], *, params: ImagePreprocessing,
+                        device: torch.device) -> None:
+    """Set the encoder's linear ``projection`` to the top principal components of its pooled backbone
+    features on ``images`` (mean-centred), so that training starts from the pretrained geometry
+    rather than a random projection. Components beyond the number of images keep their random init."""
+    features = torch.from_numpy(embed_images(backbone_baseline(encoder), images, params, device=device,
+                                             normalise=False)).double()
+    mean = features.mean(dim=0)
+    _, _, components = torch.linalg.svd(features - mean, full_matrices=False)  # (min(N, F), F)
+    k = min(encoder.projection.out_features, components.shape[0])
+    weight = encoder.projection.weight
+    weight[:k] = components[:k].to(weight)
+    encoder.projection.bias.copy_(-(weight @ mean.to(weight)))
+
+
+def wants_pca_projection(config: ImageTrainConfig) -> bool:
+    """Whether ``config`` asks for the PCA start of the projection (``auto``: when fine-tuning a checkpoint)."""
+    return config.projection_init == "pca" or (config.projection_init == "auto" and config.checkpoint is not None)
+
+
+def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: np.ndarray, *,
+                      params: ImagePreprocessing, config: ImageTrainConfig, device: torch.device,
+                      validation: tuple[Sequence[Image.Image], Sequence[str]] | None = None,
+                      ) -> tuple[nn.Module, FitResult]:
+    """Train ``encoder`` (on ``device``) on images with (N,) class ``codes``; returns (head, result).
+
+    ``validation`` = (images, labels) of validation classes, scored by MAP@R after each epoch.
+    """
+    num_classes = int(codes.max()) + 1
+    use_centres = config.head_init == "centres" or (config.head_init == "auto" and config.checkpoint is not None)
+    head = make_head(config.head, num_classes, config.embedding_dim, scale=config.scale,
+                     margin_rad=config.margin_rad, easy_margin=config.easy_margin,
+                     centres=(lambda: class_centres(embed_images(encoder, images, params, device=device), codes))
+                     if use_centres else None).to(device)
+    rng = np.random.default_rng(config.seed)
+    aug = Augmentation() if config.augment else None
+    labels = torch.from_numpy(codes)
+
+    def batches(epoch: int) -> Iterator[Batch]:
+        for index in shuffled_batches(len(images), batch_size=config.batch_size, rng=rng):
+            pixels = image_batch([images[i] for i in index], params, aug=aug, rng=rng)
+            yield pixels.to(device), labels[index].to(device)
+
+    def validate() -> float:
+        return map_at_r(embed_images(encoder, validation[0], params, device=device), validation[1])
+
+    freeze = config.freeze_batchnorm if config.freeze_batchnorm is not None else config.checkpoint is not None
+    steps = len(shuffled_batches(len(images), batch_size=config.batch_size, rng=np.random.default_rng(0)))
+    result = fit(encoder, head, batches=batches, embed=encoder, steps_per_epoch=steps,
+                 settings=fit_settings(config, has_validation=validation is not None),
+                 validate=validate if validation is not None else None, freeze_batchnorm=freeze)
+    return head, result

@@ -1,0 +1,170 @@
+"""Public entry points the CLI calls: train and evaluate image or text embedders end to end.
+
+``train_images`` / ``train_texts``: split classes, score baselines on the held-out classes, fine-tune
+with the margin head, score the fine-tuned encoder, export the headless bundle to ``config.out_dir``
+and write the report to ``report_path(config.out_dir)``. ``evaluate_bundle`` scores an exported bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from index.bundle import ImagePreprocessing, write_json_atomic
+from index.corpus import read_image_folder, read_text_file
+from index.embedder import load_embedder, resolve_device
+from index.preprocess import decode_image
+from training.backbones import build_image_encoder
+from training.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
+from training.config import ImageTrainConfig, TextTrainConfig, config_to_dict
+from training.data import ClassSplit, indices_of, label_codes, split_classes
+from training.evaluate import embed_images, embed_texts, format_table, score
+from training.export import export_image_embedder, export_text_embedder
+from training.image_data import load_images
+from training.image_trainer import fit_image_encoder, init_projection_pca, wants_pca_projection
+from training.text_trainer import fit_text_encoder, load_sentence_model
+
+__all__ = ["ImageTrainConfig", "TextTrainConfig", "evaluate_bundle", "report_path", "train_images",
+           "train_texts"]
+
+logger = logging.getLogger(__name__)
+
+
+def report_path(out_dir: Path) -> Path:
+    """Where a training run writes its JSON report: beside the bundle, ``<out_dir>_report.json``."""
+    return Path(out_dir).parent / f"{Path(out_dir).name}_report.json"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _pick(seq: list, index: np.ndarray) -> list:
+    return [seq[i] for i in index]
+
+
+def _finish(report: dict[str, Any], *, modality: str, out_dir: Path) -> dict[str, Any]:
+    """Log the table, write the report JSON; returns the report."""
+    logger.info("%s retrieval on %d held-out classes:\n%s", modality, len(report["heldout_classes"]),
+                format_table(report["methods"]))
+    path = report_path(out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, report)
+    logger.info("report written to %s, bundle to %s", path, out_dir)
+    return report
+
+
+def _new_report(config: ImageTrainConfig | TextTrainConfig, split: ClassSplit, modality: str) -> dict[str, Any]:
+    return {"modality": modality, "config": config_to_dict(config), "train_classes": list(split.train),
+            "validation_classes": list(split.validation), "heldout_classes": list(split.holdout),
+            "methods": {}}
+
+
+def _fit_summary(result: Any) -> dict[str, Any]:
+    return {"train_seconds": result.train_seconds, "steps": result.steps, "epoch_losses": result.epoch_losses,
+            "validation_map_at_r": result.validation_scores, "stop_reason": result.stop_reason}
+
+
+def _manifest_training(report: dict[str, Any], source: Path) -> dict[str, Any]:
+    return {"data": str(source), "config": report["config"], "fit": report["fit"],
+            "heldout_classes": report["heldout_classes"], "train_classes": report["train_classes"]}
+
+
+def train_images(config: ImageTrainConfig) -> dict[str, Any]:
+    """Fine-tune, evaluate (with baselines) on held-out classes and export an image embedder; returns the report."""
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    items = read_image_folder(config.images_dir)
+    labels = [item.label for item in items]
+    split = split_classes(labels, holdout_fraction=config.holdout_fraction,
+                          validation_fraction=config.validation_fraction, seed=config.seed)
+    report = _new_report(config, split, "image")
+    images = load_images(items)
+    params = ImagePreprocessing(height=config.image_size, width=config.image_size)
+    held, train, val = (indices_of(labels, classes) for classes in (split.holdout, split.train, split.validation))
+    held_images, held_labels = _pick(images, held), _pick(labels, held)
+    encoder = build_image_encoder(config.backbone, embedding_dim=config.embedding_dim,
+                                  checkpoint=config.checkpoint).to(device)
+    baseline = "pretrained_backbone" if config.checkpoint is not None else "untrained_backbone"
+    if held.size:
+        report["methods"]["raw_pixels"] = score(raw_pixel_embeddings(held_images), held_labels)
+        report["methods"][baseline] = score(embed_images(backbone_baseline(encoder), held_images, params,
+                                                         device=device), held_labels)
+    if wants_pca_projection(config):
+        init_projection_pca(encoder, _pick(images, train), params=params, device=device)
+        if held.size:
+            report["methods"]["pretrained_pca_projection"] = score(
+                embed_images(encoder, held_images, params, device=device), held_labels)
+    _, result = fit_image_encoder(
+        encoder, _pick(images, train), label_codes(_pick(labels, train), split.train), params=params,
+        config=config, device=device,
+        validation=(_pick(images, val), _pick(labels, val)) if val.size else None)
+    report["fit"] = _fit_summary(result)
+    if held.size:
+        report["methods"][f"{config.head}_finetuned"] = {
+            **score(embed_images(encoder, held_images, params, device=device), held_labels),
+            "train_seconds": result.train_seconds}
+    export_image_embedder(encoder, config.out_dir, embedding_dim=config.embedding_dim, preprocessing=params,
+                          backbone=config.backbone, training=_manifest_training(report, config.images_dir),
+                          metrics=report["methods"])
+    return _finish(report, modality="image", out_dir=config.out_dir)
+
+
+def train_texts(config: TextTrainConfig) -> dict[str, Any]:
+    """Fine-tune, evaluate (with baselines) on held-out classes and export a text embedder; returns the report."""
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    items = read_text_file(config.texts_file)
+    texts, labels = [item.text for item in items], [item.label for item in items]
+    split = split_classes(labels, holdout_fraction=config.holdout_fraction,
+                          validation_fraction=config.validation_fraction, seed=config.seed)
+    report = _new_report(config, split, "text")
+    held, train, val = (indices_of(labels, classes) for classes in (split.holdout, split.train, split.validation))
+    held_texts, held_labels = _pick(texts, held), _pick(labels, held)
+    model = load_sentence_model(config.model, device=device, max_seq_length=config.max_seq_length)
+    if held.size:
+        report["methods"]["tfidf"] = score(tfidf_embeddings(held_texts, fit_texts=texts), held_labels)
+        report["methods"]["pretrained_model"] = score(embed_texts(model, held_texts), held_labels)
+    _, result = fit_text_encoder(
+        model, _pick(texts, train), label_codes(_pick(labels, train), split.train), config=config,
+        device=device, validation=(_pick(texts, val), _pick(labels, val)) if val.size else None)
+    report["fit"] = _fit_summary(result)
+    if held.size:
+        report["methods"][f"{config.head}_finetuned"] = {
+            **score(embed_texts(model, held_texts), held_labels), "train_seconds": result.train_seconds}
+    export_text_embedder(model, config.out_dir, backbone=config.model,
+                         training=_manifest_training(report, config.texts_file), metrics=report["methods"])
+    return _finish(report, modality="text", out_dir=config.out_dir)
+
+
+def evaluate_bundle(bundle_dir: Path, corpus: Path, *, only_classes: list[str] | None = None) -> dict[str, Any]:
+    """Score an exported embedder on a labelled corpus (image folder or text file); all classes unless
+    ``only_classes`` is given (e.g. the manifest's ``training.holdout_classes``)."""
+    start = time.perf_counter()
+    embedder = load_embedder(Path(bundle_dir))
+    wanted = set(only_classes) if only_classes is not None else None
+    if embedder.modality == "image":
+        items = [it for it in read_image_folder(Path(corpus)) if wanted is None or it.label in wanted]
+        vectors = np.concatenate([embedder.embed_images([decode_image(it.path) for it in items[s:s + 256]])
+                                  for s in range(0, len(items), 256)]) if items else np.zeros((0, embedder.dim))
+    else:
+        items = [it for it in read_text_file(Path(corpus)) if wanted is None or it.label in wanted]
+        vectors = embedder.embed_texts([it.text for it in items])
+    if not items:
+        raise ValueError(f"no items of the classes asked for in {corpus}")
+    labels = [it.label for it in items]
+    result = score(vectors, labels)
+    result.update(num_items=len(items), num_classes=len(set(labels)), seconds=time.perf_counter() - start)
+    logger.info("%s: P@1 %.4f, R-precision %.4f, MAP@R %.4f on %d items of %d classes", bundle_dir,
+                result["precision_at_1"], result["r_precision"], result["map_at_r"], len(items),
+                result["num_classes"])
+    return result

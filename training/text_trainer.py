@@ -1,0 +1,84 @@
+"""Fitting a sentence-transformers model with a margin head on its sentence embedding."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.config import TextTrainConfig, fit_settings
+from training.data import length_bucketed_batches
+from training.evaluate import embed_texts
+from training.heads import class_centres, make_head
+from training.loop import Batch, FitResult, fit
+from training.metrics import map_at_r
+
+logger = logging.getLogger(__name__)
+
+
+def load_sentence_model(name_or_path: str, *, device: torch.device,
+                        max_seq_length: int | None = None) -> nn.Module:
+    """A ``SentenceTransformer`` from a local folder or a model name (downloaded by the library if needed)."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(name_or_path, device=str(device))
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def sentence_dimension(model: nn.Module) -> int:
+    """Size of the model's sentence embedding (``get_embedding_dimension`` from v6, the old name before)."""
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
+def tokenize(model: nn.Module, texts: Sequence[str], device: torch.device) -> dict[str, Any]:
+    """The model's own tokenizer on a batch of texts; tensors moved to ``device``."""
+    tokenizer = getattr(model, "preprocess", None) or model.tokenize  # ``tokenize`` before v6
+    features = tokenizer(list(texts))
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in features.items()}
+
+
+def token_lengths(model: nn.Module, texts: Sequence[str], *, chunk: int = 1024) -> np.ndarray:
+    """(N,) number of tokens of each text under the model's tokenizer (after its truncation)."""
+    lengths = [tokenize(model, texts[s:s + chunk], torch.device("cpu"))["attention_mask"].sum(dim=1)
+               for s in range(0, len(texts), chunk)]
+    return torch.cat(lengths).numpy() if lengths else np.zeros(0, np.int64)
+
+
+def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, *, config: TextTrainConfig,
+                     device: torch.device, validation: tuple[Sequence[str], Sequence[str]] | None = None,
+                     ) -> tuple[nn.Module, FitResult]:
+    """Fine-tune ``model`` on texts with (N,) class ``codes``; returns (head, result).
+
+    ``validation`` = (texts, labels) of validation classes, scored by MAP@R after each epoch.
+    """
+    dim = sentence_dimension(model)
+    head = make_head(config.head, int(codes.max()) + 1, dim, scale=config.scale, margin_rad=config.margin_rad,
+                     easy_margin=config.easy_margin,
+                     centres=(lambda: class_centres(embed_texts(model, texts), codes))
+                     if config.head_init in ("auto", "centres") else None).to(device)
+    rng = np.random.default_rng(config.seed)
+    labels = torch.from_numpy(codes)
+    lengths = token_lengths(model, texts)
+
+    def batches(epoch: int) -> Iterator[Batch]:
+        for index in length_bucketed_batches(lengths, batch_size=config.batch_size, rng=rng):
+            yield tokenize(model, [texts[i] for i in index], device), labels[index].to(device)
+
+    def embed(features: dict[str, Any]) -> torch.Tensor:
+        return model(features)["sentence_embedding"]
+
+    def validate() -> float:
+        return map_at_r(embed_texts(model, validation[0]), validation[1])
+
+    steps = len(length_bucketed_batches(lengths, batch_size=config.batch_size, rng=np.random.default_rng(0)))
+    result = fit(model, head, batches=batches, embed=embed, steps_per_epoch=steps,
+                 settings=fit_settings(config, has_validation=validation is not None),
+                 validate=validate if validation is not None else None)
+    return head, result

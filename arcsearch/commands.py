@@ -8,7 +8,7 @@ from dataclasses import fields
 from typing import Any
 
 from arcsearch.cli import print_json
-from arcsearch.report import format_metrics_table
+from training.evaluate import format_table
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def train(args: argparse.Namespace) -> int:
         config = TextTrainConfig(**_config_kwargs(
             TextTrainConfig, args, texts_file=args.texts, out_dir=args.out, model=args.model))
         report = train_texts(config)
-    logger.info("held-out classes:\n%s", format_metrics_table(report))
+    logger.info("held-out classes:\n%s", format_table(report["methods"]))
     logger.info("embedder bundle written to %s", args.out)
     return 0
 

@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from arcsearch.report import format_metrics_table
+from training.evaluate import format_table
 
 logger = logging.getLogger(__name__)
 
 
 def _train_or_reuse(kind: str, out_dir: Path, train: Any) -> dict[str, Any]:
     """Train unless a bundle with its report already exists (delete the folder to train again)."""
-    report_path = out_dir / "report.json"
-    if (out_dir / "manifest.json").exists() and report_path.exists():
+    from training.run import report_path
+
+    if (out_dir / "manifest.json").exists() and report_path(out_dir).exists():
         logger.info("reusing the %s embedder in %s (delete it to train again)", kind, out_dir)
-        return json.loads(report_path.read_text(encoding="utf-8"))
-    report = train()
-    report_path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    return report
+        return json.loads(report_path(out_dir).read_text(encoding="utf-8"))
+    return train()
+
+
+def _forget_collection_of_other_embedder(collections_dir: Path, name: str, embedder: Path) -> None:
+    """The demo owns its collections: one built with an earlier embedder is removed, not refused."""
+    from index.bundle import read_embedder_manifest
+    from index.collections import collection_dir, embedder_dir
+
+    folder = collection_dir(collections_dir, name)
+    if not folder.exists():
+        return
+    old = read_embedder_manifest(embedder_dir(collections_dir, name)).weights_sha256
+    if old != read_embedder_manifest(embedder).weights_sha256:
+        logger.info("collection %s was built with an earlier embedder; rebuilding it", name)
+        shutil.rmtree(folder)
 
 
 def example_requests(host: str, port: int, *, image_path: Path) -> str:
@@ -54,14 +68,16 @@ def run_demo(*, data_dir: Path, artifacts_dir: Path, host: str, port: int, devic
     text_report = _train_or_reuse("text", text_out, lambda: train_texts(TextTrainConfig(
         texts_file=prepared.texts_file, out_dir=text_out, model=str(prepared.minilm_dir), device=device)))
     collections_dir = artifacts_dir / "collections"
-    index_collection(collections_dir, "images", image_out, prepared.faces_dir, device=device)
-    index_collection(collections_dir, "texts", text_out, prepared.texts_file, device=device)
+    for name, embedder, source in (("images", image_out, prepared.faces_dir),
+                                   ("texts", text_out, prepared.texts_file)):
+        _forget_collection_of_other_embedder(collections_dir, name, embedder)
+        index_collection(collections_dir, name, embedder, source, device=device)
     elapsed_s = time.perf_counter() - started
 
     sample_image = sorted(prepared.faces_dir.glob("*/*.pgm"))[-1]
     sys.stdout.write(
-        f"\nHeld-out faces (ORL):\n{format_metrics_table(image_report)}\n"
-        f"\nHeld-out texts (WordNet glosses by hypernym):\n{format_metrics_table(text_report)}\n"
+        f"\nHeld-out faces (ORL):\n{format_table(image_report['methods'])}\n"
+        f"\nHeld-out texts (WordNet glosses by hypernym):\n{format_table(text_report['methods'])}\n"
         f"\nPrepared, trained, evaluated, exported and indexed in {elapsed_s:.0f} s.\n")
     if not serve:
         return 0

@@ -1,0 +1,50 @@
+"""The command line wires the stages together: train -> evaluate -> index, each through files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from arcsearch.cli import main
+from index.bundle import read_embedder_manifest, read_index_manifest
+from index.collections import current_index_dir
+from training.run import report_path
+
+
+def test_train_evaluate_index_through_the_cli(prepared, tmp_path, capsys):
+    faces = tmp_path / "faces"
+    for person in sorted(p for p in prepared.faces_dir.iterdir() if p.is_dir())[:8]:
+        shutil.copytree(person, faces / person.name)
+    bundle = tmp_path / "embedder"
+    status = main(["train", "--images", str(faces), "--out", str(bundle), "--backbone", "small_cnn",
+                   "--epochs", "2", "--embedding-dim", "32", "--holdout-fraction", "0.25", "--device", "cpu"])
+    assert status == 0
+    manifest = read_embedder_manifest(bundle)
+    assert manifest.modality == "image" and manifest.embedding_dim == 32
+    assert len(manifest.training["heldout_classes"]) == 2
+
+    capsys.readouterr()
+    assert main(["evaluate", "--embedder", str(bundle), "--images", str(faces)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["num_classes"] == 2 and evaluated["num_items"] == 20  # the held-out people only
+    trained = json.loads(report_path(bundle).read_text())["methods"]["arcface_finetuned"]
+    assert evaluated["map_at_r"] == pytest.approx(trained["map_at_r"], abs=1e-4)
+
+    collections = tmp_path / "collections"
+    assert main(["index", "--collection", "faces", "--embedder", str(bundle), "--source", str(faces),
+                 "--collections-dir", str(collections), "--device", "cpu"]) == 0
+    index_manifest = read_index_manifest(current_index_dir(collections, "faces"))
+    assert index_manifest.num_items == 80
+    assert index_manifest.embedder_sha256 == manifest.weights_sha256
+
+
+def test_user_mistakes_exit_with_status_2_and_a_message(tmp_path, caplog):
+    status = main(["train", "--texts", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")])
+    assert status == 2
+    assert "--model" in caplog.text
+    status = main(["index", "--collection", "x", "--embedder", str(tmp_path), "--source", str(tmp_path),
+                   "--collections-dir", str(tmp_path / "c")])
+    assert status == 2
+    assert "manifest.json is missing" in caplog.text

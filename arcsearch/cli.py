@@ -10,12 +10,26 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
+
+from training.loss_params import LOSS_NAMES, LossParams
 
 logger = logging.getLogger("arcsearch")
 
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_ARTIFACTS_DIR = Path("artifacts")
+
+
+def _add_loss_params(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``LossParams`` field, e.g. ``--margin-rad``; booleans are switches."""
+    group = parser.add_argument_group("objective hyper-parameters (each loss reads the ones it uses)")
+    for knob in fields(LossParams):
+        flag = "--" + knob.name.replace("_", "-")
+        if isinstance(knob.default, bool):
+            group.add_argument(flag, action="store_true", default=None, help=knob.metadata["help"])
+        else:
+            group.add_argument(flag, type=type(knob.default), help=knob.metadata["help"])
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +44,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="training epochs (default: the modality's default)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="encoder learning rate")
-    parser.add_argument("--head-lr", type=float, help="ArcFace head learning rate")
-    parser.add_argument("--scale", type=float, help="ArcFace scale s")
-    parser.add_argument("--margin-rad", type=float, help="ArcFace additive angular margin m, radians")
-    parser.add_argument("--easy-margin", action="store_true", default=None)
+    parser.add_argument("--head-lr", type=float, help="learning rate of the class centres (the head)")
+    parser.add_argument("--loss", choices=LOSS_NAMES, help="training objective (default: arcface)")
+    _add_loss_params(parser)
     parser.add_argument("--embedding-dim", type=int, help="image embedding size (texts keep the model's)")
     parser.add_argument("--holdout-fraction", type=float, help="share of classes held out for evaluation")
     parser.add_argument("--max-train-seconds", type=float, help="stop training after this many seconds")

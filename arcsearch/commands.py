@@ -12,18 +12,23 @@ from training.evaluate import format_table
 
 logger = logging.getLogger(__name__)
 
-TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "scale", "margin_rad", "easy_margin",
-                  "embedding_dim", "holdout_fraction", "max_train_seconds", "seed", "device")
+TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "loss", "embedding_dim", "holdout_fraction",
+                  "max_train_seconds", "seed", "device")
 
 
 def _config_kwargs(config_type: type, args: argparse.Namespace, **given: Any) -> dict[str, Any]:
-    """Keyword arguments for a training config: the given ones plus every flag the user set."""
+    """Keyword arguments for a training config: the given ones plus every flag the user set, the
+    objective's hyper-parameters gathered into ``loss_params``."""
+    from training.loss_params import LossParams
+
     accepted = {f.name for f in fields(config_type)}
     kwargs = {name: value for name, value in given.items() if value is not None}
     for flag in TRAINING_FLAGS:
         value = getattr(args, flag, None)
         if value is not None and flag in accepted:
             kwargs[flag] = value
+    knobs = {f.name: getattr(args, f.name) for f in fields(LossParams) if getattr(args, f.name, None) is not None}
+    kwargs["loss_params"] = LossParams(**knobs)
     return kwargs
 
 

@@ -1,4 +1,4 @@
-"""Fitting an image encoder with a margin head on decoded images (see ``training.loop.fit``)."""
+"""Fitting an image encoder with a training objective on decoded images (see ``training.loop.fit``)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from torch import nn
 
 from index.bundle import ImagePreprocessing
 from training.baselines import backbone_baseline
-from training.config import ImageTrainConfig, fit_settings
+from training.config import ImageTrainConfig
 from training.data import shuffled_batches
 from training.evaluate import embed_images
-from training.heads import class_centres, make_head
+from training.heads import class_centres, make_objective
 from training.image_data import Augmentation, image_batch
 from training.loop import Batch, FitResult, fit
 from training.metrics import map_at_r
@@ -48,16 +48,15 @@ def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: 
                       params: ImagePreprocessing, config: ImageTrainConfig, device: torch.device,
                       validation: tuple[Sequence[Image.Image], Sequence[str]] | None = None,
                       ) -> tuple[nn.Module, FitResult]:
-    """Train ``encoder`` (on ``device``) on images with (N,) class ``codes``; returns (head, result).
+    """Train ``encoder`` (on ``device``) on images with (N,) class ``codes``; returns (objective, result).
 
     ``validation`` = (images, labels) of validation classes, scored by MAP@R after each epoch.
     """
     num_classes = int(codes.max()) + 1
-    use_centres = config.head_init == "centres" or (config.head_init == "auto" and config.checkpoint is not None)
-    head = make_head(config.head, num_classes, config.embedding_dim, scale=config.scale,
-                     margin_rad=config.margin_rad, easy_margin=config.easy_margin,
-                     centres=(lambda: class_centres(embed_images(encoder, images, params, device=device), codes))
-                     if use_centres else None).to(device)
+    objective = make_objective(
+        config.loss, num_classes, config.embedding_dim, config.loss_params,
+        centres=(lambda: class_centres(embed_images(encoder, images, params, device=device), codes))
+        if config.uses_centre_init else None).to(device)
     rng = np.random.default_rng(config.seed)
     aug = Augmentation() if config.augment else None
     labels = torch.from_numpy(codes)
@@ -72,7 +71,7 @@ def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: 
 
     freeze = config.freeze_batchnorm if config.freeze_batchnorm is not None else config.checkpoint is not None
     steps = len(shuffled_batches(len(images), batch_size=config.batch_size, rng=np.random.default_rng(0)))
-    result = fit(encoder, head, batches=batches, embed=encoder, steps_per_epoch=steps,
-                 settings=fit_settings(config, has_validation=validation is not None),
+    result = fit(encoder, objective, batches=batches, embed=encoder, steps_per_epoch=steps,
+                 settings=config.fit_settings(has_validation=validation is not None),
                  validate=validate if validation is not None else None, freeze_batchnorm=freeze)
-    return head, result
+    return objective, result

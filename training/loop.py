@@ -1,4 +1,4 @@
-"""The training loop shared by images and texts: encoder + margin head, AdamW, warmup + cosine decay.
+"""The training loop shared by images and texts: encoder + objective, AdamW, warmup + cosine decay.
 
 Read top to bottom: ``get_lr`` (pure), ``make_optimizer``, ``fit``. The loop knows nothing of the
 modality: it is given a function that yields (inputs, labels) batches and one that embeds inputs.
@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from training.losses import Objective
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +44,11 @@ class FitSettings:
 
 @dataclass
 class FitResult:
-    """What happened: per-epoch losses and validation scores, time spent, why it stopped."""
+    """What happened: per-epoch mean loss, head accuracy (share of training samples whose highest logit is
+    their class; empty for objectives without logits) and validation scores, time spent, why it stopped."""
 
     epoch_losses: list[float] = field(default_factory=list)
+    epoch_head_accuracy: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     steps: int = 0
@@ -73,7 +77,8 @@ def _decays(name: str, param: nn.Parameter) -> bool:
 
 def make_optimizer(encoder: nn.Module, head: nn.Module, *, lr: float, head_lr: float,
                    weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with the encoder at ``lr`` and the head at ``head_lr``; no decay on biases and norms.
+    """AdamW with the encoder at ``lr`` and the objective's parameters (``head``) at ``head_lr``; no decay
+    on biases and norms.
     Each group keeps its peak rate in ``group['peak_lr']`` for the schedule."""
     named = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad]
     groups = [
@@ -96,10 +101,10 @@ def set_train_mode(encoder: nn.Module, head: nn.Module, *, freeze_batchnorm: boo
                 module.eval()
 
 
-def fit(encoder: nn.Module, head: nn.Module, *, batches: Callable[[int], Iterable[Batch]],
+def fit(encoder: nn.Module, head: Objective, *, batches: Callable[[int], Iterable[Batch]],
         embed: Callable[[Any], torch.Tensor], settings: FitSettings, steps_per_epoch: int,
         validate: Callable[[], float] | None = None, freeze_batchnorm: bool = False) -> FitResult:
-    """Train ``encoder`` and ``head`` with cross-entropy on the head's logits.
+    """Train ``encoder`` and the objective ``head`` (class centres, if any) on the objective's loss.
 
     ``batches(epoch)`` yields one epoch of batches; ``embed(inputs)`` gives (N, D) embeddings.
     The learning rate follows ``get_lr`` on progress measured in steps or, under a time budget, in
@@ -114,7 +119,7 @@ def fit(encoder: nn.Module, head: nn.Module, *, batches: Callable[[int], Iterabl
     result, best_state, best_score, start = FitResult(), None, -math.inf, time.perf_counter()
     for epoch in range(settings.epochs):
         set_train_mode(encoder, head, freeze_batchnorm=freeze_batchnorm)
-        losses, out_of_time = [], False
+        losses, hits, seen, out_of_time = [], 0, 0, False
         for inputs, labels in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}",
                                    leave=False, disable=not settings.show_progress):
             elapsed = time.perf_counter() - start
@@ -124,21 +129,27 @@ def fit(encoder: nn.Module, head: nn.Module, *, batches: Callable[[int], Iterabl
             for group in optimizer.param_groups:
                 group["lr"] = get_lr(progress, max_lr=group["peak_lr"], warmup_steps=warmup_steps,
                                      total_steps=total_steps, min_lr=group["peak_lr"] * settings.min_lr_fraction)
-            if hasattr(head, "margin_fraction"):
-                head.margin_fraction = get_margin_fraction(progress, warmup_steps=int(
-                    settings.margin_warmup_fraction * total_steps))
-            loss = nn.functional.cross_entropy(head(embed(inputs), labels), labels)
+            head.margin_fraction = get_margin_fraction(progress, warmup_steps=int(
+                settings.margin_warmup_fraction * total_steps))
+            output = head(embed(inputs), labels)
+            loss = output.loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, settings.grad_clip)
             optimizer.step()
             losses.append(float(loss.detach()))
+            if output.logits is not None:
+                hits += int((output.logits.detach().argmax(dim=1) == labels).sum())
+                seen += len(labels)
             result.steps += 1
             if settings.max_train_seconds and time.perf_counter() - start >= settings.max_train_seconds:
                 out_of_time = True
                 break
         result.epoch_losses.append(sum(losses) / max(1, len(losses)))
         message = f"epoch {epoch + 1}/{settings.epochs}: loss {result.epoch_losses[-1]:.4f}"
+        if seen:
+            result.epoch_head_accuracy.append(hits / seen)
+            message += f", head accuracy {hits / seen:.3f}"
         if validate is not None:
             score = validate()
             result.validation_scores.append(score)

@@ -1,7 +1,7 @@
 """Public entry points the CLI calls: train and evaluate image or text embedders end to end.
 
 ``train_images`` / ``train_texts``: split classes, score baselines on the held-out classes, fine-tune
-with the margin head, score the fine-tuned encoder, export the headless bundle to ``config.out_dir``
+with the training objective, score the fine-tuned encoder, export the headless bundle to ``config.out_dir``
 and write the report to ``report_path(config.out_dir)``. ``evaluate_bundle`` scores an exported bundle.
 """
 
@@ -22,7 +22,7 @@ from index.embedder import load_embedder, resolve_device
 from index.preprocess import decode_image
 from training.backbones import build_image_encoder
 from training.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
-from training.config import ImageTrainConfig, TextTrainConfig, config_to_dict
+from training.config import ImageTrainConfig, TextTrainConfig
 from training.data import ClassSplit, indices_of, label_codes, split_classes
 from training.evaluate import embed_images, embed_texts, format_table, score
 from training.export import export_image_embedder, export_text_embedder
@@ -64,13 +64,14 @@ def _finish(report: dict[str, Any], *, modality: str, out_dir: Path) -> dict[str
 
 
 def _new_report(config: ImageTrainConfig | TextTrainConfig, split: ClassSplit, modality: str) -> dict[str, Any]:
-    return {"modality": modality, "config": config_to_dict(config), "train_classes": list(split.train),
+    return {"modality": modality, "config": config.to_dict(), "train_classes": list(split.train),
             "validation_classes": list(split.validation), "heldout_classes": list(split.holdout),
             "methods": {}}
 
 
 def _fit_summary(result: Any) -> dict[str, Any]:
     return {"train_seconds": result.train_seconds, "steps": result.steps, "epoch_losses": result.epoch_losses,
+            "epoch_head_accuracy": result.epoch_head_accuracy,
             "validation_map_at_r": result.validation_scores, "stop_reason": result.stop_reason}
 
 
@@ -110,7 +111,7 @@ def train_images(config: ImageTrainConfig) -> dict[str, Any]:
         validation=(_pick(images, val), _pick(labels, val)) if val.size else None)
     report["fit"] = _fit_summary(result)
     if held.size:
-        report["methods"][f"{config.head}_finetuned"] = {
+        report["methods"][f"{config.loss}_finetuned"] = {
             **score(embed_images(encoder, held_images, params, device=device), held_labels),
             "train_seconds": result.train_seconds}
     export_image_embedder(encoder, config.out_dir, embedding_dim=config.embedding_dim, preprocessing=params,
@@ -139,7 +140,7 @@ def train_texts(config: TextTrainConfig) -> dict[str, Any]:
         device=device, validation=(_pick(texts, val), _pick(labels, val)) if val.size else None)
     report["fit"] = _fit_summary(result)
     if held.size:
-        report["methods"][f"{config.head}_finetuned"] = {
+        report["methods"][f"{config.loss}_finetuned"] = {
             **score(embed_texts(model, held_texts), held_labels), "train_seconds": result.train_seconds}
     export_text_embedder(model, config.out_dir, backbone=config.model,
                          training=_manifest_training(report, config.texts_file), metrics=report["methods"])

@@ -1,4 +1,4 @@
-"""Fitting a sentence-transformers model with a margin head on its sentence embedding."""
+"""Fitting a sentence-transformers model with a training objective on its sentence embedding."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.config import TextTrainConfig, fit_settings
+from training.config import TextTrainConfig
 from training.data import length_bucketed_batches
 from training.evaluate import embed_texts
-from training.heads import class_centres, make_head
+from training.heads import class_centres, make_objective
 from training.loop import Batch, FitResult, fit
 from training.metrics import map_at_r
 
@@ -54,15 +54,14 @@ def token_lengths(model: nn.Module, texts: Sequence[str], *, chunk: int = 1024) 
 def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, *, config: TextTrainConfig,
                      device: torch.device, validation: tuple[Sequence[str], Sequence[str]] | None = None,
                      ) -> tuple[nn.Module, FitResult]:
-    """Fine-tune ``model`` on texts with (N,) class ``codes``; returns (head, result).
+    """Fine-tune ``model`` on texts with (N,) class ``codes``; returns (objective, result).
 
     ``validation`` = (texts, labels) of validation classes, scored by MAP@R after each epoch.
     """
     dim = sentence_dimension(model)
-    head = make_head(config.head, int(codes.max()) + 1, dim, scale=config.scale, margin_rad=config.margin_rad,
-                     easy_margin=config.easy_margin,
-                     centres=(lambda: class_centres(embed_texts(model, texts), codes))
-                     if config.head_init in ("auto", "centres") else None).to(device)
+    objective = make_objective(config.loss, int(codes.max()) + 1, dim, config.loss_params,
+                               centres=(lambda: class_centres(embed_texts(model, texts), codes))
+                               if config.uses_centre_init else None).to(device)
     rng = np.random.default_rng(config.seed)
     labels = torch.from_numpy(codes)
     lengths = token_lengths(model, texts)
@@ -78,7 +77,7 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
         return map_at_r(embed_texts(model, validation[0]), validation[1])
 
     steps = len(length_bucketed_batches(lengths, batch_size=config.batch_size, rng=np.random.default_rng(0)))
-    result = fit(model, head, batches=batches, embed=embed, steps_per_epoch=steps,
-                 settings=fit_settings(config, has_validation=validation is not None),
+    result = fit(model, objective, batches=batches, embed=embed, steps_per_epoch=steps,
+                 settings=config.fit_settings(has_validation=validation is not None),
                  validate=validate if validation is not None else None)
-    return head, result
+    return objective, result

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from training.heads import ArcFaceHead
+from training.losses import LossParams, build_objective
 from training.margins import arcface_logits
 
 SCALE, MARGIN_RAD = 30.0, 0.5
@@ -91,10 +91,10 @@ def test_head_loss_matches_pytorch_metric_learning_values_and_gradients() -> Non
     weight = torch.nn.functional.normalize(torch.randn(num_classes, dim, generator=gen, dtype=torch.float64), dim=1)
     embeddings[:4] = -weight[labels[:4]] + 0.05 * embeddings[:4]  # targets past pi - m: the fallback region
 
-    head = ArcFaceHead(num_classes, dim, scale=SCALE, margin_rad=MARGIN_RAD).double()
+    head = build_objective("arcface", num_classes, dim, LossParams(scale=SCALE, margin_rad=MARGIN_RAD)).double()
     head.weight.data.copy_(weight)
     ours_emb = embeddings.clone().requires_grad_(True)
-    ours = torch.nn.functional.cross_entropy(head(ours_emb, labels), labels)
+    ours = head(ours_emb, labels).loss
     ours.backward()
 
     reference = ArcFaceLoss(num_classes, dim, margin=math.degrees(MARGIN_RAD), scale=SCALE)

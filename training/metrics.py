@@ -88,30 +88,61 @@ def retrieval_metrics(embeddings: np.ndarray, labels: Sequence | np.ndarray) -> 
             "num_queries": int(r.size)}
 
 
-def angle_statistics(embeddings: np.ndarray, labels: Sequence | np.ndarray, *,
-                     max_items: int = 3000, seed: int = 0) -> dict[str, float]:
-    """ArcFace-paper angle statistics in degrees: mean angle of samples to their class centre,
-    between class centres, of positive pairs and of negative pairs (self pairs excluded).
-    Above ``max_items`` samples a seeded random subset is used (the pair matrix is N x N)."""
+def _subsample(embeddings: np.ndarray, labels: Sequence | np.ndarray, max_items: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validated dense (N, D) embeddings and (N,) class codes, cut to a seeded random ``max_items`` if larger."""
     embeddings, codes = _check(embeddings, labels)
+    if sparse.issparse(embeddings):
+        raise ValueError("angle statistics need dense embeddings")
     if len(codes) > max_items:
         keep = np.sort(np.random.default_rng(seed).choice(len(codes), max_items, replace=False))
         embeddings, codes = embeddings[keep], np.unique(codes[keep], return_inverse=True)[1].reshape(-1)
+    return embeddings, codes
+
+
+def _degrees(cos: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _pair_angles(embeddings: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    upper = np.triu(np.ones((len(codes), len(codes)), dtype=bool), k=1)
+    same = codes[:, None] == codes[None, :]
+    pairs = _degrees(embeddings @ embeddings.T)
+    return pairs[same & upper], pairs[~same & upper]
+
+
+def pair_angles(embeddings: np.ndarray, labels: Sequence | np.ndarray, *,
+                max_items: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Angles in degrees of every positive and every negative pair (each unordered pair once, no self
+    pairs) of (N, D) L2-normalised embeddings: ((P,), (Q,)) float arrays, for plotting their distributions.
+    Above ``max_items`` samples a seeded random subset is used (the pair matrix is N x N)."""
+    return _pair_angles(*_subsample(embeddings, labels, max_items, seed))
+
+
+def angle_statistics(embeddings: np.ndarray, labels: Sequence | np.ndarray, *,
+                     max_items: int = 3000, seed: int = 0) -> dict[str, float]:
+    """ArcFace-paper angle statistics in degrees of (N, D) L2-normalised embeddings.
+
+    to_centre_deg: mean angle of samples to their class centre ("Intra"); between_centres_deg: mean angle
+    between class centres; nearest_centre_deg: mean over classes of the angle to the nearest other centre
+    (the paper's "Inter", mean of minimum angles between centres); min_between_centres_deg: the smallest
+    angle between any two centres; positive_pairs_deg / negative_pairs_deg: mean angle of same-class /
+    different-class pairs (self pairs excluded). NaN where undefined (one class, or no positive pair).
+    Above ``max_items`` samples a seeded random subset is used (the pair matrix is N x N)."""
+    embeddings, codes = _subsample(embeddings, labels, max_items, seed)
     num_classes = int(codes.max()) + 1
     centres = np.zeros((num_classes, embeddings.shape[1]), np.float64)
     np.add.at(centres, codes, embeddings)
     centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
-
-    def degrees(cos: np.ndarray) -> np.ndarray:
-        return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-    to_centre = degrees(np.einsum("nd,nd->n", embeddings, centres[codes]))
-    between = degrees(centres @ centres.T)[~np.eye(num_classes, dtype=bool)]
-    pairs = degrees(embeddings @ embeddings.T)
-    same = codes[:, None] == codes[None, :]
-    off_diagonal = ~np.eye(len(codes), dtype=bool)
+    to_centre = _degrees(np.einsum("nd,nd->n", embeddings, centres[codes]))
+    between = _degrees(centres @ centres.T)
+    np.fill_diagonal(between, np.inf)
+    positives, negatives = _pair_angles(embeddings, codes)
     nan = float("nan")
+    several = num_classes > 1
     return {"to_centre_deg": float(to_centre.mean()),
-            "between_centres_deg": float(between.mean()) if between.size else nan,
-            "positive_pairs_deg": float(pairs[same & off_diagonal].mean()) if (same & off_diagonal).any() else nan,
-            "negative_pairs_deg": float(pairs[~same].mean()) if (~same).any() else nan}
+            "between_centres_deg": float(between[np.isfinite(between)].mean()) if several else nan,
+            "nearest_centre_deg": float(between.min(axis=1).mean()) if several else nan,
+            "min_between_centres_deg": float(between.min()) if several else nan,
+            "positive_pairs_deg": float(positives.mean()) if positives.size else nan,
+            "negative_pairs_deg": float(negatives.mean()) if negatives.size else nan}

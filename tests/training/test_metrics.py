@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from training.metrics import angle_statistics, map_at_r, precision_at_1, r_precision, retrieval_metrics
+from training.metrics import (
+    angle_statistics,
+    map_at_r,
+    pair_angles,
+    precision_at_1,
+    r_precision,
+    retrieval_metrics,
+)
 
 
 def on_circle(degrees: list[float]) -> np.ndarray:
@@ -101,3 +108,32 @@ def test_angle_statistics_in_degrees() -> None:
     assert stats["positive_pairs_deg"] == pytest.approx(10.0, abs=1e-3)
     assert stats["between_centres_deg"] == pytest.approx(90.0, abs=1e-3)
     assert stats["negative_pairs_deg"] == pytest.approx((90 + 100 + 80 + 90) / 4, abs=1e-3)
+
+
+def test_angle_statistics_between_centres_mean_nearest_and_minimum() -> None:
+    # Centres at 5, 65 and 185 degrees: 60, 180 and 120 apart; nearest other centre 60, 60, 120.
+    stats = angle_statistics(on_circle([0, 10, 60, 70, 180, 190]), ["a", "a", "b", "b", "c", "c"])
+    assert stats["between_centres_deg"] == pytest.approx(120.0, abs=1e-3)
+    assert stats["nearest_centre_deg"] == pytest.approx(80.0, abs=1e-3)
+    assert stats["min_between_centres_deg"] == pytest.approx(60.0, abs=1e-3)
+    one_class = angle_statistics(on_circle([0, 10, 20]), ["a", "a", "a"])
+    assert np.isnan(one_class["min_between_centres_deg"]) and np.isnan(one_class["negative_pairs_deg"])
+
+
+def test_pair_angles_are_every_unordered_pair_once() -> None:
+    degrees = [0, 10, 60, 75, 180, 200, 300]
+    labels = ["a", "a", "b", "b", "c", "c", "c"]
+    positives, negatives = pair_angles(on_circle(degrees), labels)
+    expected_pos, expected_neg = [], []
+    for i in range(len(degrees)):
+        for j in range(i + 1, len(degrees)):
+            gap = abs(degrees[i] - degrees[j]) % 360
+            (expected_pos if labels[i] == labels[j] else expected_neg).append(min(gap, 360 - gap))
+    assert np.sort(positives) == pytest.approx(sorted(expected_pos), abs=1e-3)
+    assert np.sort(negatives) == pytest.approx(sorted(expected_neg), abs=1e-3)
+    stats = angle_statistics(on_circle(degrees), labels)
+    assert stats["positive_pairs_deg"] == pytest.approx(np.mean(expected_pos), abs=1e-3)
+    assert stats["negative_pairs_deg"] == pytest.approx(np.mean(expected_neg), abs=1e-3)
+    embeddings, many = random_clusters(3)
+    small_pos, small_neg = pair_angles(embeddings, many, max_items=20, seed=1)
+    assert small_pos.size + small_neg.size == 20 * 19 // 2

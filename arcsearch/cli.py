@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-root", type=Path)
     serve.add_argument("--device")
 
+    compare = commands.add_parser("compare", help="train every loss on the same data, seeds and time budget; "
+                                  "write a mean ± std table and pictures to --out")
+    _add_training_options(compare)
+    compare.add_argument("--losses", nargs="+", default=["all"], help="loss names, or all (default)")
+    compare.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one run per loss and seed")
+
     demo = commands.add_parser("demo", help="prepare, train, evaluate, export, index and serve the defaults")
     demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     demo.add_argument("--artifacts-dir", type=Path, default=DEFAULT_ARTIFACTS_DIR)
@@ -105,7 +111,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "prepare": commands.prepare, "train": commands.train, "evaluate": commands.evaluate,
-        "index": commands.index, "serve": commands.serve, "demo": commands.demo,
+        "index": commands.index, "serve": commands.serve, "demo": commands.demo, "compare": commands.compare,
     }
     return handlers[args.command](args)
 

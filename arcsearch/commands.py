@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -40,7 +42,8 @@ def prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def train(args: argparse.Namespace) -> int:
+def _training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[str, Any]]]:
+    """The image or text training config the flags describe, and the ``training.run`` function for it."""
     from training.run import ImageTrainConfig, TextTrainConfig, train_images, train_texts
 
     if args.images is not None:
@@ -48,19 +51,35 @@ def train(args: argparse.Namespace) -> int:
             raise ValueError("--backbone mobilenet_v2 needs --checkpoint (pretrained weights; "
                              "`arcsearch prepare` writes data/pretrained/mobilenet_v2-b0353104.pth), "
                              "or use --backbone small_cnn to train from scratch")
-        config = ImageTrainConfig(**_config_kwargs(
+        return ImageTrainConfig(**_config_kwargs(
             ImageTrainConfig, args, images_dir=args.images, out_dir=args.out, backbone=args.backbone,
-            checkpoint=args.checkpoint))
-        report = train_images(config)
-    else:
-        if args.model is None:
-            raise ValueError("--texts needs --model: a sentence-transformers model name or local folder "
-                             "(`arcsearch prepare` writes data/pretrained/all-MiniLM-L6-v2)")
-        config = TextTrainConfig(**_config_kwargs(
-            TextTrainConfig, args, texts_file=args.texts, out_dir=args.out, model=args.model))
-        report = train_texts(config)
+            checkpoint=args.checkpoint)), train_images
+    if args.model is None:
+        raise ValueError("--texts needs --model: a sentence-transformers model name or local folder "
+                         "(`arcsearch prepare` writes data/pretrained/all-MiniLM-L6-v2)")
+    return TextTrainConfig(**_config_kwargs(
+        TextTrainConfig, args, texts_file=args.texts, out_dir=args.out, model=args.model)), train_texts
+
+
+def train(args: argparse.Namespace) -> int:
+    config, run = _training_config(args)
+    report = run(config)
     logger.info("held-out classes:\n%s", format_table(report["methods"]))
     logger.info("embedder bundle written to %s", args.out)
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from training.compare import compare_losses
+    from training.losses import LOSSES
+
+    losses = list(LOSSES) if args.losses == ["all"] else args.losses
+    unknown = [name for name in losses if name not in LOSSES]
+    if unknown:
+        raise ValueError(f"unknown loss(es) {unknown}; choose from {', '.join(LOSSES)} or 'all'")
+    config, run = _training_config(args)
+    result = compare_losses(config, run, losses=losses, seeds=args.seeds, out_dir=args.out)
+    sys.stdout.write(result["table"] + "\n")
     return 0
 
 

@@ -75,13 +75,31 @@ def _fit_summary(result: Any) -> dict[str, Any]:
             "validation_map_at_r": result.validation_scores, "stop_reason": result.stop_reason}
 
 
+def heldout_path(out_dir: Path) -> Path:
+    """Where a training run keeps the fine-tuned held-out embeddings: ``<out_dir>_heldout.npz``
+    (``embeddings`` (N, D) float32 L2-normalised, ``labels`` (N,) str)."""
+    return Path(out_dir).parent / f"{Path(out_dir).name}_heldout.npz"
+
+
+def _score_finetuned(report: dict[str, Any], config: ImageTrainConfig | TextTrainConfig, embeddings: np.ndarray,
+                     labels: list[str], result: Any) -> None:
+    """Score the fine-tuned encoder's (N, D) held-out ``embeddings`` into the report and keep them on disk."""
+    report["methods"][f"{config.loss}_finetuned"] = {**score(embeddings, labels),
+                                                     "train_seconds": result.train_seconds}
+    path = heldout_path(config.out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, embeddings=embeddings, labels=np.asarray(labels, dtype=str))
+    report["heldout_embeddings"] = str(path)
+
+
 def _manifest_training(report: dict[str, Any], source: Path) -> dict[str, Any]:
     return {"data": str(source), "config": report["config"], "fit": report["fit"],
             "heldout_classes": report["heldout_classes"], "train_classes": report["train_classes"]}
 
 
-def train_images(config: ImageTrainConfig) -> dict[str, Any]:
-    """Fine-tune, evaluate (with baselines) on held-out classes and export an image embedder; returns the report."""
+def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bool = True) -> dict[str, Any]:
+    """Fine-tune, evaluate (with ``baselines`` unless told not) on held-out classes and (unless ``export`` is
+    False) export an image embedder; returns the report."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
     items = read_image_folder(config.images_dir)
@@ -96,13 +114,13 @@ def train_images(config: ImageTrainConfig) -> dict[str, Any]:
     encoder = build_image_encoder(config.backbone, embedding_dim=config.embedding_dim,
                                   checkpoint=config.checkpoint).to(device)
     baseline = "pretrained_backbone" if config.checkpoint is not None else "untrained_backbone"
-    if held.size:
+    if held.size and baselines:
         report["methods"]["raw_pixels"] = score(raw_pixel_embeddings(held_images), held_labels)
         report["methods"][baseline] = score(embed_images(backbone_baseline(encoder), held_images, params,
                                                          device=device), held_labels)
     if wants_pca_projection(config):
         init_projection_pca(encoder, _pick(images, train), params=params, device=device)
-        if held.size:
+        if held.size and baselines:
             report["methods"]["pretrained_pca_projection"] = score(
                 embed_images(encoder, held_images, params, device=device), held_labels)
     _, result = fit_image_encoder(
@@ -111,17 +129,18 @@ def train_images(config: ImageTrainConfig) -> dict[str, Any]:
         validation=(_pick(images, val), _pick(labels, val)) if val.size else None)
     report["fit"] = _fit_summary(result)
     if held.size:
-        report["methods"][f"{config.loss}_finetuned"] = {
-            **score(embed_images(encoder, held_images, params, device=device), held_labels),
-            "train_seconds": result.train_seconds}
-    export_image_embedder(encoder, config.out_dir, embedding_dim=config.embedding_dim, preprocessing=params,
-                          backbone=config.backbone, training=_manifest_training(report, config.images_dir),
-                          metrics=report["methods"])
+        _score_finetuned(report, config, embed_images(encoder, held_images, params, device=device), held_labels,
+                         result)
+    if export:
+        export_image_embedder(encoder, config.out_dir, embedding_dim=config.embedding_dim, preprocessing=params,
+                              backbone=config.backbone, training=_manifest_training(report, config.images_dir),
+                              metrics=report["methods"])
     return _finish(report, modality="image", out_dir=config.out_dir)
 
 
-def train_texts(config: TextTrainConfig) -> dict[str, Any]:
-    """Fine-tune, evaluate (with baselines) on held-out classes and export a text embedder; returns the report."""
+def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool = True) -> dict[str, Any]:
+    """Fine-tune, evaluate (with ``baselines`` unless told not) on held-out classes and (unless ``export`` is
+    False) export a text embedder; returns the report."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
     items = read_text_file(config.texts_file)
@@ -132,7 +151,7 @@ def train_texts(config: TextTrainConfig) -> dict[str, Any]:
     held, train, val = (indices_of(labels, classes) for classes in (split.holdout, split.train, split.validation))
     held_texts, held_labels = _pick(texts, held), _pick(labels, held)
     model = load_sentence_model(config.model, device=device, max_seq_length=config.max_seq_length)
-    if held.size:
+    if held.size and baselines:
         report["methods"]["tfidf"] = score(tfidf_embeddings(held_texts, fit_texts=texts), held_labels)
         report["methods"]["pretrained_model"] = score(embed_texts(model, held_texts), held_labels)
     _, result = fit_text_encoder(
@@ -140,10 +159,10 @@ def train_texts(config: TextTrainConfig) -> dict[str, Any]:
         device=device, validation=(_pick(texts, val), _pick(labels, val)) if val.size else None)
     report["fit"] = _fit_summary(result)
     if held.size:
-        report["methods"][f"{config.loss}_finetuned"] = {
-            **score(embed_texts(model, held_texts), held_labels), "train_seconds": result.train_seconds}
-    export_text_embedder(model, config.out_dir, backbone=config.model,
-                         training=_manifest_training(report, config.texts_file), metrics=report["methods"])
+        _score_finetuned(report, config, embed_texts(model, held_texts), held_labels, result)
+    if export:
+        export_text_embedder(model, config.out_dir, backbone=config.model,
+                             training=_manifest_training(report, config.texts_file), metrics=report["methods"])
     return _finish(report, modality="text", out_dir=config.out_dir)
 
 

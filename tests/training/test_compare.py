@@ -1,0 +1,55 @@
+"""Loss comparison: the mean ± std table from per-seed reports, and a real small run through the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from arcsearch.cli import main
+from training.compare import markdown_table, summarise
+
+
+def _report(loss_map: float, base_map: float, seconds: float) -> dict:
+    return {"methods": {"arcface_finetuned": {"map_at_r": loss_map, "precision_at_1": 1.0, "train_seconds": seconds,
+                                              "verification": {"accuracy": loss_map / 2}},
+                        "raw_pixels": {"map_at_r": base_map, "precision_at_1": float("nan")}}}
+
+
+def test_summary_is_mean_and_population_std_over_seeds_ignoring_nan() -> None:
+    summary = summarise([_report(0.9, 0.5, 10.0), _report(0.7, 0.3, 12.0), _report(0.8, 0.4, 11.0)])
+    arc = summary["arcface_finetuned"]
+    assert math.isclose(arc["map_at_r"]["mean"], 0.8) and math.isclose(arc["map_at_r"]["std"], np.std([0.9, 0.7, 0.8]))
+    assert math.isclose(arc["verification_accuracy"]["mean"], 0.4)
+    assert arc["train_seconds"]["mean"] == 11.0 and arc["map_at_r"]["n"] == 3
+    unscored = summary["raw_pixels"]["precision_at_1"]
+    assert unscored["n"] == 0 and math.isnan(unscored["mean"])
+
+
+def test_table_lists_requested_order_first_and_bolds_the_best_map() -> None:
+    table = markdown_table(summarise([_report(0.9, 0.95, 10.0)]), order=["arcface_finetuned"]).splitlines()
+    assert table[2].startswith("| arcface_finetuned | 0.900 ± 0.000")
+    assert table[3].startswith("| raw_pixels | **0.950 ± 0.000**")
+    assert all(line.count("|") == table[0].count("|") for line in table)
+
+
+def test_compare_command_trains_each_loss_and_seed_and_writes_the_table(faces_subset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "compare"
+    status = main(["compare", "--images", str(faces_subset), "--backbone", "small_cnn", "--out", str(out),
+                   "--losses", "arcface", "softmax", "--seeds", "0", "1", "--epochs", "1", "--batch-size", "24",
+                   "--embedding-dim", "32", "--holdout-fraction", "0.34", "--max-train-seconds", "20",
+                   "--device", "cpu"])
+    assert status == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert [(run["loss"], run["seed"]) for run in result["runs"]] == [
+        ("arcface", 0), ("softmax", 0), ("arcface", 1), ("softmax", 1)]
+    heldout = {run["seed"]: tuple(run["heldout_classes"]) for run in result["runs"]}
+    assert heldout[0] != heldout[1], "seeds must change the class split"
+    for loss in ("arcface", "softmax"):
+        scores = [run["methods"][f"{loss}_finetuned"]["map_at_r"] for run in result["runs"] if run["loss"] == loss]
+        assert math.isclose(result["summary"][f"{loss}_finetuned"]["map_at_r"]["mean"], float(np.mean(scores)))
+    # baselines are scored once per seed, by the first loss's run only
+    assert ["raw_pixels" in run["methods"] for run in result["runs"]] == [True, False, True, False]
+    assert (out / "compare.md").read_text().startswith("| method |")

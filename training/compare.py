@@ -1,0 +1,105 @@
+"""Every objective on the same data, backbone, seeds and time budget: a mean ± std table and pictures.
+
+``compare_losses`` trains one run per (loss, seed) from a base config, each with the same
+``max_train_seconds``, and scores the held-out classes of that seed's split; baselines (no training)
+are scored once per seed. ``summarise`` folds the per-seed scores into mean and standard deviation and
+``markdown_table`` prints them; ``compare_losses`` also writes ``compare.json``, ``compare.md`` and the
+PNG pictures into the output folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.bundle import write_json_atomic
+from training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+TABLE_METRICS = (("map_at_r", "MAP@R"), ("r_precision", "R-prec"), ("precision_at_1", "P@1"),
+                 ("verification_accuracy", "verif. acc"), ("tar_at_far_1e-3", "TAR@FAR=1e-3"))
+
+Trainer = Callable[..., dict[str, Any]]
+
+
+def _flatten(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers of one method's score, nested verification values lifted to the top level."""
+    flat = {key: float(value) for key, value in result.items() if isinstance(value, (int, float))}
+    for key, value in (result.get("verification") or {}).items():
+        if isinstance(value, (int, float)):
+            flat[key if key.startswith("tar_") else f"verification_{key}"] = float(value)
+    for key, value in (result.get("angles") or {}).items():
+        flat[f"angle_{key}"] = float(value)
+    return flat
+
+
+def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``runs``: one report per (loss, seed), each with ``methods``. Returns method -> metric -> {mean, std,
+    n} over seeds (population std; n counts runs that reported the metric, NaN values excluded)."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for report in runs:
+        for method, result in report["methods"].items():
+            for key, value in _flatten(result).items():
+                values.setdefault(method, {}).setdefault(key, []).append(value)
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for method, metrics in values.items():
+        for key, seq in metrics.items():
+            finite = [v for v in seq if not math.isnan(v)]
+            summary.setdefault(method, {})[key] = {
+                "mean": float(np.mean(finite)) if finite else math.nan,
+                "std": float(np.std(finite)) if finite else math.nan, "n": len(finite)}
+    return summary
+
+
+def markdown_table(summary: dict[str, dict[str, dict[str, float]]], *, order: Sequence[str] = ()) -> str:
+    """A markdown table, a row per method (``order`` first, then the rest), ``mean ± std`` per metric and
+    the mean training seconds; sorted rows are not implied, the best MAP@R is in bold."""
+    methods = [m for m in order if m in summary] + sorted(m for m in summary if m not in order)
+    best = max((summary[m].get("map_at_r", {}).get("mean", -math.inf) for m in methods), default=math.nan)
+    header = "| method | " + " | ".join(label for _, label in TABLE_METRICS) + " | train s | seeds |"
+    lines = [header, "|---|" + "---|" * (len(TABLE_METRICS) + 2)]
+    for method in methods:
+        cells = []
+        for key, _ in TABLE_METRICS:
+            stat = summary[method].get(key)
+            cell = "–" if stat is None or math.isnan(stat["mean"]) else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+            if key == "map_at_r" and stat is not None and stat["mean"] == best:
+                cell = f"**{cell}**"
+            cells.append(cell)
+        seconds = summary[method].get("train_seconds")
+        runs = summary[method].get("map_at_r", {}).get("n", 0)
+        cells += ["–" if seconds is None else f"{seconds['mean']:.0f}", str(runs)]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], seeds: Sequence[int],
+                   out_dir: Path) -> dict[str, Any]:
+    """Train ``base`` once per loss and seed with ``train(config, export=False, baselines=...)`` (the
+    modality's ``training.run`` function); returns and writes {summary, runs, table}."""
+    out_dir = Path(out_dir)
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
+        for position, loss in enumerate(losses):
+            config = dataclasses.replace(base, loss=loss, seed=seed, out_dir=out_dir / "runs" / f"{loss}_seed{seed}")
+            logger.info("compare: %s, seed %d (%d/%d)", loss, seed, len(runs) + 1, len(losses) * len(seeds))
+            report = train(config, export=False, baselines=position == 0)
+            report["loss"], report["seed"] = loss, seed
+            runs.append(report)
+    summary = summarise(runs)
+    order = [f"{loss}_finetuned" for loss in losses]
+    table = markdown_table(summary, order=order)
+    result = {"losses": list(losses), "seeds": list(seeds), "max_train_seconds": base.max_train_seconds,
+              "summary": summary, "table": table, "runs": runs}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "compare.json", result)
+    (out_dir / "compare.md").write_text(table + "\n", encoding="utf-8")
+    logger.info("held-out classes, mean ± std over seeds %s:\n%s", list(seeds), table)
+    return result

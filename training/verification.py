@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 DEFAULT_FARS = (1e-2, 1e-3)
+PAIR_CHUNK = 16384
 
 
 def _pairs_from_counts(rng: np.random.Generator, partners: np.ndarray, first_base: np.ndarray,
@@ -52,11 +54,23 @@ def verification_pairs(labels: Sequence | np.ndarray, *, seed: int = 0, max_posi
     return np.concatenate([pos_first, neg_first]), np.concatenate([pos_second, neg_second]), is_same
 
 
-def pair_scores(embeddings: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """(P,) float64 cosine similarity of the pairs (rows of the (N, D) embeddings are normalised here)."""
-    vectors = np.asarray(embeddings, dtype=np.float64)
-    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return np.einsum("pd,pd->p", vectors[first], vectors[second])
+def pair_scores(embeddings: Any, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """(P,) float64 cosine similarity of the pairs; (N, D) embeddings dense or scipy sparse (e.g. TF-IDF),
+    normalised here, in chunks of ``PAIR_CHUNK`` pairs."""
+    if sparse.issparse(embeddings):
+        vectors = embeddings.tocsr().astype(np.float64)
+        norms = np.sqrt(np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel())
+    else:
+        vectors = np.asarray(embeddings, dtype=np.float64)
+        norms = np.linalg.norm(vectors, axis=1)
+    norms = np.maximum(norms, 1e-12)
+    scores = np.empty(len(first), dtype=np.float64)
+    for start in range(0, len(first), PAIR_CHUNK):
+        a, b = first[start:start + PAIR_CHUNK], second[start:start + PAIR_CHUNK]
+        dots = (np.asarray(vectors[a].multiply(vectors[b]).sum(axis=1)).ravel() if sparse.issparse(vectors)
+                else np.einsum("pd,pd->p", vectors[a], vectors[b]))
+        scores[start:start + len(a)] = dots / (norms[a] * norms[b])
+    return scores
 
 
 def _check_scores(scores: np.ndarray, is_same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,14 +169,15 @@ def tar_at_far(scores: np.ndarray, is_same: np.ndarray, fars: Sequence[float] = 
     return results
 
 
-def verification_report(embeddings: np.ndarray, labels: Sequence | np.ndarray, *, seed: int = 0,
-                        max_positive_pairs: int = 3000, max_far_negative_pairs: int = 1_000_000,
+def verification_report(embeddings: Any, labels: Sequence | np.ndarray, *, seed: int = 0,
+                        max_positive_pairs: int = 3000, max_far_negative_pairs: int = 100_000,
                         fars: Sequence[float] = DEFAULT_FARS) -> dict[str, Any]:
-    """Verification numbers of (N, D) embeddings on their classes, flat for a report.
+    """Verification numbers of (N, D) embeddings (dense or sparse) on their classes, flat for a JSON report.
 
     Accuracy (LFW 10-fold) uses balanced pairs: the positives (capped) and as many random negatives. TAR@FAR
     uses the same positives against up to ``max_far_negative_pairs`` negatives (all if fewer), since low FARs
-    need many negatives; NaN where too few exist (see ``tar_at_far``, ``far_negatives_needed_*``)."""
+    need many negatives; None (JSON null) where too few exist, with ``far_negatives_needed_<far>`` saying how
+    many it would take (see ``tar_at_far``)."""
     first, second, is_same = verification_pairs(labels, seed=seed, max_positive_pairs=max_positive_pairs)
     accuracy = verification_accuracy_10fold(pair_scores(embeddings, first, second), is_same, seed=seed)
     far_first, far_second, far_same = verification_pairs(labels, seed=seed, max_positive_pairs=max_positive_pairs,
@@ -172,7 +187,8 @@ def verification_report(embeddings: np.ndarray, labels: Sequence | np.ndarray, *
     report.update(num_pos_pairs=int(is_same.sum()), num_neg_pairs=int((~is_same).sum()),
                   num_far_neg_pairs=int((~far_same).sum()))
     for name, entry in tars.items():
-        report[f"tar_at_far_{name}"] = entry["tar"]
-        if not entry["measurable"]:
-            report[f"far_negatives_needed_{name}"] = entry["negatives_needed"]
+        if entry["measurable"]:
+            report[f"tar_at_far_{name}"] = entry["tar"]
+        else:
+            report[f"tar_at_far_{name}"], report[f"far_negatives_needed_{name}"] = None, entry["negatives_needed"]
     return report

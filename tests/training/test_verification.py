@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 import pytest
+from scipy import sparse
 from sklearn.metrics import roc_curve
 
+from training import verification
 from training.verification import (
     best_threshold,
     fold_ids,
@@ -165,13 +167,25 @@ def test_verification_report_on_clusters() -> None:
     noisy = verification_report(centres[labels] + 2.0 * rng.normal(size=(100, 32)), labels, seed=1)
     assert 0.5 < noisy["accuracy_mean"] < report["accuracy_mean"]
     small = verification_report(tight[:40], labels[:40])  # 4 classes: 180 positives, 600 negatives in all
-    assert math.isnan(small["tar_at_far_1e-3"]) and small["far_negatives_needed_1e-3"] == 1000
+    assert small["tar_at_far_1e-3"] is None and small["far_negatives_needed_1e-3"] == 1000
     assert small["tar_at_far_1e-2"] == 1.0
 
 
-def test_scores_are_cosines_and_bad_input_is_refused() -> None:
+def test_scores_are_cosines_dense_sparse_and_chunked(monkeypatch: pytest.MonkeyPatch) -> None:
     vectors = np.array([[3.0, 0.0], [1.0, 1.0], [0.0, -2.0]])
     assert pair_scores(vectors, np.array([0, 0]), np.array([1, 2])) == pytest.approx([math.sqrt(0.5), 0.0])
+    rng = np.random.default_rng(0)
+    dense = rng.random((30, 12)) * (rng.random((30, 12)) < 0.3)
+    dense[0] = 0.0  # an empty row scores 0, not NaN
+    first, second = rng.integers(0, 30, 100), rng.integers(0, 30, 100)
+    expected = [float(dense[i] @ dense[j]) / max(np.linalg.norm(dense[i]) * np.linalg.norm(dense[j]), 1e-24)
+                for i, j in zip(first, second, strict=True)]
+    monkeypatch.setattr(verification, "PAIR_CHUNK", 7)
+    assert pair_scores(dense, first, second) == pytest.approx(expected)
+    assert pair_scores(sparse.csr_matrix(dense), first, second) == pytest.approx(expected)
+
+
+def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="both positive and negative"):
         verification_accuracy_10fold(np.ones(20), np.ones(20, bool))
     with pytest.raises(ValueError, match="equal"):
@@ -182,3 +196,23 @@ def test_scores_are_cosines_and_bad_input_is_refused() -> None:
         verification_pairs(["a"])
     with pytest.raises(ValueError, match="both positive and negative"):
         verification_report(np.eye(4), ["a", "b", "c", "d"])
+
+
+def test_score_and_table_carry_verification() -> None:
+    from training.evaluate import format_table, score
+
+    rng = np.random.default_rng(0)
+    labels = [f"person{i}" for i in np.repeat(np.arange(10), 10)]
+    vectors = rng.normal(size=(10, 16))[np.repeat(np.arange(10), 10)] + 0.8 * rng.normal(size=(100, 16))
+    full = score(vectors, labels)
+    assert full["verification"] == verification_report(vectors, labels)
+    few = score(vectors[:30], labels[:30], angles=False)  # 300 negatives: TAR@1e-3 not measurable
+    tiny = score(vectors[[0, 1, 10, 11]], [labels[i] for i in (0, 1, 10, 11)])  # 2 + 2 pairs: no 10 folds
+    assert "verification" not in tiny and "angles" not in few
+    lines = format_table({"arcface": {**full, "train_seconds": 3.0}, "few": few, "tiny": tiny}).splitlines()
+    assert lines[0].split() == ["method", "P@1", "R-prec", "MAP@R", "verif", "acc", "TAR@1e-3", "train", "s"]
+    arcface, few_row, tiny_row = (line.split() for line in lines[2:])
+    verif = full["verification"]
+    assert arcface[4] == f"{verif['accuracy_mean']:.4f}±{verif['accuracy_std']:.4f}"
+    assert arcface[5] == f"{verif['tar_at_far_1e-3']:.4f}" and arcface[6] == "3.0"
+    assert few_row[5] == "n/a" and tiny_row[4:] == ["n/a", "n/a"]

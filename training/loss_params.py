@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LOSS_NAMES = ("arcface", "softmax", "norm_softmax")
+LOSS_NAMES = ("arcface", "cosface", "sphereface", "combined", "subcenter_arcface", "softmax", "norm_softmax",
+              "triplet", "arcface_triplet")
 
 
 def _knob(default: float | int | bool, help_text: str) -> object:
@@ -20,5 +21,17 @@ class LossParams:
     """Hyper-parameters of all objectives (angles in radians)."""
 
     scale: float = _knob(30.0, "scale s of the normalised logits (margin losses and norm_softmax)")
-    margin_rad: float = _knob(0.5, "ArcFace additive angular margin m, radians")
+    margin_rad: float = _knob(0.5, "ArcFace additive angular margin m, radians (also subcenter_arcface, "
+                                   "arcface_triplet)")
     easy_margin: bool = _knob(False, "ArcFace: apply the margin only where cos(theta) > 0")
+    cosface_margin: float = _knob(0.35, "CosFace additive cosine margin m: target logit cos(theta) - m "
+                                        "(a cosine, not an angle)")
+    sphereface_m: float = _knob(1.35, "SphereFace multiplicative angular margin m >= 1: target cos(m theta) "
+                                      "on normalised features, no annealing (1.35 as in the ArcFace paper; "
+                                      "the original m=4 needs unnormalised features and annealing)")
+    combined_m1: float = _knob(1.0, "combined margin cos(m1 theta + m2) - m3: multiplicative angular m1")
+    combined_m2: float = _knob(0.3, "combined margin: additive angular m2, radians")
+    combined_m3: float = _knob(0.2, "combined margin: additive cosine m3")
+    subcenters: int = _knob(3, "subcenter_arcface: sub-centres k per class")
+    triplet_margin: float = _knob(0.2, "triplet margin in cosine distance 1 - cos (range 0..2)")
+    triplet_weight: float = _knob(1.0, "arcface_triplet: weight of the triplet term added to the ArcFace loss")

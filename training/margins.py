@@ -1,4 +1,15 @@
-"""ArcFace's additive angular margin, as a small pure function on cosine logits."""
+"""Margins of the softmax-family objectives as small pure functions on (N, C) cosine logits.
+
+Each rewrites the target logit of every row (the entry of its label) and multiplies all logits by the
+scale s; non-target logits stay s * cos. Angles are in radians.
+
+- ``arcface_logits``: cos(theta + m) (ArcFace, additive angular margin).
+- ``cosface_logits``: cos(theta) - m (CosFace, additive cosine margin).
+- ``sphereface_logits``: psi(theta), SphereFace's monotonic extension of cos(m * theta) (multiplicative
+  angular margin), on normalised features.
+- ``combined_margin_logits``: cos(m1 * theta + m2) - m3 (insightface's combined margin), which is each of
+  the three above for the right (m1, m2, m3).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,26 @@ import torch
 from torch import Tensor
 
 SINE_SQUARED_EPS = 1e-12  # changes sin by at most 1e-6, below float32 resolution of a logit
+COSINE_CLAMP = 1.0 - 1e-7  # acos of cosines clamped to this: its gradient 1/sin stays finite (about 2e3 at most)
+
+
+def _target_cosines(cosine: Tensor, labels: Tensor) -> Tensor:
+    """(N,) cosine of each row's target class; ValueError unless ``cosine`` is (N, C) and ``labels`` (N,)."""
+    if cosine.dim() != 2 or labels.shape != (cosine.shape[0],):
+        raise ValueError(f"expected cosine (N, C) and labels (N,), got {tuple(cosine.shape)} "
+                         f"and {tuple(labels.shape)}")
+    return cosine.gather(1, labels.view(-1, 1)).squeeze(1)
+
+
+def _with_targets(cosine: Tensor, labels: Tensor, target: Tensor, scale: float) -> Tensor:
+    """(N, C) ``cosine`` with entry (i, labels[i]) replaced by ``target[i]``, all times ``scale``."""
+    one_hot = torch.zeros_like(cosine, dtype=torch.bool).scatter_(1, labels.view(-1, 1), True)
+    return torch.where(one_hot, target.unsqueeze(1).to(cosine.dtype), cosine) * scale
+
+
+def _angles(cosine: Tensor) -> Tensor:
+    """theta = acos(cos) in [0, pi], with cos clamped to +-``COSINE_CLAMP`` so that gradients stay finite."""
+    return torch.acos(torch.clamp(cosine, -COSINE_CLAMP, COSINE_CLAMP))
 
 
 def arcface_logits(cosine: Tensor, labels: Tensor, *, scale: float, margin_rad: float,
@@ -20,12 +51,9 @@ def arcface_logits(cosine: Tensor, labels: Tensor, *, scale: float, margin_rad: 
     the margin applies only where cos > 0 and other targets keep cos. Non-target logits are unchanged.
     Returns (N, C) logits for cross-entropy.
     """
-    if cosine.dim() != 2 or labels.shape != (cosine.shape[0],):
-        raise ValueError(f"expected cosine (N, C) and labels (N,), got {tuple(cosine.shape)} "
-                         f"and {tuple(labels.shape)}")
+    target_cos = _target_cosines(cosine, labels)
     if not 0.0 <= margin_rad < math.pi / 2:
         raise ValueError(f"margin_rad must lie in [0, pi/2), got {margin_rad}")
-    target_cos = cosine.gather(1, labels.view(-1, 1)).squeeze(1)  # (N,)
     # clamp at a tiny epsilon, not 0: at cos = +-1 sqrt's gradient would be inf and 0 * inf = NaN
     sine = torch.sqrt(torch.clamp(1.0 - target_cos * target_cos, min=SINE_SQUARED_EPS))
     with_margin = target_cos * math.cos(margin_rad) - sine * math.sin(margin_rad)
@@ -34,6 +62,64 @@ def arcface_logits(cosine: Tensor, labels: Tensor, *, scale: float, margin_rad: 
     else:
         threshold = math.cos(math.pi - margin_rad)
         target = torch.where(target_cos > threshold, with_margin, target_cos - margin_rad * math.sin(margin_rad))
-    one_hot = torch.zeros_like(cosine, dtype=torch.bool).scatter_(1, labels.view(-1, 1), True)
-    logits = torch.where(one_hot, target.unsqueeze(1).to(cosine.dtype), cosine)
-    return logits * scale
+    return _with_targets(cosine, labels, target, scale)
+
+
+def cosface_logits(cosine: Tensor, labels: Tensor, *, scale: float, margin: float) -> Tensor:
+    """CosFace: target logits cos(theta) - ``margin`` (a cosine, not an angle), all logits times ``scale``.
+
+    ``cosine`` (N, C), ``labels`` (N,) in [0, C); returns (N, C) logits.
+    """
+    target_cos = _target_cosines(cosine, labels)
+    if margin < 0:
+        raise ValueError(f"the CosFace margin must be non-negative, got {margin}")
+    return _with_targets(cosine, labels, target_cos - margin, scale)
+
+
+def sphereface_psi(theta: Tensor, m: float) -> Tensor:
+    """SphereFace's psi(theta) = (-1)^k cos(m theta) - 2k for theta in [k pi/m, (k+1) pi/m], k = 0, 1, ...
+
+    Equal to cos(m theta) on [0, pi/m]; each piece falls from 1 - 2k to -1 - 2k, so psi is continuous and
+    decreasing on [0, pi] for any real m >= 1 (psi = cos(theta) at m = 1). ``theta`` in radians.
+    """
+    k = torch.floor(theta.detach() * m / math.pi)  # piece index: constant within a piece, no gradient
+    sign = 1.0 - 2.0 * torch.remainder(k, 2.0)  # (-1)^k
+    return sign * torch.cos(m * theta) - 2.0 * k
+
+
+def sphereface_logits(cosine: Tensor, labels: Tensor, *, scale: float, m: float) -> Tensor:
+    """SphereFace (A-Softmax) margin in arccos form: target logits psi(theta) (``sphereface_psi``) with the
+    multiplicative angular margin ``m`` >= 1 (integer or real), all logits times ``scale``.
+
+    Unlike the original SphereFace (unnormalised features, m = 4, softmax blended in with an annealed
+    weight lambda), features and centres are normalised and scaled by s, as in the ArcFace paper's
+    SphereFace rows: there a small real m (1.35) trains without annealing, while m = 4 on normalised
+    features makes the target too hard to reach. ``cosine`` (N, C), ``labels`` (N,); returns (N, C).
+    """
+    target_cos = _target_cosines(cosine, labels)
+    if m < 1:
+        raise ValueError(f"the SphereFace margin m must be at least 1, got {m}")
+    return _with_targets(cosine, labels, sphereface_psi(_angles(target_cos), m), scale)
+
+
+def combined_margin_logits(cosine: Tensor, labels: Tensor, *, scale: float, m1: float, m2: float,
+                           m3: float) -> Tensor:
+    """insightface's combined margin: target logits cos(m1 * theta + m2) - m3, all logits times ``scale``.
+
+    (m1, m2, m3) = (1, m, 0) is ArcFace (``arcface_logits``), (1, 0, m) CosFace, (m, 0, 0) SphereFace on
+    [0, pi/m]. Past theta0 = (pi - m2) / m1, where m1 * theta + m2 passes pi and cos would rise again, the
+    target is cos(theta) - m3 - d with d = max(m2 * sin(m2), 1 + cos(theta0)): at least ArcFace's own
+    fallback (so that (1, m, 0) equals ArcFace exactly) and at least the drop that starts the fallback
+    below -1 - m3, the value reached at theta0; so the target decreases over all of [0, pi].
+    Needs m1 > 0, 0 <= m2 < pi/2, m3 >= 0. ``cosine`` (N, C), ``labels`` (N,); returns (N, C).
+    """
+    target_cos = _target_cosines(cosine, labels)
+    if m1 <= 0 or not 0.0 <= m2 < math.pi / 2 or m3 < 0:
+        raise ValueError(f"the combined margin needs m1 > 0, 0 <= m2 < pi/2, m3 >= 0; got {m1}, {m2}, {m3}")
+    theta = _angles(target_cos)
+    theta0 = (math.pi - m2) / m1
+    with_margin = torch.cos(m1 * theta + m2) - m3
+    if theta0 < math.pi:
+        drop = max(m2 * math.sin(m2), 1.0 + math.cos(theta0))
+        with_margin = torch.where(theta <= theta0, with_margin, target_cos - m3 - drop)
+    return _with_targets(cosine, labels, with_margin, scale)

@@ -20,11 +20,12 @@ import numpy as np
 
 from index.bundle import write_json_atomic
 from training.config import TrainConfig
+from training.figures import write_compare_figures
 
 logger = logging.getLogger(__name__)
 
 TABLE_METRICS = (("map_at_r", "MAP@R"), ("r_precision", "R-prec"), ("precision_at_1", "P@1"),
-                 ("verification_accuracy", "verif. acc"), ("tar_at_far_1e-3", "TAR@FAR=1e-3"))
+                 ("verification_accuracy_mean", "verif. acc"), ("tar_at_far_1e-3", "TAR@FAR=1e-3"))
 
 Trainer = Callable[..., dict[str, Any]]
 
@@ -96,9 +97,9 @@ def compare_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], 
     summary = summarise(runs)
     order = [f"{loss}_finetuned" for loss in losses]
     table = markdown_table(summary, order=order)
-    result = {"losses": list(losses), "seeds": list(seeds), "max_train_seconds": base.max_train_seconds,
-              "summary": summary, "table": table, "runs": runs}
     out_dir.mkdir(parents=True, exist_ok=True)
+    result = {"losses": list(losses), "seeds": list(seeds), "max_train_seconds": base.max_train_seconds,
+              "summary": summary, "table": table, "figures": write_compare_figures(runs, out_dir), "runs": runs}
     write_json_atomic(out_dir / "compare.json", result)
     (out_dir / "compare.md").write_text(table + "\n", encoding="utf-8")
     logger.info("held-out classes, mean ± std over seeds %s:\n%s", list(seeds), table)

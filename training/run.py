@@ -26,6 +26,7 @@ from training.config import ImageTrainConfig, TextTrainConfig
 from training.data import ClassSplit, indices_of, label_codes, split_classes
 from training.evaluate import embed_images, embed_texts, format_table, score
 from training.export import export_image_embedder, export_text_embedder
+from training.figures import write_run_figures
 from training.image_data import load_images
 from training.image_trainer import fit_image_encoder, init_projection_pca, wants_pca_projection
 from training.text_trainer import fit_text_encoder, load_sentence_model
@@ -81,15 +82,19 @@ def heldout_path(out_dir: Path) -> Path:
     return Path(out_dir).parent / f"{Path(out_dir).name}_heldout.npz"
 
 
-def _score_finetuned(report: dict[str, Any], config: ImageTrainConfig | TextTrainConfig, embeddings: np.ndarray,
-                     labels: list[str], result: Any) -> None:
-    """Score the fine-tuned encoder's (N, D) held-out ``embeddings`` into the report and keep them on disk."""
-    report["methods"][f"{config.loss}_finetuned"] = {**score(embeddings, labels),
+def _score_finetuned(report: dict[str, Any], config: ImageTrainConfig | TextTrainConfig,
+                     heldout: dict[str, np.ndarray], labels: list[str], result: Any) -> None:
+    """Score the fine-tuned encoder's (N, D) held-out embeddings (the last of ``heldout``, method -> vectors)
+    into the report, keep them on disk and draw the run's pictures."""
+    embeddings = list(heldout.values())[-1]
+    report["methods"][f"{config.loss}_finetuned"] = {**score(embeddings, labels, seed=config.seed),
                                                      "train_seconds": result.train_seconds}
     path = heldout_path(config.out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, embeddings=embeddings, labels=np.asarray(labels, dtype=str))
     report["heldout_embeddings"] = str(path)
+    report["figures"] = write_run_figures(config.out_dir, loss=config.loss, fit=report["fit"], heldout=heldout,
+                                          labels=labels)
 
 
 def _manifest_training(report: dict[str, Any], source: Path) -> dict[str, Any]:
@@ -114,23 +119,24 @@ def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bo
     encoder = build_image_encoder(config.backbone, embedding_dim=config.embedding_dim,
                                   checkpoint=config.checkpoint).to(device)
     baseline = "pretrained_backbone" if config.checkpoint is not None else "untrained_backbone"
+    heldout: dict[str, np.ndarray] = {}  # method -> (N, D) held-out embeddings, for the pictures
     if held.size and baselines:
-        report["methods"]["raw_pixels"] = score(raw_pixel_embeddings(held_images), held_labels)
-        report["methods"][baseline] = score(embed_images(backbone_baseline(encoder), held_images, params,
-                                                         device=device), held_labels)
+        report["methods"]["raw_pixels"] = score(raw_pixel_embeddings(held_images), held_labels, seed=config.seed)
+        heldout[baseline] = embed_images(backbone_baseline(encoder), held_images, params, device=device)
+        report["methods"][baseline] = score(heldout[baseline], held_labels, seed=config.seed)
     if wants_pca_projection(config):
         init_projection_pca(encoder, _pick(images, train), params=params, device=device)
         if held.size and baselines:
             report["methods"]["pretrained_pca_projection"] = score(
-                embed_images(encoder, held_images, params, device=device), held_labels)
+                embed_images(encoder, held_images, params, device=device), held_labels, seed=config.seed)
     _, result = fit_image_encoder(
         encoder, _pick(images, train), label_codes(_pick(labels, train), split.train), params=params,
         config=config, device=device,
         validation=(_pick(images, val), _pick(labels, val)) if val.size else None)
     report["fit"] = _fit_summary(result)
     if held.size:
-        _score_finetuned(report, config, embed_images(encoder, held_images, params, device=device), held_labels,
-                         result)
+        heldout[f"{config.loss}_finetuned"] = embed_images(encoder, held_images, params, device=device)
+        _score_finetuned(report, config, heldout, held_labels, result)
     if export:
         export_image_embedder(encoder, config.out_dir, embedding_dim=config.embedding_dim, preprocessing=params,
                               backbone=config.backbone, training=_manifest_training(report, config.images_dir),
@@ -150,16 +156,20 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
     report = _new_report(config, split, "text")
     held, train, val = (indices_of(labels, classes) for classes in (split.holdout, split.train, split.validation))
     held_texts, held_labels = _pick(texts, held), _pick(labels, held)
+    heldout: dict[str, np.ndarray] = {}  # method -> (N, D) held-out embeddings, for the pictures
     model = load_sentence_model(config.model, device=device, max_seq_length=config.max_seq_length)
     if held.size and baselines:
-        report["methods"]["tfidf"] = score(tfidf_embeddings(held_texts, fit_texts=texts), held_labels)
-        report["methods"]["pretrained_model"] = score(embed_texts(model, held_texts), held_labels)
+        report["methods"]["tfidf"] = score(tfidf_embeddings(held_texts, fit_texts=texts), held_labels,
+                                           seed=config.seed)
+        heldout["pretrained_model"] = embed_texts(model, held_texts)
+        report["methods"]["pretrained_model"] = score(heldout["pretrained_model"], held_labels, seed=config.seed)
     _, result = fit_text_encoder(
         model, _pick(texts, train), label_codes(_pick(labels, train), split.train), config=config,
         device=device, validation=(_pick(texts, val), _pick(labels, val)) if val.size else None)
     report["fit"] = _fit_summary(result)
     if held.size:
-        _score_finetuned(report, config, embed_texts(model, held_texts), held_labels, result)
+        heldout[f"{config.loss}_finetuned"] = embed_texts(model, held_texts)
+        _score_finetuned(report, config, heldout, held_labels, result)
     if export:
         export_text_embedder(model, config.out_dir, backbone=config.model,
                              training=_manifest_training(report, config.texts_file), metrics=report["methods"])

@@ -14,7 +14,7 @@ from training.compare import markdown_table, summarise
 
 def _report(loss_map: float, base_map: float, seconds: float) -> dict:
     return {"methods": {"arcface_finetuned": {"map_at_r": loss_map, "precision_at_1": 1.0, "train_seconds": seconds,
-                                              "verification": {"accuracy": loss_map / 2}},
+                                              "verification": {"accuracy_mean": loss_map / 2, "tar_at_far_1e-3": None}},
                         "raw_pixels": {"map_at_r": base_map, "precision_at_1": float("nan")}}}
 
 
@@ -22,7 +22,7 @@ def test_summary_is_mean_and_population_std_over_seeds_ignoring_nan() -> None:
     summary = summarise([_report(0.9, 0.5, 10.0), _report(0.7, 0.3, 12.0), _report(0.8, 0.4, 11.0)])
     arc = summary["arcface_finetuned"]
     assert math.isclose(arc["map_at_r"]["mean"], 0.8) and math.isclose(arc["map_at_r"]["std"], np.std([0.9, 0.7, 0.8]))
-    assert math.isclose(arc["verification_accuracy"]["mean"], 0.4)
+    assert math.isclose(arc["verification_accuracy_mean"]["mean"], 0.4) and "tar_at_far_1e-3" not in arc
     assert arc["train_seconds"]["mean"] == 11.0 and arc["map_at_r"]["n"] == 3
     unscored = summary["raw_pixels"]["precision_at_1"]
     assert unscored["n"] == 0 and math.isnan(unscored["mean"])
@@ -53,3 +53,6 @@ def test_compare_command_trains_each_loss_and_seed_and_writes_the_table(faces_su
     # baselines are scored once per seed, by the first loss's run only
     assert ["raw_pixels" in run["methods"] for run in result["runs"]] == [True, False, True, False]
     assert (out / "compare.md").read_text().startswith("| method |")
+    for picture in ("angles.png", "training_curves.png"):
+        assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert result["figures"][picture.removesuffix(".png")] == str(out / picture)

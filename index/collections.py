@@ -69,6 +69,7 @@ class CollectionInfo(BaseModel):
     embedder: str = Field(EMBEDDER_DIR, description="embedder bundle folder, relative to the collection")
     embedder_sha256: str
     embedder_origin: str = Field("", description="where the embedder bundle was copied from")
+    index_factory: str | None = Field(None, description="FAISS factory of its first index (None: the default)")
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -104,7 +105,8 @@ def embedder_dir(collections_dir: Path, name: str) -> Path:
     return collection_dir(collections_dir, name) / read_collection(collections_dir, name).embedder
 
 
-def create_collection(collections_dir: Path, name: str, embedder_dir: Path) -> Path:
+def create_collection(collections_dir: Path, name: str, embedder_dir: Path, *,
+                      index_factory: str | None = None) -> Path:
     """Create collection ``name`` with a copy of the embedder bundle; returns its folder.
 
     Idempotent for the same embedder (by weights hash); a different embedder raises CollectionError.
@@ -130,7 +132,8 @@ def create_collection(collections_dir: Path, name: str, embedder_dir: Path) -> P
     shutil.rmtree(folder / EMBEDDER_DIR, ignore_errors=True)  # left by a crash before collection.json
     copy.rename(folder / EMBEDDER_DIR)
     info = CollectionInfo(name=name, modality=manifest.modality, embedding_dim=manifest.embedding_dim,
-                          embedder_sha256=manifest.weights_sha256, embedder_origin=str(embedder_dir))
+                          embedder_sha256=manifest.weights_sha256, embedder_origin=str(embedder_dir),
+                          index_factory=index_factory)
     write_json_atomic(folder / COLLECTION_FILE, info.model_dump(mode="json"))
     fsync_dir(folder)
     fsync_dir(folder.parent)

@@ -1,12 +1,7 @@
-"""FAISS index bundles: build stages, save/load, search.
+"""FAISS index bundles: an index plus its item table and manifest; save/load, search, upsert and delete.
 
 A bundle is a folder with ``manifest.json`` (IndexManifest), ``index.faiss`` and ``items.sqlite``.
-Vectors are L2-normalised and compared by inner product (= cosine similarity, in [-1, 1]).
-Build stages are separate functions, as in FAISS's benchmarks::
-
-    index = make_index(dim, "IVF64,Flat")   # factory string
-    train_index(index, vectors)             # no-op unless the index needs training
-    add_vectors(index, vectors)             # FAISS ids 0..n-1 = positions in the item table
+The FAISS building blocks (factory, training, search parameters, selectors) are in index.faiss_index.
 """
 
 from __future__ import annotations
@@ -15,8 +10,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,16 +20,27 @@ import numpy as np
 
 from index.bundle import EmbedderManifest, IndexManifest, Modality, read_index_manifest, write_manifest
 from index.durable import fsync_dir, fsync_tree
+from index.faiss_index import (
+    IndexStoreError,
+    add_vectors,
+    can_remove,
+    copy_search_params,
+    enable_reconstruct,
+    id_selector,
+    inner_index,
+    make_index,
+    normalise,
+    search_parameters,
+    set_search_params,
+    train_index,
+)
 from index.items import ItemLookup, ItemRecord, MemoryItems, OverlayItems, SqliteItems, write_items
+from index.rwlock import ReadWriteLock
 
 logger = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.sqlite"
-
-
-class IndexStoreError(ValueError):
-    """An index cannot be built, saved, loaded or searched as asked (bad shapes, factory, files)."""
 
 
 class EmbedderMismatchError(IndexStoreError):
@@ -62,133 +67,6 @@ class Hit:
     label: str = ""
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    """A C-contiguous float32 copy of (n, d) ``vectors`` with unit L2 rows (zero rows stay zero)."""
-    array = np.array(vectors, dtype=np.float32, order="C", copy=True)
-    if array.ndim != 2:
-        raise IndexStoreError(f"expected a 2-d array of vectors (n, d), got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise IndexStoreError("vectors contain NaN or infinite values")
-    faiss.normalize_L2(array)
-    return array
-
-
-def _accepts_ids(index: faiss.Index) -> bool:
-    """Whether ``index.add_with_ids`` works without an IDMap wrapper."""
-    inner = faiss.downcast_index(index)
-    if isinstance(inner, faiss.IndexIDMap | faiss.IndexIDMap2 | faiss.IndexIVF):
-        return True
-    if isinstance(inner, faiss.IndexPreTransform):
-        return _accepts_ids(inner.index)
-    return False
-
-
-def make_index(dim: int, factory: str = "Flat") -> faiss.Index:
-    """An empty inner-product index of dimension ``dim`` from a FAISS factory string, able to take ids."""
-    if dim <= 0:
-        raise IndexStoreError(f"dimension must be positive, got {dim}")
-    try:
-        index = faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        raise IndexStoreError(f"FAISS cannot build factory {factory!r} for d={dim}: {exc}") from exc
-    return index if _accepts_ids(index) else faiss.IndexIDMap2(index)
-
-
-def train_index(index: faiss.Index, vectors: np.ndarray) -> None:
-    """Train ``index`` on normalised (n, d) vectors if it needs training; otherwise do nothing."""
-    if index.is_trained:
-        return
-    try:
-        index.train(vectors)
-    except RuntimeError as exc:
-        raise IndexStoreError(f"training the index on {len(vectors)} vectors failed: {exc}") from exc
-    logger.info("trained index on %d vectors", len(vectors))
-
-
-def add_vectors(index: faiss.Index, vectors: np.ndarray, *, first_id: int = 0) -> None:
-    """Add normalised (n, d) vectors with FAISS ids ``first_id .. first_id + n - 1``."""
-    ids = np.arange(first_id, first_id + len(vectors), dtype=np.int64)
-    try:
-        index.add_with_ids(vectors, ids)
-    except RuntimeError as exc:
-        raise IndexStoreError(f"adding {len(vectors)} vectors failed: {exc}") from exc
-
-
-def set_search_params(index: faiss.Index, params: str) -> None:
-    """Apply a FAISS search-parameter string such as ``"nprobe=16"`` or ``"efSearch=64"``."""
-    if not params:
-        return
-    try:
-        faiss.ParameterSpace().set_index_parameters(index, params)
-    except RuntimeError as exc:
-        raise IndexStoreError(f"cannot apply search parameters {params!r}: {exc}") from exc
-
-
-class ReadWriteLock:
-    """Many readers or one writer; a waiting writer blocks new readers (so writes are not starved).
-
-    FAISS allows concurrent searches but not a search concurrent with an add or remove.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
-def _inner(index: faiss.Index) -> faiss.Index:
-    inner = faiss.downcast_index(index)
-    if isinstance(inner, faiss.IndexIDMap | faiss.IndexIDMap2):
-        return faiss.downcast_index(inner.index)
-    return inner
-
-
-def search_parameters(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParameters:
-    """Parameters that restrict a search of ``index`` to ``selector``, keeping its nprobe / efSearch."""
-    inner = _inner(index)
-    if isinstance(inner, faiss.IndexIVF):
-        return faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
-    if isinstance(inner, faiss.IndexHNSW):
-        return faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
-    return faiss.SearchParameters(sel=selector)
-
-
-def _copy_search_params(old: faiss.Index, new: faiss.Index) -> None:
-    old_inner, new_inner = _inner(old), _inner(new)
-    if isinstance(old_inner, faiss.IndexHNSW) and isinstance(new_inner, faiss.IndexHNSW):
-        new_inner.hnsw.efSearch = old_inner.hnsw.efSearch
 
 
 class IndexStore:
@@ -236,6 +114,16 @@ class IndexStore:
         manifest = IndexManifest(modality=modality, embedding_dim=unit.shape[1], factory=factory,
                                  num_items=len(records), embedder_sha256=embedder_sha256, source=source)
         return cls(index, items, manifest)
+
+    @classmethod
+    def empty(cls, dim: int, *, modality: Modality, embedder_sha256: str, factory: str = "Flat") -> IndexStore:
+        """A store of no items, to be filled by upserts; refuses factories that need training vectors (IVF, PQ)."""
+        index = make_index(dim, factory)
+        if not index.is_trained:
+            raise IndexStoreError(f"index factory {factory!r} needs training vectors, so it cannot start empty")
+        manifest = IndexManifest(modality=modality, embedding_dim=dim, factory=factory, num_items=0,
+                                 embedder_sha256=embedder_sha256, source="empty")
+        return cls(index, MemoryItems([]), manifest)
 
     def save(self, out_dir: Path) -> Path:
         """Write the bundle to ``out_dir`` (must not exist) via ``<out_dir>.partial``, fsync, rename."""
@@ -295,7 +183,7 @@ class IndexStore:
                 allowed = [i for i in self.items.matching(label, metadata or {}) if i not in excluded]
                 if not allowed:
                     return [[] for _ in range(len(unit))]
-            selector = self._selector(allowed, excluded)
+            selector = id_selector(allowed, excluded)
             params = search_parameters(self.index, selector) if selector is not None else None
             want = min(k, len(allowed) if allowed is not None else len(self))
             if want < 1:
@@ -306,27 +194,17 @@ class IndexStore:
         return [[self._hit(records[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True)
                  if i >= 0 and int(i) in records and s >= floor] for row_s, row_i in zip(scores, ids, strict=True)]
 
-    @staticmethod
-    def _selector(allowed: list[int] | None, excluded: set[int]) -> faiss.IDSelector | None:
-        if allowed is not None:
-            return faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
-        if excluded:
-            return faiss.IDSelectorNot(faiss.IDSelectorBatch(np.asarray(sorted(excluded), dtype=np.int64)))
-        return None
-
     @property
     def supports_delete(self) -> bool:
         """Whether removed vectors leave the index (else they stay as tombstones until a re-index)."""
-        return not isinstance(_inner(self.index), faiss.IndexHNSW)
+        return can_remove(self.index)
 
     def enable_mutations(self) -> None:
         """Wrap the item table for upserts and deletes; IVF indexes get a direct map for ``vector_of``."""
         with self.lock.write():
             if not isinstance(self.items, OverlayItems):
                 self.items = OverlayItems(self.items)
-            inner = _inner(self.index)
-            if isinstance(inner, faiss.IndexIVF) and inner.direct_map.type == faiss.DirectMap.NoMap:
-                inner.set_direct_map_type(faiss.DirectMap.Hashtable)
+            enable_reconstruct(self.index)
 
     def get(self, external_id: str) -> ItemRecord | None:
         with self.lock.read():
@@ -385,7 +263,7 @@ class IndexStore:
             if not dropped:
                 return 0
             ids = faiss.vector_to_array(faiss.downcast_index(self.index).id_map).astype(np.int64)
-            vectors = _inner(self.index).reconstruct_n(0, self.index.ntotal)
+            vectors = inner_index(self.index).reconstruct_n(0, self.index.ntotal)
             self._pending = []
         keep = np.asarray([i not in dropped for i in ids], dtype=bool)
         fresh = make_index(self.dim, self.manifest.factory)
@@ -398,7 +276,7 @@ class IndexStore:
                     fresh.add_with_ids(vector, np.asarray([faiss_id], dtype=np.int64))
                 elif faiss_id not in dropped:
                     tombstones.add(faiss_id)
-            _copy_search_params(self.index, fresh)
+            copy_search_params(self.index, fresh)
             self.index, self.tombstones, self._pending = fresh, tombstones, None
         logger.info("compacted index: dropped %d deleted vectors", len(dropped))
         return len(dropped)

@@ -80,6 +80,18 @@ class JobConflictError(ApiError):
     status, code = 409, "job_conflict"
 
 
+class CollectionExistsError(ApiError):
+    status, code = 409, "collection_exists"
+
+
+class InvalidEmbedderError(ApiError):
+    status, code = 400, "invalid_embedder"
+
+
+class InvalidIndexFactoryError(ApiError):
+    status, code = 422, "invalid_index_factory"
+
+
 class PayloadTooLargeError(ApiError):
     status, code = 413, "payload_too_large"
 

@@ -14,15 +14,16 @@ import logging
 import secrets
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from index.build import CorpusItem, IndexBuildError, build_store
 from index.collections import VERSIONS_DIR, collection_dir, publish_version, staging_dir
 from index.store import IndexStore
+from service.collection import LoadedCollection
 from service.errors import JobConflictError, JobNotFoundError
 from service.jobstore import JobStore, now
-from service.registry import LoadedCollection
-from service.schemas import JobStatus
+from service.schemas import JobStatus, LastReindex
 from service.settings import Settings
 from service.sources import LoadedItems
 
@@ -84,6 +85,24 @@ class JobManager:
             raise JobNotFoundError(f"no job {job_id!r}")
         return job
 
+    @contextmanager
+    def none_running(self, collection: str) -> Iterator[None]:
+        """Hold off new jobs on ``collection`` for the block; 409 if one is running now."""
+        with self._lock:
+            running = self._active.get(collection)
+            if running is not None:
+                raise JobConflictError(f"a re-index job for {collection!r} is running; wait for it to finish",
+                                       details={"job_id": running})
+            yield
+
+    def last_finished(self) -> dict[str, LastReindex]:
+        """Collection -> its last finished re-index job."""
+        return self.store.last_finished()
+
+    def forget_collection(self, collection: str) -> None:
+        """Forget the finished jobs of a removed collection."""
+        self.store.forget_collection(collection)
+
     def counts_by_state(self) -> dict[str, int]:
         """How many remembered jobs are in each state."""
         return self.store.counts_by_state()
@@ -112,7 +131,8 @@ class JobManager:
                 raise IndexBuildError(f"no readable item in the source ({len(bad_rows)} bad rows; see 'failures')")
             skip = len(bad_rows)
             snapshot = collection.snapshot
-            factory = snapshot.store.manifest.factory if snapshot.store else self.settings.index_factory
+            factory = (snapshot.store.manifest.factory if snapshot.store is not None
+                       else collection.info.index_factory or self.settings.index_factory)
             built, _ = build_store(collection.embedder, items, factory=factory, batch_size=self.settings.batch_size,
                                    source=source, show_progress=False, on_failure=on_failure,
                                    progress=lambda done, total: store.update(job_id, done=done + skip,

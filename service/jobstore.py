@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.schemas import JobFailure, JobProgress, JobStatus
+from service.schemas import JobFailure, JobProgress, JobStatus, LastReindex
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -29,6 +29,7 @@ CREATE INDEX IF NOT EXISTS job_failures_by_job ON job_failures (job_id);
 COLUMNS = ("job_id", "collection", "source", "status", "done", "total", "failed", "error", "version",
            "num_items", "created_at", "started_at", "finished_at")
 UPDATABLE = set(COLUMNS) - {"job_id", "collection", "source", "created_at"}
+FINISHED = "('succeeded', 'failed', 'interrupted')"
 MAX_REPORTED_FAILURES = 100
 INTERRUPTED_ERROR = "the server stopped while this job ran; the previous index version is still served"
 
@@ -107,6 +108,25 @@ class JobStore:
     def counts_by_state(self) -> dict[str, int]:
         with self._tx() as conn:
             return {state: int(n) for state, n in conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")}
+
+    def last_finished(self) -> dict[str, LastReindex]:
+        """Collection -> its most recently finished job (succeeded, failed or interrupted)."""
+        query = ("SELECT collection, job_id, status, finished_at, num_items FROM (SELECT *, ROW_NUMBER() OVER "
+                 "(PARTITION BY collection ORDER BY finished_at DESC, created_at DESC) AS rank FROM jobs "
+                 f"WHERE status IN {FINISHED}) WHERE rank = 1")
+        with self._tx() as conn:
+            rows = conn.execute(query).fetchall()
+        return {name: LastReindex(job_id=job_id, status=status, finished_at=finished_at, num_items=num_items)
+                for name, job_id, status, finished_at, num_items in rows}
+
+    def forget_collection(self, collection: str) -> None:
+        """Forget the finished jobs of a removed collection (a new one of that name starts with none)."""
+        with self._tx() as conn:
+            conn.execute("BEGIN")
+            ids = f"SELECT job_id FROM jobs WHERE collection = ? AND status IN {FINISHED}"
+            conn.execute(f"DELETE FROM job_failures WHERE job_id IN ({ids})", (collection,))
+            conn.execute(f"DELETE FROM jobs WHERE job_id IN ({ids})", (collection,))
+            conn.execute("COMMIT")
 
     def mark_interrupted(self) -> list[str]:
         """Turn jobs left ``queued``/``running`` by a dead process into ``interrupted``; returns their ids."""

@@ -4,6 +4,11 @@ A request's id is its ``X-Request-ID`` header when that is a short token (letter
 most 128 characters), otherwise a fresh one; it is echoed in the response header and put on every log
 record emitted while the request is handled (``record.request_id``, ``-`` outside requests; log
 format ``%(request_id)s``), including in the thread-pool handler threads.
+
+Each request ends with one access line on the ``arcsearch.access`` logger (uvicorn's own access log is
+turned off by ``service.server``)::
+
+    request method=GET path=/v1/collections status=200 duration_ms=3.1 request_id=4f0c...
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import re
 import time
 import uuid
+from urllib.parse import quote
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,8 +28,10 @@ from service.metrics import Metrics
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 UNMATCHED_ROUTE = "<unmatched>"
+PATH_SAFE = "/:@!$&'()*+,;=-._~"  # the access line re-escapes anything else (spaces, newlines, non-ASCII)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
+access_logger = logging.getLogger("arcsearch.access")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("arcsearch_request_id", default="-")
 _installed = False
 
@@ -75,6 +83,9 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
-            self.metrics.observe_request(scope["method"], route, status, time.perf_counter() - started)
+            self.metrics.observe_request(scope["method"], route, status, seconds)
+            access_logger.info("request method=%s path=%s status=%d duration_ms=%.1f request_id=%s", scope["method"],
+                               quote(scope["path"], safe=PATH_SAFE), status, seconds * 1000, request_id)
             request_id_var.reset(token)

@@ -13,7 +13,7 @@ from index.store import Hit
 from service.batching import PendingQuery
 
 if TYPE_CHECKING:
-    from service.registry import LoadedCollection
+    from service.collection import LoadedCollection
 
 StageObserver = Callable[[str, float], None]  # (stage name, seconds)
 

@@ -225,6 +225,15 @@ class JobStatus(BaseModel):
     finished_at: str | None = None
 
 
+class LastReindex(BaseModel):
+    """The collection's last finished re-index job."""
+
+    job_id: str
+    status: JobState
+    finished_at: str | None = None
+    num_items: int | None = None
+
+
 class CollectionSummary(BaseModel):
     name: str
     modality: Literal["image", "text"]
@@ -232,9 +241,26 @@ class CollectionSummary(BaseModel):
     size: int = Field(0, description="number of indexed items")
     dim: int
     embedder_sha256: str
-    index_type: str | None = Field(None, description="FAISS factory string of the live index")
+    embedder_origin: str = Field("", description="the embedder bundle the collection's copy was made from")
+    index_type: str | None = Field(None, description="FAISS factory string of the live index (or of the first "
+                                                     "one, for a collection not yet indexed)")
     version: str | None = None
+    last_reindex: LastReindex | None = Field(None, description="the last finished re-index job; null if never")
     error: str | None = None
+
+
+class CollectionCreate(BaseModel):
+    """A new collection: its name, an embedder bundle folder under the data root, and a FAISS factory."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"name": "my-texts", "embedder": "embedders/text", "index_factory": "Flat"}]})
+
+    name: CollectionName
+    embedder: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        description="an embedder bundle folder (with manifest.json), relative to ARCSEARCH_DATA_ROOT")
+    index_factory: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        None, description="FAISS factory string, e.g. 'Flat', 'HNSW32', 'IVF64,Flat' (trained by the first "
+                          "re-index); default ARCSEARCH_INDEX_FACTORY")
 
 
 class CollectionsResponse(BaseModel):

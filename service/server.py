@@ -62,7 +62,7 @@ def serve(settings: Settings | None = None) -> None:
     logger.info("serving collections of %s on http://%s:%d", settings.collections_dir, settings.host,
                 settings.port)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=10)
+                access_log=False, timeout_graceful_shutdown=10)  # our middleware logs each request, with its id
 
 
 if __name__ == "__main__":

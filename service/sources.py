@@ -18,31 +18,31 @@ logger = logging.getLogger(__name__)
 URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # http:, file:, s3:, ...
 
 
-def resolve_source(data_root: Path, source: str) -> Path:
-    """The real path of ``source`` below ``data_root``.
+def resolve_source(data_root: Path, source: str, *, field: str = "source") -> Path:
+    """The real path of ``source`` (the request's ``field``) below ``data_root``.
 
     Refuses URLs and NUL bytes (400), absolute paths, ``..`` parts and symlinks that lead outside
     the root (403), and paths that do not exist (400).
     """
     if URL_PATTERN.match(source) or source.startswith("//") or "\\" in source:
-        raise InvalidSourceError("'source' must be a path relative to the data root, not a URL")
+        raise InvalidSourceError(f"{field!r} must be a path relative to the data root, not a URL")
     if "\x00" in source:
-        raise InvalidSourceError("'source' contains a NUL byte")
+        raise InvalidSourceError(f"{field!r} contains a NUL byte")
     path = PurePosixPath(source)
     if path.is_absolute() or source.startswith("~"):
-        raise SourceOutsideDataRootError("'source' must be relative to the data root; absolute paths are refused")
+        raise SourceOutsideDataRootError(f"{field!r} must be relative to the data root; absolute paths are refused")
     if ".." in path.parts:
-        raise SourceOutsideDataRootError("'source' must not contain '..'")
+        raise SourceOutsideDataRootError(f"{field!r} must not contain '..'")
     try:
         root = Path(data_root).resolve(strict=True)
     except OSError as exc:
-        raise InvalidSourceError("the server's data root does not exist; re-index from a path is off") from exc
+        raise InvalidSourceError(f"the server's data root does not exist; {field!r} paths are off") from exc
     try:
         resolved = (root / path).resolve(strict=True)
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
-        raise InvalidSourceError(f"source {source!r} does not exist under the data root") from exc
+        raise InvalidSourceError(f"{field} {source!r} does not exist under the data root") from exc
     if not resolved.is_relative_to(root):
-        raise SourceOutsideDataRootError(f"source {source!r} leads outside the data root (a symlink?)")
+        raise SourceOutsideDataRootError(f"{field} {source!r} leads outside the data root (a symlink?)")
     return resolved
 
 

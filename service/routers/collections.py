@@ -1,17 +1,50 @@
-"""Listing the collections the service holds."""
+"""Collections: list them (size, dimension, embedder, index type, last re-index), create and delete them."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from service.auth import ReadAccess
-from service.deps import RegistryDep
-from service.schemas import CollectionsResponse
+from index.bundle import BundleError
+from index.faiss_index import IndexStoreError
+from service.auth import AdminAccess, ReadAccess
+from service.deps import JobsDep, RegistryDep, SettingsDep
+from service.errors import InvalidEmbedderError, InvalidIndexFactoryError, InvalidSourceError
+from service.schemas import CollectionCreate, CollectionName, CollectionsResponse, CollectionSummary, ErrorResponse
+from service.sources import resolve_source
 
-router = APIRouter(prefix="/v1", tags=["collections"], dependencies=[ReadAccess])
+router = APIRouter(prefix="/v1", tags=["collections"])
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)}
 
 
-@router.get("/collections", response_model=CollectionsResponse,
-            summary="Collections with modality, size, dimension, embedder hash and index type")
-async def list_collections(registry: RegistryDep) -> CollectionsResponse:
-    return CollectionsResponse(collections=registry.summaries())
+@router.get("/collections", response_model=CollectionsResponse, dependencies=[ReadAccess],
+            summary="Collections with modality, size, dimension, embedder, index type and last re-index")
+def list_collections(registry: RegistryDep, jobs: JobsDep) -> CollectionsResponse:
+    last = jobs.last_finished()
+    return CollectionsResponse(collections=[summary.model_copy(update={"last_reindex": last.get(summary.name)})
+                                            for summary in registry.summaries()])
+
+
+@router.post("/collections", status_code=201, response_model=CollectionSummary, responses=ERRORS,
+             dependencies=[AdminAccess], summary="Create a collection; it is served (empty) at once")
+def create_collection(body: CollectionCreate, registry: RegistryDep, settings: SettingsDep,
+                      response: Response) -> CollectionSummary:
+    embedder = resolve_source(settings.data_root, body.embedder, field="embedder")
+    if not embedder.is_dir():
+        raise InvalidSourceError(f"embedder {body.embedder!r} is not a folder; give an embedder bundle folder")
+    factory = body.index_factory or settings.index_factory
+    try:
+        created = registry.create(body.name, embedder, factory)
+    except IndexStoreError as exc:
+        raise InvalidIndexFactoryError(str(exc)) from None
+    except (BundleError, ValueError, OSError) as exc:
+        raise InvalidEmbedderError(f"embedder {body.embedder!r} is not a usable embedder bundle: {exc}") from None
+    response.headers["Location"] = f"/v1/collections/{body.name}"
+    return created.summary()
+
+
+@router.delete("/collections/{name}", status_code=204, responses=ERRORS, dependencies=[AdminAccess],
+               summary="Unload a collection, then delete its files (409 while a re-index job runs on it)")
+def delete_collection(name: CollectionName, registry: RegistryDep, jobs: JobsDep) -> Response:
+    registry.delete(name, guard=jobs.none_running(name))
+    jobs.forget_collection(name)
+    return Response(status_code=204)

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Path
 from index.items import ItemRecord
 from index.preprocess import ImageDecodeError, decode_image
 from service.auth import AdminAccess, ReadAccess
+from service.collection import LoadedCollection
 from service.deps import RegistryDep, SettingsDep
 from service.errors import ItemNotFoundError, UnsupportedMediaError, WrongModalityError, validation_error
 from service.querying import SearchOptions
-from service.registry import LoadedCollection
 from service.routers.search import check_k, to_schema
 from service.schemas import (
     CollectionName,

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Response
 from index.build import CorpusItem, InlineImage, read_source
 from index.corpus import TextItem
 from service.auth import AdminAccess
+from service.collection import LoadedCollection
 from service.deps import JobsDep, RegistryDep, SettingsDep
 from service.errors import InvalidSourceError, WrongModalityError, validation_error
 from service.jobs import ItemLoader
-from service.registry import LoadedCollection
 from service.schemas import ErrorResponse, JobAccepted, ReindexItem, ReindexRequest
 from service.sources import LoadedItems, inside_root, read_texts_tolerant, resolve_source
 

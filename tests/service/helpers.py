@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from service.settings import Settings
+from tests.bundles import REPO
 
 HELD_OUT_PEOPLE = [f"s{n}" for n in range(31, 41)]
+START_TIMEOUT_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -44,3 +54,54 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     assert body["error"]["code"] == code, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
     return body["error"]
+
+
+def wait_job(client: TestClient, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Poll ``GET /v1/jobs/{job_id}`` until the job has finished; returns its last state."""
+    deadline = time.monotonic() + timeout_s
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] not in {"succeeded", "failed"}:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def live_server(collections_dir: Path, data_root: Path, log_path: Path, **env: str
+                ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``python -m service.server`` on a free loopback port (extra ``ARCSEARCH_*`` settings in ``env``),
+    appending its output to ``log_path``; yield (base URL, process) once /readyz answers 200; stop it after."""
+    port = free_port()
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "ARCSEARCH_COLLECTIONS_DIR": str(collections_dir),
+                   "ARCSEARCH_DATA_ROOT": str(data_root), "ARCSEARCH_DEVICE": "cpu", "ARCSEARCH_HOST": "127.0.0.1",
+                   "ARCSEARCH_PORT": str(port)} | {f"ARCSEARCH_{key.upper()}": value for key, value in env.items()}
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("a") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "service.server"], cwd=REPO, env=environment, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                assert proc.poll() is None, f"server exited early:\n{log_path.read_text()}"
+                assert time.monotonic() < deadline, f"server not ready in time:\n{log_path.read_text()}"
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            yield url, proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import time
 from typing import Any
 
 import pytest
@@ -13,15 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.app import create_app
-from tests.service.helpers import ServiceData, assert_error, service_settings
-
-
-def wait_job(client: TestClient, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] not in {"succeeded", "failed"}:
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
-    return job
+from tests.service.helpers import ServiceData, assert_error, service_settings, wait_job
 
 
 def png_base64(image: Image.Image) -> str:

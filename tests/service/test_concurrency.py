@@ -9,8 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.service.helpers import ServiceData
-from tests.service.test_app import wait_job
+from tests.service.helpers import ServiceData, wait_job
 
 BASE = "/v1/collections/scratch2"
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,52 +11,19 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.bundles import REPO
 from tests.service.fuzz_cases import all_cases
-from tests.service.helpers import HELD_OUT_PEOPLE, ServiceData, assert_error
+from tests.service.helpers import HELD_OUT_PEOPLE, ServiceData, assert_error, live_server
 
 MAX_UPLOAD_BYTES = 200_000
-START_TIMEOUT_S = 180.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Start the server, wait for /readyz, yield {"url", "log"}; stop it at the end."""
-    port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ARCSEARCH_COLLECTIONS_DIR": str(service_data.collections_dir),
-           "ARCSEARCH_DATA_ROOT": str(service_data.data_root), "ARCSEARCH_DEVICE": "cpu",
-           "ARCSEARCH_HOST": "127.0.0.1", "ARCSEARCH_PORT": str(port), "ARCSEARCH_BATCH_SIZE": "8",
-           "ARCSEARCH_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)}
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "service.server"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                assert proc.poll() is None, f"server exited early:\n{log_path.read_text()}"
-                assert time.monotonic() < deadline, f"server not ready in time:\n{log_path.read_text()}"
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.3)
-            yield {"url": url, "log": log_path}
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with live_server(service_data.collections_dir, service_data.data_root, log_path, batch_size="8",
+                     max_upload_bytes=str(MAX_UPLOAD_BYTES)) as (url, _):
+        yield {"url": url, "log": log_path}
 
 
 @pytest.fixture()
@@ -77,9 +40,10 @@ def search_image(http: httpx.Client, path: Path, **form: Any) -> httpx.Response:
 def test_collections_are_listed(http: httpx.Client) -> None:
     listed = {c["name"]: c for c in http.get("/v1/collections").json()["collections"]}
     assert set(listed) >= {"images", "texts", "scratch"}
-    assert listed["images"] | {"embedder_sha256": "", "version": ""} == {
-        "name": "images", "modality": "image", "status": "ready", "size": 400, "dim": 128,
-        "embedder_sha256": "", "index_type": "Flat", "version": "", "error": None}
+    assert listed["images"] | {"embedder_sha256": "", "version": "", "embedder_origin": ""} == {
+        "name": "images", "modality": "image", "status": "ready", "size": 400, "dim": 128, "embedder_sha256": "",
+        "embedder_origin": "", "index_type": "Flat", "version": "", "last_reindex": None, "error": None}
+    assert listed["images"]["embedder_origin"].endswith("image-embedder")
     assert listed["texts"]["size"] == 100 and listed["texts"]["dim"] == 384
     assert http.get("/docs").status_code == 200
 
@@ -270,4 +234,15 @@ def test_server_is_still_alive_and_logged_no_500(http: httpx.Client, server: dic
     assert http.get("/readyz").status_code == 200
     assert search_image(http, service_data.faces_dir / FACE, k=1).json()["results"][0]["id"] == "s1/1.pgm"
     log = server["log"].read_text()
-    assert " 500 " not in log and "Traceback" not in log, log[-3000:]
+    assert "status=500" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_access_log_lines_carry_the_request_id(http: httpx.Client, server: dict[str, Any]) -> None:
+    request_id = http.get("/v1/collections").headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while not (lines := [line for line in server["log"].read_text().splitlines() if request_id in line]):
+        assert time.monotonic() < deadline, "no log line names the request id"
+        time.sleep(0.05)
+    assert len(lines) == 1 and f"[{request_id}]" in lines[0], lines
+    assert "arcsearch.access" in lines[0] and "method=GET path=/v1/collections status=200 duration_ms=" in lines[0]
+    assert '"GET /v1/collections HTTP/1.1"' not in server["log"].read_text()  # uvicorn's access log is off

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.jobstore import JobStore
-from tests.service.helpers import ServiceData
-from tests.service.test_app import png_base64, wait_job
+from tests.service.helpers import ServiceData, wait_job
+from tests.service.test_app import png_base64
 
 
 def test_jobs_survive_a_restart_and_running_ones_become_interrupted(tmp_path: Path) -> None:

@@ -6,56 +6,17 @@ version with every one of its items, and a new job runs normally.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from index.collections import current_version, index_collection
 from tests import bundles
-from tests.bundles import REPO
-from tests.service.helpers import ServiceData
-from tests.service.test_http_live import START_TIMEOUT_S, free_port
+from tests.service.helpers import ServiceData, live_server
 
 OLD_ITEMS = 20
-
-
-@contextmanager
-def server(collections_dir: Path, data_root: Path, log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ARCSEARCH_COLLECTIONS_DIR": str(collections_dir),
-           "ARCSEARCH_DATA_ROOT": str(data_root), "ARCSEARCH_DEVICE": "cpu", "ARCSEARCH_HOST": "127.0.0.1",
-           "ARCSEARCH_PORT": str(port), "ARCSEARCH_BATCH_SIZE": "2"}
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("a") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "service.server"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                assert proc.poll() is None, f"server exited early:\n{log_path.read_text()}"
-                assert time.monotonic() < deadline, f"server not ready in time:\n{log_path.read_text()}"
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-            yield url, proc
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 def test_sigkill_during_reindex_keeps_the_last_complete_index(service_data: ServiceData, tmp_path: Path) -> None:
@@ -68,7 +29,7 @@ def test_sigkill_during_reindex_keeps_the_last_complete_index(service_data: Serv
     items = [{"id": f"new-{i}", "text": rows[i % len(rows)]["text"], "label": "x"} for i in range(400)]
     log = tmp_path / "server.log"
 
-    with server(root, tmp_path / "data", log) as (url, proc):
+    with live_server(root, tmp_path / "data", log, batch_size="2") as (url, proc):
         accepted = httpx.post(f"{url}/v1/reindex", json={"collection": "kill", "items": items}, timeout=30)
         job_id = accepted.json()["job_id"]
         deadline = time.monotonic() + 120
@@ -80,7 +41,7 @@ def test_sigkill_during_reindex_keeps_the_last_complete_index(service_data: Serv
     assert job["status"] == "running" and job["progress"]["done"] < len(items), job
     assert current_version(root, "kill") == old_version
 
-    with server(root, tmp_path / "data", log) as (url, _):
+    with live_server(root, tmp_path / "data", log, batch_size="2") as (url, _):
         job = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
         assert job["status"] == "interrupted" and "stopped" in job["error"], job
         listed = {c["name"]: c for c in httpx.get(f"{url}/v1/collections", timeout=10).json()["collections"]}

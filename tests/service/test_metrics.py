@@ -74,3 +74,17 @@ def test_log_records_carry_the_request_id(service_data: ServiceData, caplog: pyt
     assert records and all(getattr(r, "request_id", None) == "trace-me" for r in records)
     outside = logging.getLogRecordFactory()("x", logging.INFO, "f", 1, "m", None, None)
     assert outside.request_id == "-"  # type: ignore[attr-defined]
+
+
+def test_every_request_logs_one_access_line_with_its_id(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="arcsearch.access"):
+        ok = client.get("/v1/collections")
+        missing = client.get("/v1/no/such/route%0Aforged", headers={"X-Request-ID": "mine-1"})
+    for response, line in ((ok, "method=GET path=/v1/collections status=200 duration_ms="),
+                           (missing, "method=GET path=/v1/no/such/route%0Aforged status=404 duration_ms=")):
+        request_id = response.headers["x-request-id"]
+        records = [r for r in caplog.records if r.name == "arcsearch.access" and f"request_id={request_id}" in
+                   r.getMessage()]
+        assert len(records) == 1, [r.getMessage() for r in caplog.records]
+        assert line in records[0].getMessage() and records[0].request_id == request_id  # type: ignore[attr-defined]
+    assert missing.headers["x-request-id"] == "mine-1"

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from index.collections import current_index_dir, index_collection, read_collection
 from service.app import create_app
-from service.registry import load_collection
+from service.collection import load_collection
 from tests.service.helpers import ServiceData, assert_error, service_settings, wait_ready
 
 

@@ -1,0 +1,149 @@
+"""FAISS building blocks: an index from a factory string, training, adding, search parameters, selectors.
+
+Vectors are L2-normalised and compared by inner product (= cosine similarity, in [-1, 1]).
+Build stages are separate functions, as in FAISS's benchmarks::
+
+    index = make_index(dim, "IVF64,Flat")   # factory string
+    train_index(index, vectors)             # no-op unless the index needs training
+    add_vectors(index, vectors)             # FAISS ids 0..n-1 = positions in the item table
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import faiss
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+FACTORY_PATTERN = re.compile(r"^[A-Za-z0-9_,.=]{1,64}$")
+MAX_FACTORY_NUMBER = 65536  # no factory component may ask for more (e.g. IVF10000000 allocates lists up front)
+
+
+class IndexStoreError(ValueError):
+    """An index cannot be built, saved, loaded or searched as asked (bad shapes, factory, files)."""
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """A C-contiguous float32 copy of (n, d) ``vectors`` with unit L2 rows (zero rows stay zero)."""
+    array = np.array(vectors, dtype=np.float32, order="C", copy=True)
+    if array.ndim != 2:
+        raise IndexStoreError(f"expected a 2-d array of vectors (n, d), got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise IndexStoreError("vectors contain NaN or infinite values")
+    faiss.normalize_L2(array)
+    return array
+
+
+def _accepts_ids(index: faiss.Index) -> bool:
+    """Whether ``index.add_with_ids`` works without an IDMap wrapper."""
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexIDMap | faiss.IndexIDMap2 | faiss.IndexIVF):
+        return True
+    if isinstance(inner, faiss.IndexPreTransform):
+        return _accepts_ids(inner.index)
+    return False
+
+
+def make_index(dim: int, factory: str = "Flat") -> faiss.Index:
+    """An empty inner-product index of dimension ``dim`` from a FAISS factory string, able to take ids."""
+    if dim <= 0:
+        raise IndexStoreError(f"dimension must be positive, got {dim}")
+    try:
+        index = faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise IndexStoreError(f"FAISS cannot build factory {factory!r} for d={dim}: {exc}") from exc
+    return index if _accepts_ids(index) else faiss.IndexIDMap2(index)
+
+
+def check_factory(dim: int, factory: str) -> bool:
+    """Raise IndexStoreError unless ``factory`` builds a d=``dim`` index; returns whether it needs training.
+
+    Accepts only plain factory strings (letters, digits, ``_,.=``) whose numbers stay at most
+    MAX_FACTORY_NUMBER, so a request cannot make the server allocate a huge empty index.
+    """
+    if not FACTORY_PATTERN.fullmatch(factory):
+        raise IndexStoreError(f"index factory {factory!r} must be a FAISS factory string such as 'Flat', "
+                              "'HNSW32' or 'IVF64,Flat' (letters, digits and _,.= only, at most 64 characters)")
+    too_big = [n for n in re.findall(r"\d+", factory) if int(n) > MAX_FACTORY_NUMBER]
+    if too_big:
+        raise IndexStoreError(f"index factory {factory!r}: {too_big[0]} is larger than {MAX_FACTORY_NUMBER}")
+    return not make_index(dim, factory).is_trained
+
+
+def train_index(index: faiss.Index, vectors: np.ndarray) -> None:
+    """Train ``index`` on normalised (n, d) vectors if it needs training; otherwise do nothing."""
+    if index.is_trained:
+        return
+    try:
+        index.train(vectors)
+    except RuntimeError as exc:
+        raise IndexStoreError(f"training the index on {len(vectors)} vectors failed: {exc}") from exc
+    logger.info("trained index on %d vectors", len(vectors))
+
+
+def add_vectors(index: faiss.Index, vectors: np.ndarray, *, first_id: int = 0) -> None:
+    """Add normalised (n, d) vectors with FAISS ids ``first_id .. first_id + n - 1``."""
+    ids = np.arange(first_id, first_id + len(vectors), dtype=np.int64)
+    try:
+        index.add_with_ids(vectors, ids)
+    except RuntimeError as exc:
+        raise IndexStoreError(f"adding {len(vectors)} vectors failed: {exc}") from exc
+
+
+def set_search_params(index: faiss.Index, params: str) -> None:
+    """Apply a FAISS search-parameter string such as ``"nprobe=16"`` or ``"efSearch=64"``."""
+    if not params:
+        return
+    try:
+        faiss.ParameterSpace().set_index_parameters(index, params)
+    except RuntimeError as exc:
+        raise IndexStoreError(f"cannot apply search parameters {params!r}: {exc}") from exc
+
+
+def inner_index(index: faiss.Index) -> faiss.Index:
+    """The index inside an IDMap wrapper (or ``index`` itself), downcast to its concrete type."""
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexIDMap | faiss.IndexIDMap2):
+        return faiss.downcast_index(inner.index)
+    return inner
+
+
+def can_remove(index: faiss.Index) -> bool:
+    """Whether FAISS can remove vectors from ``index`` (not from HNSW)."""
+    return not isinstance(inner_index(index), faiss.IndexHNSW)
+
+
+def search_parameters(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParameters:
+    """Parameters that restrict a search of ``index`` to ``selector``, keeping its nprobe / efSearch."""
+    inner = inner_index(index)
+    if isinstance(inner, faiss.IndexIVF):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
+    if isinstance(inner, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
+    return faiss.SearchParameters(sel=selector)
+
+
+def copy_search_params(old: faiss.Index, new: faiss.Index) -> None:
+    """Carry HNSW's efSearch over to a rebuilt index."""
+    old_inner, new_inner = inner_index(old), inner_index(new)
+    if isinstance(old_inner, faiss.IndexHNSW) and isinstance(new_inner, faiss.IndexHNSW):
+        new_inner.hnsw.efSearch = old_inner.hnsw.efSearch
+
+
+def id_selector(allowed: list[int] | None, excluded: set[int]) -> faiss.IDSelector | None:
+    """Only ``allowed`` ids (when given), else all but ``excluded``; None when nothing is restricted."""
+    if allowed is not None:
+        return faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+    if excluded:
+        return faiss.IDSelectorNot(faiss.IDSelectorBatch(np.asarray(sorted(excluded), dtype=np.int64)))
+    return None
+
+
+def enable_reconstruct(index: faiss.Index) -> None:
+    """Give an IVF index a direct map, so ``reconstruct`` and ``remove_ids`` work by id."""
+    inner = inner_index(index)
+    if isinstance(inner, faiss.IndexIVF) and inner.direct_map.type == faiss.DirectMap.NoMap:
+        inner.set_direct_map_type(faiss.DirectMap.Hashtable)

@@ -1,0 +1,241 @@
+"""One collection as a running service holds it: its embedder and live index (swapped atomically), loaded from disk."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from index.bundle import EmbedderManifest, read_embedder_manifest, sha256_of_path
+from index.collections import (
+    CollectionInfo,
+    collection_dir,
+    current_index_dir,
+    current_version,
+)
+from index.embedder import load_embedder
+from index.items import Change, ChangeLog, ItemRecord
+from index.store import EmbedderMismatchError, IndexStore, check_embedder_pairing
+from service.batching import BatcherClosedError, BatchObserver, MicroBatcher, PendingQuery
+from service.errors import (
+    CollectionEmptyError,
+    NotReadyError,
+)
+from service.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
+from service.schemas import CollectionSummary
+
+logger = logging.getLogger(__name__)
+
+CHANGES_FILE = "changes.sqlite"
+
+
+class SerialEmbedder:
+    """One embedder shared by request threads and re-index jobs; calls run one at a time.
+
+    Tokenizers and torch's intra-op thread pool do not take concurrent calls well; a job holds
+    the lock for one batch at a time, so queries interleave with re-indexing.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    @property
+    def manifest(self) -> EmbedderManifest:
+        return self._inner.manifest
+
+    @property
+    def modality(self) -> str:
+        return self._inner.modality
+
+    @property
+    def dim(self) -> int:
+        return self._inner.dim
+
+    def embed_images(self, images: list[Image.Image], *, batch_size: int = 64) -> np.ndarray:
+        """(len(images), dim) float32, L2-normalised."""
+        with self._lock:
+            return self._inner.embed_images(images, batch_size=batch_size)
+
+    def embed_texts(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalised."""
+        with self._lock:
+            return self._inner.embed_texts(texts, batch_size=batch_size)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The live index of a collection (None until one is published) and its version id."""
+
+    store: IndexStore | None
+    version: str | None
+
+
+class LoadedCollection:
+    """A collection ready to answer queries; ``snapshot`` is replaced whole, never mutated."""
+
+    def __init__(self, info: CollectionInfo, embedder: SerialEmbedder, snapshot: Snapshot) -> None:
+        self.info = info
+        self.embedder = embedder
+        self.snapshot = snapshot
+        self.batcher: MicroBatcher | None = None
+        self.changes: ChangeLog | None = None
+        self.mutation_lock = threading.Lock()
+        self.observe_stage: StageObserver = lambda stage, seconds: None
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def start_batching(self, *, max_batch: int, max_wait_ms: float, observe: BatchObserver | None = None,
+                       observe_stage: StageObserver | None = None) -> None:
+        """Answer ``query`` calls through a micro-batcher (one forward pass and one search per batch)."""
+        if observe_stage is not None:
+            self.observe_stage = observe_stage
+        self.batcher = MicroBatcher(self.name, lambda batch: embed_and_search(self, batch, self.observe_stage),
+                                    max_batch=max_batch, max_wait_ms=max_wait_ms, observe=observe)
+
+    def query(self, inputs: Sequence[Any], k: int, options: SearchOptions | None = None) -> QueryAnswer:
+        """Embed ``inputs`` (images or texts, by modality) and search; batched with concurrent queries."""
+        if self.batcher is None:
+            return embed_and_search(self, [PendingQuery(inputs=inputs, k=k, options=options)], self.observe_stage)[0]
+        try:
+            return self.batcher.submit(inputs, k, options)
+        except BatcherClosedError:
+            raise NotReadyError("the service is shutting down; retry on another instance") from None
+
+    def query_vectors(self, vectors: np.ndarray, k: int, options: SearchOptions | None = None) -> QueryAnswer:
+        """Search given (n, dim) vectors (no embedding, no batching)."""
+        batch = [PendingQuery(inputs=list(vectors), k=k, options=options)]
+        return search_vectors(self, batch, np.asarray(vectors, np.float32), self.observe_stage)[0]
+
+    def live_store(self) -> tuple[IndexStore, str]:
+        """The live store and its version; 409 if nothing is published yet."""
+        snapshot = self.snapshot
+        if snapshot.store is None or snapshot.version is None:
+            raise CollectionEmptyError(f"collection {self.name!r} has no index yet; re-index it first")
+        return snapshot.store, snapshot.version
+
+    def upsert(self, record: ItemRecord, vector: np.ndarray) -> bool:
+        """Insert or replace an item (durable in the change log); True if it replaced one."""
+        with self.mutation_lock:
+            store, version = self.live_store()
+            replaced = store.get(record.external_id) is not None
+            faiss_id = store.upsert(record, vector)
+            unit = np.asarray(store.vector_of(record.external_id), np.float32)
+            if self.changes is not None:
+                self.changes.append(version, Change("upsert", record.external_id, faiss_id, record, unit.tobytes()))
+        if replaced:
+            self.compact_in_background(store)
+        return replaced
+
+    def delete(self, external_id: str) -> bool:
+        """Remove an item (durable in the change log); False if there is none."""
+        with self.mutation_lock:
+            store, version = self.live_store()
+            if not store.delete(external_id):
+                return False
+            if self.changes is not None:
+                self.changes.append(version, Change("delete", external_id))
+        self.compact_in_background(store)
+        return True
+
+    def compact_in_background(self, store: IndexStore) -> threading.Thread | None:
+        """For an index that cannot remove vectors (HNSW), rebuild it without its tombstones in a thread."""
+        if store.supports_delete or not store.tombstones:
+            return None
+
+        def run() -> None:
+            try:
+                while store.tombstones and store.compact():
+                    pass
+            except Exception:  # a failed compaction leaves the tombstones, which searches still exclude
+                logger.exception("compacting collection %r failed", self.name)
+
+        thread = threading.Thread(target=run, name=f"compact-{self.name}", daemon=True)
+        thread.start()
+        return thread
+
+    def swap(self, store: IndexStore, version: str) -> None:
+        """Serve ``store`` from now on; queries already running finish on the old one.
+
+        Upserts and deletes made on the old version are dropped: a re-index replaces the contents.
+        """
+        check_embedder_pairing(store.manifest, self.embedder.manifest, where=f"index version {version}")
+        store.enable_mutations()
+        with self.mutation_lock:
+            if self.changes is not None:
+                self.changes.discard_except(version)
+            self.snapshot = Snapshot(store=store, version=version)
+
+    def summary(self) -> CollectionSummary:
+        snapshot = self.snapshot
+        store = snapshot.store
+        live = store is not None
+        return CollectionSummary(
+            name=self.name, modality=self.info.modality, status="ready" if live else "empty",
+            size=len(store) if live else 0, dim=self.embedder.dim, embedder_sha256=self.info.embedder_sha256,
+            embedder_origin=self.info.embedder_origin, version=snapshot.version,
+            index_type=store.manifest.factory if live else self.info.index_factory)
+
+    def close(self) -> None:
+        """Answer queued queries, stop the micro-batcher and close the change log (the collection is unloaded)."""
+        if self.batcher is not None:
+            self.batcher.close()
+        with self.mutation_lock:  # upserts and deletes in progress finish first
+            if self.changes is not None:
+                self.changes.close()
+                self.changes = None
+
+
+def load_collection(collections_dir: Path, info: CollectionInfo, *, device: str, search_params: str = "",
+                    verify_hash: bool = True, embedders: dict[str, SerialEmbedder] | None = None
+                    ) -> LoadedCollection:
+    """Load a collection's embedder and live index; refuses an index built with another embedder."""
+    folder = collection_dir(collections_dir, info.name)
+    emb_dir = folder / info.embedder
+    manifest = read_embedder_manifest(emb_dir)
+    if manifest.weights_sha256 != info.embedder_sha256:
+        raise EmbedderMismatchError(f"collection {info.name!r} expects embedder {info.embedder_sha256[:12]}, "
+                                    f"{emb_dir} holds {manifest.weights_sha256[:12]}")
+    cache = embedders if embedders is not None else {}
+    if manifest.weights_sha256 not in cache:
+        if verify_hash and sha256_of_path(emb_dir / manifest.weights_file) != manifest.weights_sha256:
+            raise EmbedderMismatchError(f"embedder weights in {emb_dir} do not match their manifest hash")
+        cache[manifest.weights_sha256] = SerialEmbedder(load_embedder(emb_dir, device=device))
+    embedder = cache[manifest.weights_sha256]
+    version = current_version(collections_dir, info.name)
+    store = None
+    if version is not None:
+        store = IndexStore.load(current_index_dir(collections_dir, info.name), search_params=search_params)
+        check_embedder_pairing(store.manifest, manifest, where=f"index {info.name}/{version}")
+    changes = ChangeLog(folder / CHANGES_FILE)
+    if store is not None and version is not None:
+        replay_changes(store, changes, version)
+    logger.info("collection %r loaded: %s, version %s, %d items", info.name, info.modality, version,
+                len(store) if store is not None else 0)
+    loaded = LoadedCollection(info, embedder, Snapshot(store=store, version=version))
+    loaded.changes = changes
+    return loaded
+
+
+def replay_changes(store: IndexStore, changes: ChangeLog, version: str) -> None:
+    """Re-apply the upserts and deletes made on top of ``version`` since it was published."""
+    store.enable_mutations()
+    replayed = changes.replay(version)
+    for change in replayed:
+        if change.op == "upsert" and change.record is not None and change.vector is not None:
+            store.upsert(change.record, np.frombuffer(change.vector, np.float32), faiss_id=change.faiss_id)
+        elif change.op == "delete":
+            store.delete(change.external_id)
+    if replayed:
+        logger.info("replayed %d item changes on version %s", len(replayed), version)
+    store.compact()  # HNSW: drop the tombstones the replay left (no-op for other index types)
+
+

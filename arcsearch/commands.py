@@ -71,9 +71,10 @@ def train(args: argparse.Namespace) -> int:
 
 def compare(args: argparse.Namespace) -> int:
     from training.compare import compare_losses
+    from training.loss_params import SHARDED_LOSSES
     from training.losses import LOSSES
 
-    losses = list(LOSSES) if args.losses == ["all"] else args.losses
+    losses = [name for name in LOSSES if name not in SHARDED_LOSSES] if args.losses == ["all"] else args.losses
     unknown = [name for name in losses if name not in LOSSES]
     if unknown:
         raise ValueError(f"unknown loss(es) {unknown}; choose from {', '.join(LOSSES)} or 'all'")

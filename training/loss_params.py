@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 LOSS_NAMES = ("arcface", "cosface", "sphereface", "combined", "subcenter_arcface", "softmax", "norm_softmax",
-              "triplet", "arcface_triplet")
+              "triplet", "arcface_triplet", "partial_fc_arcface")
+# ArcFace with its class centres sharded across torchrun ranks: in one process it is ArcFace itself,
+# so ``arcsearch compare --losses all`` leaves it out.
+SHARDED_LOSSES = ("partial_fc_arcface",)
 
 
 def _knob(default: float | int | bool, help_text: str) -> object:
@@ -35,3 +38,5 @@ class LossParams:
     subcenters: int = _knob(3, "subcenter_arcface: sub-centres k per class")
     triplet_margin: float = _knob(0.2, "triplet margin in cosine distance 1 - cos (range 0..2)")
     triplet_weight: float = _knob(1.0, "arcface_triplet: weight of the triplet term added to the ArcFace loss")
+    sample_rate: float = _knob(1.0, "partial_fc_arcface: share of each rank's class centres used per step "
+                                    "(negative-centre sampling), in (0, 1]")

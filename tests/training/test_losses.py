@@ -217,3 +217,9 @@ def test_every_objective_trains_a_linear_encoder(name: str) -> None:
 def test_registry_rejects_an_unknown_name_and_lists_the_choices() -> None:
     with pytest.raises(ValueError, match="unknown loss 'arcfase'; choose one of arcface, cosface, .*arcface_triplet"):
         build_objective("arcfase", 4, 8)
+
+
+def test_the_torch_free_name_list_is_the_registry() -> None:
+    from training.loss_params import LOSS_NAMES, SHARDED_LOSSES
+
+    assert tuple(LOSSES) == LOSS_NAMES and set(SHARDED_LOSSES) <= set(LOSSES)

@@ -10,8 +10,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from training.loop import FitSettings
 from training.losses import LOSSES, LossParams
+from training.precision import check_precision
 
 DEFAULT_TEXT_MODEL = "data/pretrained/all-MiniLM-L6-v2"
 HEAD_INITS = ("auto", "centres", "random")
@@ -32,6 +35,9 @@ class TrainConfig:
     is held out for evaluation, ``validation_fraction`` of the rest is used for early stopping (0: none);
     ``max_train_seconds`` bounds the training wall time. ``head_init`` ``centres`` starts the class
     centres at the mean training embeddings, ``random`` at random.
+    ``precision`` ``fp32``, ``bf16`` (cpu or cuda) or ``fp16`` (cuda only). Every ``checkpoint_every`` steps
+    (0: never) a checkpoint goes to ``checkpoint_dir``; ``resume`` continues from it (bit-for-bit on cpu,
+    without a time budget; see ``training.loop``).
     """
 
     epochs: int = 3
@@ -52,10 +58,15 @@ class TrainConfig:
     device: str = "auto"
     max_train_seconds: float | None = None
     show_progress: bool = True
+    precision: str = "fp32"
+    checkpoint_every: int = 0
+    checkpoint_dir: Path | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.loss_params, dict):
             self.loss_params = LossParams(**self.loss_params)
+        self.checkpoint_dir = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2:
@@ -68,6 +79,12 @@ class TrainConfig:
             raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise ConfigError(f"max_train_seconds must be positive, got {self.max_train_seconds}")
+        # "auto" may still resolve to cpu: the loop checks again on the device it trains on
+        check_precision(self.precision, torch.device("cpu" if self.device == "cpu" else "cuda"))
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be 0 (never) or a number of steps, got {self.checkpoint_every}")
+        if (self.checkpoint_every or self.resume) and self.checkpoint_dir is None:
+            raise ConfigError("checkpoint_every and resume need a checkpoint_dir")
 
     def fit_settings(self, *, has_validation: bool) -> FitSettings:
         """The training loop's settings; early stopping only when there are validation classes."""
@@ -75,7 +92,9 @@ class TrainConfig:
                            warmup_fraction=self.warmup_fraction, grad_clip=self.grad_clip,
                            margin_warmup_fraction=self.margin_warmup_fraction,
                            max_train_seconds=self.max_train_seconds,
-                           patience=self.patience if has_validation else None, show_progress=self.show_progress)
+                           patience=self.patience if has_validation else None, show_progress=self.show_progress,
+                           precision=self.precision, checkpoint_every=self.checkpoint_every,
+                           checkpoint_dir=self.checkpoint_dir, resume=self.resume)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings, ``loss_params`` nested), as recorded in reports and manifests."""

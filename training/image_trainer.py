@@ -11,6 +11,7 @@ from PIL import Image
 from torch import nn
 
 from index.bundle import ImagePreprocessing
+from training import distributed
 from training.baselines import backbone_baseline
 from training.config import ImageTrainConfig
 from training.data import shuffled_batches
@@ -39,6 +40,23 @@ def init_projection_pca(encoder: nn.Module, images: Sequence[Image.Image], *, pa
     encoder.projection.bias.copy_(-(weight @ mean.to(weight)))
 
 
+def view_batch(images: Sequence[Image.Image], index: np.ndarray, params: ImagePreprocessing,
+               aug: Augmentation | None, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
+    """This rank's (n, 3, H, W) views of the global batch ``images[index]``, and their (n,) positions.
+
+    In one process the views are augmented from ``rng`` in turn. Under torchrun each image of the global
+    batch gets its own generator seeded from ``rng`` (one draw per batch, the same on every rank), so that
+    the ranks' generators stay in step while each augments only its own slice; with augmentation a
+    multi-rank run is therefore statistically equivalent to, not identical with, a one-process run.
+    """
+    if aug is None or not distributed.is_distributed():
+        (index,) = distributed.shard(index)
+        return image_batch([images[i] for i in index], params, aug=aug, rng=rng), index
+    index, seeds = distributed.shard(index, rng.integers(2**63, size=len(index)))
+    return torch.cat([image_batch([images[i]], params, aug=aug, rng=np.random.default_rng(seed))
+                      for i, seed in zip(index, seeds, strict=True)]), index
+
+
 def wants_pca_projection(config: ImageTrainConfig) -> bool:
     """Whether ``config`` asks for the PCA start of the projection (``auto``: when fine-tuning a checkpoint)."""
     return config.projection_init == "pca" or (config.projection_init == "auto" and config.checkpoint is not None)
@@ -50,6 +68,7 @@ def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: 
                       ) -> tuple[nn.Module, FitResult]:
     """Train ``encoder`` (on ``device``) on images with (N,) class ``codes``; returns (objective, result).
 
+    Under torchrun each rank trains on its slice of every global batch (``training.distributed``).
     ``validation`` = (images, labels) of validation classes, scored by MAP@R after each epoch.
     """
     num_classes = int(codes.max()) + 1
@@ -63,7 +82,9 @@ def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: 
 
     def batches(epoch: int) -> Iterator[Batch]:
         for index in shuffled_batches(len(images), batch_size=config.batch_size, rng=rng):
-            pixels = image_batch([images[i] for i in index], params, aug=aug, rng=rng)
+            if not distributed.keep_batch(index):
+                continue
+            pixels, index = view_batch(images, index, params, aug, rng)
             yield pixels.to(device), labels[index].to(device)
 
     def validate() -> float:
@@ -73,5 +94,5 @@ def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: 
     steps = len(shuffled_batches(len(images), batch_size=config.batch_size, rng=np.random.default_rng(0)))
     result = fit(encoder, objective, batches=batches, embed=encoder, steps_per_epoch=steps,
                  settings=config.fit_settings(has_validation=validation is not None),
-                 validate=validate if validation is not None else None, freeze_batchnorm=freeze)
+                 validate=validate if validation is not None else None, freeze_batchnorm=freeze, rng=rng)
     return objective, result

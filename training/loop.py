@@ -1,7 +1,18 @@
 """The training loop shared by images and texts: encoder + objective, AdamW, warmup + cosine decay.
 
-Read top to bottom: ``get_lr`` (pure), ``make_optimizer``, ``fit``. The loop knows nothing of the
-modality: it is given a function that yields (inputs, labels) batches and one that embeds inputs.
+Read top to bottom: ``get_lr`` (pure), ``make_optimizer``, ``_Trainer`` (one step, one epoch's end,
+checkpoints), ``fit``. The loop knows nothing of the modality: it is given a function that yields
+(inputs, labels) batches and one that embeds inputs.
+
+Checkpoints (``checkpoint_every`` steps into ``checkpoint_dir``; ``resume`` to continue) hold everything the
+run depends on, so that on cpu a run interrupted and resumed ends with bit-for-bit the weights and losses of
+an uninterrupted one: weights, optimiser (and fp16 scaler) state, step, epoch and position in it, the
+numpy generator's state at the start of the epoch (the epoch's batches are drawn again and the ones
+already trained on skipped), torch's RNG states, the result so far and the best validation state.
+A time budget (``max_train_seconds``) makes a run non-deterministic: the schedule then follows the
+clock, and the time before an interruption counts against the budget.
+
+Precision, the divergence guard and data-parallel training: ``training.precision``, ``training.distributed``.
 """
 
 from __future__ import annotations
@@ -11,14 +22,18 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from training import checkpoint, distributed
 from training.losses import Objective
+from training.precision import DivergenceGuard, autocast, check_precision, make_scaler
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +55,20 @@ class FitSettings:
     max_train_seconds: float | None = None
     patience: int | None = None  # epochs without validation gain before stopping; None: never stop
     show_progress: bool = True
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (cuda only), see training.precision
+    checkpoint_every: int = 0  # steps between checkpoints; 0: none
+    checkpoint_dir: Path | None = None
+    resume: bool = False  # continue from the checkpoint in checkpoint_dir
 
 
 @dataclass
 class FitResult:
     """What happened: per-epoch mean loss, head accuracy (share of training samples whose highest logit is
-    their class; empty for objectives without logits) and validation scores, time spent, why it stopped."""
+    their class; empty for objectives without logits) and validation scores, each step's loss (the mean over
+    the global batch), time spent, why it stopped."""
 
     epoch_losses: list[float] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
     epoch_head_accuracy: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
     best_epoch: int | None = None
@@ -101,75 +122,278 @@ def set_train_mode(encoder: nn.Module, head: nn.Module, *, freeze_batchnorm: boo
                 module.eval()
 
 
+class _Embedding(nn.Module):
+    """``embed(inputs)`` of ``encoder`` under the precision's autocast; (N, D) float32 out, so that the
+    objective's margin math (acos/sqrt near +-1) runs in float32."""
+
+    def __init__(self, encoder: nn.Module, embed: Callable[[Any], torch.Tensor], *, precision: str,
+                 device: torch.device) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self._embed = embed.__call__ if isinstance(embed, nn.Module) else embed  # not registered a second time
+        self._precision, self._device = precision, device
+
+    def forward(self, inputs: Any) -> torch.Tensor:
+        with autocast(self._precision, self._device):
+            embeddings = self._embed(inputs)
+        return embeddings.float()
+
+
+class _Scoring(nn.Module):
+    """Embedding + objective as one module (what DDP wraps): (inputs, labels) -> (loss, logits or None)."""
+
+    def __init__(self, embedding: nn.Module, head: Objective) -> None:
+        super().__init__()
+        self.embedding, self.head = embedding, head
+
+    def forward(self, inputs: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        output = self.head(self.embedding(inputs), labels)
+        return output.loss, output.logits
+
+
+def _training_model(embedding: _Embedding, head: Objective, device: torch.device) -> nn.Module:
+    """The module a step calls: DDP over embedding and objective, or over the embedding alone when the
+    objective ``handles_distribution`` itself (then its gradients are left as it makes them)."""
+    if getattr(head, "handles_distribution", False):
+        return _Scoring(distributed.data_parallel(embedding, device), head)
+    return distributed.data_parallel(_Scoring(embedding, head), device)
+
+
+_TRAJECTORY_SETTINGS = ("epochs", "lr", "head_lr", "weight_decay", "warmup_fraction", "min_lr_fraction",
+                        "grad_clip", "margin_warmup_fraction", "precision")
+
+
+class _Trainer:
+    """The state of one ``fit``: takes one step at a time, closes epochs, writes and reads checkpoints."""
+
+    def __init__(self, encoder: nn.Module, head: Objective, *, embed: Callable[[Any], torch.Tensor],
+                 settings: FitSettings, steps_per_epoch: int, freeze_batchnorm: bool) -> None:
+        if (settings.checkpoint_every or settings.resume) and settings.checkpoint_dir is None:
+            raise ValueError("checkpoint_every and resume need a checkpoint_dir")
+        self.encoder, self.head, self.settings, self.freeze_batchnorm = encoder, head, settings, freeze_batchnorm
+        self.device = next(encoder.parameters()).device
+        check_precision(settings.precision, self.device)
+        self.optimizer = make_optimizer(encoder, head, lr=settings.lr, head_lr=settings.head_lr,
+                                        weight_decay=settings.weight_decay)
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.scaler = make_scaler(settings.precision, self.device)
+        self.guard = DivergenceGuard(scaled=self.scaler is not None)
+        self.sharded_head = bool(getattr(head, "handles_distribution", False))
+        self.model = _training_model(_Embedding(encoder, embed, precision=settings.precision, device=self.device),
+                                     head, self.device)
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = max(1, settings.epochs * steps_per_epoch)
+        self.warmup_steps = int(settings.warmup_fraction * self.total_steps)
+        self.margin_warmup_steps = int(settings.margin_warmup_fraction * self.total_steps)
+        self.result = FitResult()
+        self.epoch, self.position, self.hits, self.seen = 0, 0, 0, 0  # position: steps done in this epoch
+        self.epoch_rng: dict[str, Any] | None = None  # the batch generator's state at the start of the epoch
+        self.best: dict[str, Any] | None = None  # {"score", "epoch", "encoder", "head"} of the best validation
+        self.seconds_before, self.started = 0.0, time.perf_counter()
+
+    # --- one step -------------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Training seconds so far (before a resume included), the largest over ranks."""
+        return distributed.all_max(self.seconds_before + time.perf_counter() - self.started, self.device)
+
+    def out_of_time(self) -> bool:
+        budget = self.settings.max_train_seconds
+        return bool(budget) and self.elapsed() >= budget
+
+    def schedule(self) -> None:
+        """Learning rates and margin share for the next step: progress in steps or, under a time budget,
+        in time, whichever is further along."""
+        progress, budget = self.result.steps, self.settings.max_train_seconds
+        if budget:
+            progress = max(progress, int(self.total_steps * self.elapsed() / budget))
+        for group in self.optimizer.param_groups:
+            group["lr"] = get_lr(progress, max_lr=group["peak_lr"], warmup_steps=self.warmup_steps,
+                                 total_steps=self.total_steps, min_lr=group["peak_lr"] * self.settings.min_lr_fraction)
+        self.head.margin_fraction = get_margin_fraction(progress, warmup_steps=self.margin_warmup_steps)
+
+    def global_loss(self, loss: torch.Tensor, logits: torch.Tensor | None,
+                    labels: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """(the loss over the global batch, the local loss to backpropagate); counts head accuracy.
+
+        Across ranks the local mean losses are weighted by their share of the global batch (times the
+        number of ranks, which DDP's gradient averaging divides out), so uneven slices still give the
+        gradient of the global mean. An objective that handles distribution gives the global loss already.
+        """
+        hits = int((logits.detach().argmax(dim=1) == labels).sum()) if logits is not None else 0
+        local = float(loss.detach())
+        if not distributed.is_distributed():
+            self.hits, self.seen = self.hits + hits, self.seen + (len(labels) if logits is not None else 0)
+            return local, loss
+        loss_sum, count, hits = distributed.all_sum([local * len(labels), len(labels), hits], self.device)
+        self.hits, self.seen = self.hits + int(hits), self.seen + (int(count) if logits is not None else 0)
+        if self.sharded_head:
+            return loss_sum / count, loss
+        return loss_sum / count, loss * (len(labels) * distributed.world_size() / count)
+
+    def optimise(self, loss: torch.Tensor, loss_value: float) -> None:
+        """Backward, clip, guard, step (through the fp16 scaler where there is one)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = float(nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip))
+        self.guard.check_gradients(self.result.steps, loss_value, grad_norm)
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # skips the update itself when the gradients hold inf/nan
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+    def step(self, inputs: Any, labels: torch.Tensor) -> None:
+        """One optimisation step on one batch (this rank's slice of the global batch)."""
+        self.schedule()
+        loss, logits = self.model(inputs, labels)
+        loss_value, local_loss = self.global_loss(loss, logits, labels)
+        self.guard.check_loss(self.result.steps, loss_value)
+        self.optimise(local_loss, loss_value)
+        self.result.step_losses.append(loss_value)
+        self.result.steps += 1
+        self.position += 1
+
+    # --- epochs ---------------------------------------------------------------------------------------
+    def run_epoch(self, epoch: int, batches: Callable[[int], Iterable[Batch]],
+                  rng: np.random.Generator | None) -> bool:
+        """Train on one epoch's batches (from where a resumed checkpoint left off); True if out of time."""
+        if self.position == 0:  # a fresh epoch, not one resumed part-way
+            self.epoch, self.hits, self.seen = epoch, 0, 0
+            self.epoch_rng = checkpoint.rng_state(rng) if rng is not None else None
+        set_train_mode(self.encoder, self.head, freeze_batchnorm=self.freeze_batchnorm)
+        show = self.settings.show_progress and distributed.is_main_process()
+        for done, (inputs, labels) in enumerate(tqdm(batches(epoch), total=self.steps_per_epoch,
+                                                     desc=f"epoch {epoch + 1}", leave=False, disable=not show)):
+            if done < self.position:
+                continue  # trained on before the checkpoint; drawn again so that the generator's draws match
+            self.step(inputs, labels)
+            if self.settings.checkpoint_every and self.result.steps % self.settings.checkpoint_every == 0:
+                self.save()
+            if self.out_of_time():
+                return True
+        return False
+
+    def validate(self, epoch: int, validate: Callable[[], float]) -> float:
+        """Rank 0's validation score (on every rank); keeps the weights of the best epoch so far."""
+        score = distributed.broadcast_from_main(validate() if distributed.is_main_process() else 0.0, self.device)
+        self.result.validation_scores.append(score)
+        if self.best is None or score > self.best["score"]:
+            self.result.best_epoch = epoch
+            self.best = {"score": score, "epoch": epoch, "encoder": copy.deepcopy(self.encoder.state_dict()),
+                         "head": copy.deepcopy(self.head.state_dict())}
+        return score
+
+    def end_epoch(self, epoch: int, validate: Callable[[], float] | None, out_of_time: bool) -> str | None:
+        """Record the epoch's mean loss, head accuracy and validation score; the reason to stop, if any."""
+        losses = self.result.step_losses[len(self.result.step_losses) - self.position:]
+        self.result.epoch_losses.append(sum(losses) / max(1, len(losses)))
+        message = f"epoch {epoch + 1}/{self.settings.epochs}: loss {self.result.epoch_losses[-1]:.4f}"
+        if self.seen:
+            self.result.epoch_head_accuracy.append(self.hits / self.seen)
+            message += f", head accuracy {self.hits / self.seen:.3f}"
+        if validate is not None:
+            message += f", validation MAP@R {self.validate(epoch, validate):.4f}"
+        if distributed.is_main_process():
+            logger.info("%s (%.0f s)", message, self.seconds_before + time.perf_counter() - self.started)
+        self.position = 0
+        patience = self.settings.patience
+        if out_of_time:
+            return f"time budget of {self.settings.max_train_seconds} s spent"
+        if patience is not None and self.result.best_epoch is not None and epoch - self.result.best_epoch >= patience:
+            return f"no validation gain for {patience} epochs"
+        return None
+
+    def finish(self) -> FitResult:
+        """Restore the best validation weights (if validated), eval mode; the result."""
+        self.result.train_seconds = self.seconds_before + time.perf_counter() - self.started
+        if self.best is not None:
+            self.encoder.load_state_dict(self.best["encoder"])
+            self.head.load_state_dict(self.best["head"])
+            if distributed.is_main_process():
+                logger.info("restored the weights of epoch %d (validation MAP@R %.4f)", self.best["epoch"] + 1,
+                            self.best["score"])
+        self.encoder.eval()
+        self.head.eval()
+        return self.result
+
+    # --- checkpoints ----------------------------------------------------------------------------------
+    def checkpoint_file(self) -> Path:
+        """Rank 0's file, or each rank's own when the objective's state differs between ranks."""
+        per_rank = self.sharded_head and distributed.is_distributed()
+        return checkpoint.checkpoint_path(self.settings.checkpoint_dir, rank=distributed.rank() if per_rank else None)
+
+    def state(self) -> dict[str, Any]:
+        """Everything ``restore`` needs to continue exactly (tensors and plain containers only)."""
+        self.result.train_seconds = self.seconds_before + time.perf_counter() - self.started
+        return {"step": self.result.steps, "epoch": self.epoch, "position": self.position, "hits": self.hits,
+                "seen": self.seen, "encoder": self.encoder.state_dict(), "head": self.head.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "epoch_rng": self.epoch_rng, "torch_rng": checkpoint.torch_rng_states(), "result": asdict(self.result),
+                "best": self.best, "skipped_steps": self.guard.skipped, "steps_per_epoch": self.steps_per_epoch,
+                "settings": {name: getattr(self.settings, name) for name in _TRAJECTORY_SETTINGS}}
+
+    def save(self) -> None:
+        """Write a checkpoint (rank 0, or every rank for a sharded objective); the others wait."""
+        if self.sharded_head or distributed.is_main_process():
+            checkpoint.save_checkpoint(self.checkpoint_file(), self.state())
+        distributed.barrier()
+
+    def restore(self, rng: np.random.Generator | None) -> None:
+        """Continue from the checkpoint file: weights, optimiser, counters, result, RNGs."""
+        path = self.checkpoint_file()
+        state = checkpoint.load_checkpoint(path)
+        changed = {name: (value, getattr(self.settings, name)) for name, value in state["settings"].items()
+                   if getattr(self.settings, name) != value}
+        if changed or state["steps_per_epoch"] != self.steps_per_epoch:
+            logger.warning("resuming %s with other settings than it was written with (%s, steps per epoch %d -> "
+                           "%d): the run will not match an uninterrupted one", path, changed,
+                           state["steps_per_epoch"], self.steps_per_epoch)
+        self.encoder.load_state_dict(state["encoder"])
+        self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.result = FitResult(**state["result"])
+        self.seconds_before, self.started = self.result.train_seconds, time.perf_counter()
+        self.epoch, self.position = state["epoch"], state["position"]
+        self.hits, self.seen = state["hits"], state["seen"]
+        self.best, self.guard.skipped, self.epoch_rng = state["best"], state["skipped_steps"], state["epoch_rng"]
+        if rng is not None:
+            if self.epoch_rng is None:
+                raise ValueError(f"{path} holds no batch generator state, but fit was given a generator")
+            checkpoint.set_rng_state(rng, self.epoch_rng)
+        checkpoint.set_torch_rng_states(state["torch_rng"])
+        if distributed.is_main_process():
+            logger.info("resumed from %s at step %d (epoch %d, %d steps into it)", path, self.result.steps,
+                        self.epoch + 1, self.position)
+
+
 def fit(encoder: nn.Module, head: Objective, *, batches: Callable[[int], Iterable[Batch]],
         embed: Callable[[Any], torch.Tensor], settings: FitSettings, steps_per_epoch: int,
-        validate: Callable[[], float] | None = None, freeze_batchnorm: bool = False) -> FitResult:
+        validate: Callable[[], float] | None = None, freeze_batchnorm: bool = False,
+        rng: np.random.Generator | None = None) -> FitResult:
     """Train ``encoder`` and the objective ``head`` (class centres, if any) on the objective's loss.
 
     ``batches(epoch)`` yields one epoch of batches; ``embed(inputs)`` gives (N, D) embeddings.
-    The learning rate follows ``get_lr`` on progress measured in steps or, under a time budget, in
-    time, whichever is further along. With ``validate`` (higher is better) the best epoch's encoder
-    and head weights are restored at the end.
+    ``rng`` is the generator ``batches`` draws from (if any): checkpoints keep its state at the start of
+    each epoch so that a resumed epoch draws the same batches. The learning rate follows ``get_lr`` on
+    progress measured in steps or, under a time budget, in time, whichever is further along. With
+    ``validate`` (higher is better) the best epoch's encoder and head weights are restored at the end.
+    Raises ``training.precision.TrainingDiverged`` when the loss or gradients become non-finite.
+    Under torchrun (``training.distributed``) every rank calls ``fit`` with its slice of each global batch.
     """
-    optimizer = make_optimizer(encoder, head, lr=settings.lr, head_lr=settings.head_lr,
-                               weight_decay=settings.weight_decay)
-    total_steps = max(1, settings.epochs * steps_per_epoch)
-    warmup_steps = int(settings.warmup_fraction * total_steps)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    result, best_state, best_score, start = FitResult(), None, -math.inf, time.perf_counter()
-    for epoch in range(settings.epochs):
-        set_train_mode(encoder, head, freeze_batchnorm=freeze_batchnorm)
-        losses, hits, seen, out_of_time = [], 0, 0, False
-        for inputs, labels in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}",
-                                   leave=False, disable=not settings.show_progress):
-            elapsed = time.perf_counter() - start
-            progress = result.steps
-            if settings.max_train_seconds:
-                progress = max(progress, int(total_steps * elapsed / settings.max_train_seconds))
-            for group in optimizer.param_groups:
-                group["lr"] = get_lr(progress, max_lr=group["peak_lr"], warmup_steps=warmup_steps,
-                                     total_steps=total_steps, min_lr=group["peak_lr"] * settings.min_lr_fraction)
-            head.margin_fraction = get_margin_fraction(progress, warmup_steps=int(
-                settings.margin_warmup_fraction * total_steps))
-            output = head(embed(inputs), labels)
-            loss = output.loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, settings.grad_clip)
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            if output.logits is not None:
-                hits += int((output.logits.detach().argmax(dim=1) == labels).sum())
-                seen += len(labels)
-            result.steps += 1
-            if settings.max_train_seconds and time.perf_counter() - start >= settings.max_train_seconds:
-                out_of_time = True
-                break
-        result.epoch_losses.append(sum(losses) / max(1, len(losses)))
-        message = f"epoch {epoch + 1}/{settings.epochs}: loss {result.epoch_losses[-1]:.4f}"
-        if seen:
-            result.epoch_head_accuracy.append(hits / seen)
-            message += f", head accuracy {hits / seen:.3f}"
-        if validate is not None:
-            score = validate()
-            result.validation_scores.append(score)
-            message += f", validation MAP@R {score:.4f}"
-            if score > best_score:
-                best_score, result.best_epoch = score, epoch
-                best_state = copy.deepcopy((encoder.state_dict(), head.state_dict()))
-        logger.info("%s (%.0f s)", message, time.perf_counter() - start)
-        if out_of_time:
-            result.stop_reason = f"time budget of {settings.max_train_seconds} s spent"
+    trainer = _Trainer(encoder, head, embed=embed, settings=settings, steps_per_epoch=steps_per_epoch,
+                       freeze_batchnorm=freeze_batchnorm)
+    if settings.resume:
+        trainer.restore(rng)
+    for epoch in range(trainer.epoch, settings.epochs):
+        stop_reason = trainer.end_epoch(epoch, validate, trainer.run_epoch(epoch, batches, rng))
+        if stop_reason is not None:
+            trainer.result.stop_reason = stop_reason
             break
-        if settings.patience is not None and result.best_epoch is not None \
-                and epoch - result.best_epoch >= settings.patience:
-            result.stop_reason = f"no validation gain for {settings.patience} epochs"
-            break
-    result.train_seconds = time.perf_counter() - start
-    if best_state is not None:
-        encoder.load_state_dict(best_state[0])
-        head.load_state_dict(best_state[1])
-        logger.info("restored the weights of epoch %d (validation MAP@R %.4f)", result.best_epoch + 1, best_score)
-    encoder.eval()
-    head.eval()
-    return result
+    return trainer.finish()

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training import distributed
 from training.config import TextTrainConfig
 from training.data import length_bucketed_batches
 from training.evaluate import embed_texts
@@ -57,6 +58,7 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
     """Fine-tune ``model`` on texts with (N,) class ``codes``; returns (objective, result).
 
     ``validation`` = (texts, labels) of validation classes, scored by MAP@R after each epoch.
+    Under torchrun each rank trains on its slice of every global batch (``training.distributed``).
     """
     dim = sentence_dimension(model)
     objective = make_objective(config.loss, int(codes.max()) + 1, dim, config.loss_params,
@@ -68,6 +70,9 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
 
     def batches(epoch: int) -> Iterator[Batch]:
         for index in length_bucketed_batches(lengths, batch_size=config.batch_size, rng=rng):
+            if not distributed.keep_batch(index):
+                continue
+            (index,) = distributed.shard(index)
             yield tokenize(model, [texts[i] for i in index], device), labels[index].to(device)
 
     def embed(features: dict[str, Any]) -> torch.Tensor:
@@ -79,5 +84,5 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
     steps = len(length_bucketed_batches(lengths, batch_size=config.batch_size, rng=np.random.default_rng(0)))
     result = fit(model, objective, batches=batches, embed=embed, steps_per_epoch=steps,
                  settings=config.fit_settings(has_validation=validation is not None),
-                 validate=validate if validation is not None else None)
+                 validate=validate if validation is not None else None, rng=rng)
     return objective, result

@@ -7,6 +7,9 @@ their class, or farther than a threshold (75 degrees in the paper) from the domi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,3 +44,17 @@ def likely_mislabelled(objective: SubCenterClassifier, embeddings: Tensor, codes
               "nearest_subcentre_is_dominant": bool(nearest_is_dominant[i])}
              for i in flagged.nonzero().flatten().tolist()]
     return sorted(items, key=lambda item: -item["angle_to_dominant_deg"])
+
+
+def mislabelled_report(objective: SubCenterClassifier, embeddings: np.ndarray, codes: np.ndarray,
+                       item_ids: Sequence[str], labels: Sequence[str], *, limit: int = 100,
+                       threshold_deg: float = DEFAULT_THRESHOLD_DEG) -> list[dict[str, object]]:
+    """The ``limit`` training items farthest from their class's dominant sub-centre, as report rows naming
+    each by external id and label, farthest first; ``past_threshold`` marks those beyond ``threshold_deg``
+    (the paper's noise rule). (N, D) ``embeddings`` of the training items, (N,) ``codes``."""
+    ranked = likely_mislabelled(objective, torch.from_numpy(embeddings), torch.from_numpy(codes),
+                                threshold_deg=0.0, include_non_dominant=False)
+    return [{"id": item_ids[row["index"]], "label": labels[row["index"]],
+             "angle_to_dominant_deg": round(row["angle_to_dominant_deg"], 2),
+             "past_threshold": row["angle_to_dominant_deg"] > threshold_deg,
+             "nearest_subcentre_is_dominant": row["nearest_subcentre_is_dominant"]} for row in ranked[:limit]]

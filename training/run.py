@@ -29,6 +29,8 @@ from training.export import export_image_embedder, export_text_embedder
 from training.figures import write_run_figures
 from training.image_data import load_images
 from training.image_trainer import fit_image_encoder, init_projection_pca, wants_pca_projection
+from training.losses.subcenter import SubCenterClassifier
+from training.mislabelled import mislabelled_report
 from training.text_trainer import fit_text_encoder, load_sentence_model
 
 __all__ = ["ImageTrainConfig", "TextTrainConfig", "evaluate_bundle", "report_path", "train_images",
@@ -129,11 +131,16 @@ def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bo
         if held.size and baselines:
             report["methods"]["pretrained_pca_projection"] = score(
                 embed_images(encoder, held_images, params, device=device), held_labels, seed=config.seed)
-    _, result = fit_image_encoder(
-        encoder, _pick(images, train), label_codes(_pick(labels, train), split.train), params=params,
+    train_codes = label_codes(_pick(labels, train), split.train)
+    objective, result = fit_image_encoder(
+        encoder, _pick(images, train), train_codes, params=params,
         config=config, device=device,
         validation=(_pick(images, val), _pick(labels, val)) if val.size else None)
     report["fit"] = _fit_summary(result)
+    if isinstance(objective, SubCenterClassifier):
+        report["likely_mislabelled"] = mislabelled_report(
+            objective, embed_images(encoder, _pick(images, train), params, device=device), train_codes,
+            _pick([item.item_id for item in items], train), _pick(labels, train))
     if held.size:
         heldout[f"{config.loss}_finetuned"] = embed_images(encoder, held_images, params, device=device)
         _score_finetuned(report, config, heldout, held_labels, result)
@@ -163,10 +170,15 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
                                            seed=config.seed)
         heldout["pretrained_model"] = embed_texts(model, held_texts)
         report["methods"]["pretrained_model"] = score(heldout["pretrained_model"], held_labels, seed=config.seed)
-    _, result = fit_text_encoder(
-        model, _pick(texts, train), label_codes(_pick(labels, train), split.train), config=config,
+    train_codes = label_codes(_pick(labels, train), split.train)
+    objective, result = fit_text_encoder(
+        model, _pick(texts, train), train_codes, config=config,
         device=device, validation=(_pick(texts, val), _pick(labels, val)) if val.size else None)
     report["fit"] = _fit_summary(result)
+    if isinstance(objective, SubCenterClassifier):
+        report["likely_mislabelled"] = mislabelled_report(
+            objective, embed_texts(model, _pick(texts, train)), train_codes,
+            _pick([item.item_id for item in items], train), _pick(labels, train))
     if held.size:
         heldout[f"{config.loss}_finetuned"] = embed_texts(model, held_texts)
         _score_finetuned(report, config, heldout, held_labels, result)

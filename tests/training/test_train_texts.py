@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,27 @@ def test_exported_text_bundle_gives_the_in_memory_vectors(glosses_subset: Path, 
     export_text_embedder(model, config.out_dir, backbone=config.model)
     reloaded = load_embedder(config.out_dir, device="cpu").embed_texts(texts)
     np.testing.assert_allclose(reloaded, in_memory, atol=1e-5)
+
+
+def test_subcenter_run_lists_planted_wrong_labels_first(glosses_subset: Path, tiny_text_model: Path,
+                                                        tmp_path: Path) -> None:
+    """Relabel 8 texts of one class as another class; sub-center ArcFace should rank them far from the
+    dominant sub-centre of the class they were given."""
+    rows = [json.loads(line) for line in glosses_subset.read_text().splitlines()]
+    classes = sorted({row["label"] for row in rows})
+    planted = [row for row in rows if row["label"] == classes[0]][:8]
+    for row in planted:
+        row["label"] = classes[1]
+    noisy = tmp_path / "noisy.jsonl"
+    noisy.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    config = TextTrainConfig(texts_file=noisy, out_dir=tmp_path / "subcenter", model=str(tiny_text_model),
+                             loss="subcenter_arcface", epochs=2, batch_size=32, holdout_fraction=0.0,
+                             device="cpu", show_progress=False)
+    flagged = train_texts(config, export=False)["likely_mislabelled"]
+    angles = [row["angle_to_dominant_deg"] for row in flagged]
+    assert angles == sorted(angles, reverse=True)
+    assert all(row["past_threshold"] == (row["angle_to_dominant_deg"] > 75.0) for row in flagged)
+    top_tenth = {row["id"] for row in flagged[:len(rows) // 10]}
+    caught = top_tenth & {row["id"] for row in planted}
+    # by chance about 1 of the 8 would land in the farthest tenth
+    assert len(caught) >= 6, f"only {len(caught)} of {len(planted)} planted labels in the farthest tenth"

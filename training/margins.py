@@ -32,8 +32,9 @@ def _target_cosines(cosine: Tensor, labels: Tensor) -> Tensor:
 
 def _with_targets(cosine: Tensor, labels: Tensor, target: Tensor, scale: float) -> Tensor:
     """(N, C) ``cosine`` with entry (i, labels[i]) replaced by ``target[i]``, all times ``scale``."""
-    one_hot = torch.zeros_like(cosine, dtype=torch.bool).scatter_(1, labels.view(-1, 1), True)
-    return torch.where(one_hot, target.unsqueeze(1).to(cosine.dtype), cosine) * scale
+    # one pass over the (N, C) matrix: scale it, then overwrite the N targets in place (autograd-safe: the
+    # product is a fresh tensor whose backward does not need its own value)
+    return (cosine * scale).scatter_(1, labels.view(-1, 1), (target * scale).unsqueeze(1).to(cosine.dtype))
 
 
 def _angles(cosine: Tensor) -> Tensor:

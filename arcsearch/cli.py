@@ -52,6 +52,18 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-train-seconds", type=float, help="stop training after this many seconds")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--sampler", choices=["auto", "shuffle", "class_balanced", "pk"],
+                        help="batches: auto is P classes x K samples for triplet losses, shuffled otherwise")
+    parser.add_argument("--samples-per-class", type=int, help="K of the pk sampler (default 4)")
+    parser.add_argument("--validation-fraction", type=float,
+                        help="share of the training classes kept for choosing the best epoch (default 0)")
+    parser.add_argument("--patience", type=int, help="epochs without validation gain before stopping")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                        help="mixed precision of the encoder (fp16 on cuda only); the margin math stays fp32")
+    parser.add_argument("--checkpoint-every", type=int, help="write a training checkpoint every N steps")
+    parser.add_argument("--checkpoint-dir", type=Path, help="where training checkpoints go (--checkpoint-every)")
+    parser.add_argument("--resume", action="store_true", default=None,
+                        help="continue from the checkpoint in --checkpoint-dir (same command otherwise)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,8 @@ from training.evaluate import format_table
 logger = logging.getLogger(__name__)
 
 TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "loss", "embedding_dim", "holdout_fraction",
-                  "max_train_seconds", "seed", "device")
+                  "max_train_seconds", "seed", "device", "sampler", "samples_per_class", "validation_fraction",
+                  "patience", "precision", "checkpoint_every", "checkpoint_dir", "resume")
 
 
 def _config_kwargs(config_type: type, args: argparse.Namespace, **given: Any) -> dict[str, Any]:
@@ -62,8 +63,13 @@ def _training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[
 
 
 def train(args: argparse.Namespace) -> int:
+    from training.distributed import distributed_session, is_main_process
+
     config, run = _training_config(args)
-    report = run(config)
+    with distributed_session():  # a no-op unless started by torchrun with more than one process
+        report = run(config)
+        if not is_main_process():
+            return 0
     logger.info("held-out classes:\n%s", format_table(report["methods"]))
     logger.info("embedder bundle written to %s", args.out)
     return 0

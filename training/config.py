@@ -15,6 +15,7 @@ import torch
 from training.loop import FitSettings
 from training.losses import LOSSES, LossParams
 from training.precision import check_precision
+from training.samplers import SAMPLERS
 
 DEFAULT_TEXT_MODEL = "data/pretrained/all-MiniLM-L6-v2"
 HEAD_INITS = ("auto", "centres", "random")
@@ -30,7 +31,8 @@ class TrainConfig:
     """Knobs shared by image and text training.
 
     Learning rates are peak AdamW rates (encoder ``lr``, class centres ``head_lr``); ``loss`` names an
-    objective of ``training.losses.LOSSES`` with ``loss_params`` (scale, margins, ...);
+    objective of ``training.losses.LOSSES`` with ``loss_params`` (scale, margins, ...); ``sampler`` picks
+    the batches (``training.samplers``: ``auto`` is P x K with ``samples_per_class`` for triplet losses);
     ``margin_warmup_fraction`` of training grows the margin from 0; ``holdout_fraction`` of all classes
     is held out for evaluation, ``validation_fraction`` of the rest is used for early stopping (0: none);
     ``max_train_seconds`` bounds the training wall time. ``head_init`` ``centres`` starts the class
@@ -49,6 +51,8 @@ class TrainConfig:
     grad_clip: float = 5.0
     loss: str = "arcface"
     loss_params: LossParams = field(default_factory=LossParams)
+    sampler: str = "auto"
+    samples_per_class: int = 4
     margin_warmup_fraction: float = 0.2
     head_init: str = "centres"
     holdout_fraction: float = 0.25
@@ -75,6 +79,10 @@ class TrainConfig:
             raise ConfigError(f"learning rates must be positive, got lr={self.lr}, head_lr={self.head_lr}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if not 1 <= self.samples_per_class <= self.batch_size // 2:
+            raise ConfigError(f"samples_per_class must lie in [1, batch_size / 2], got {self.samples_per_class}")
         if self.head_init not in HEAD_INITS:
             raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from training.heads import class_centres, make_objective
 from training.image_data import Augmentation, image_batch
 from training.loop import Batch, FitResult, fit
 from training.metrics import map_at_r
+from training.samplers import epoch_batches, resolve_sampler
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +66,13 @@ def wants_pca_projection(config: ImageTrainConfig) -> bool:
 def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: np.ndarray, *,
                       params: ImagePreprocessing, config: ImageTrainConfig, device: torch.device,
                       validation: tuple[Sequence[Image.Image], Sequence[str]] | None = None,
+                      heldout: tuple[Sequence[Image.Image], Sequence[str]] | None = None,
                       ) -> tuple[nn.Module, FitResult]:
     """Train ``encoder`` (on ``device``) on images with (N,) class ``codes``; returns (objective, result).
 
     Under torchrun each rank trains on its slice of every global batch (``training.distributed``).
-    ``validation`` = (images, labels) of validation classes, scored by MAP@R after each epoch.
+    ``validation`` = (images, labels) of validation classes, scored by MAP@R after each epoch (selects the
+    best epoch); ``heldout`` = (images, labels) of held-out classes, scored after each epoch for the curves only.
     """
     num_classes = int(codes.max()) + 1
     objective = make_objective(
@@ -79,20 +82,26 @@ def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: 
     rng = np.random.default_rng(config.seed)
     aug = Augmentation() if config.augment else None
     labels = torch.from_numpy(codes)
+    sampler = resolve_sampler(config.sampler, config.loss)
+
+    def epoch_order(generator: np.random.Generator) -> list[np.ndarray]:
+        return epoch_batches(sampler, codes, batch_size=config.batch_size, samples_per_class=config.samples_per_class,
+                             rng=generator, shuffled=lambda: shuffled_batches(len(images), batch_size=config.batch_size,
+                                                                               rng=generator))
 
     def batches(epoch: int) -> Iterator[Batch]:
-        for index in shuffled_batches(len(images), batch_size=config.batch_size, rng=rng):
+        for index in epoch_order(rng):
             if not distributed.keep_batch(index):
                 continue
             pixels, index = view_batch(images, index, params, aug, rng)
             yield pixels.to(device), labels[index].to(device)
 
-    def validate() -> float:
-        return map_at_r(embed_images(encoder, validation[0], params, device=device), validation[1])
+    def score_on(data: tuple[Sequence[Image.Image], Sequence[str]]) -> Callable[[], float]:
+        return lambda: map_at_r(embed_images(encoder, data[0], params, device=device), data[1])
 
     freeze = config.freeze_batchnorm if config.freeze_batchnorm is not None else config.checkpoint is not None
-    steps = len(shuffled_batches(len(images), batch_size=config.batch_size, rng=np.random.default_rng(0)))
-    result = fit(encoder, objective, batches=batches, embed=encoder, steps_per_epoch=steps,
-                 settings=config.fit_settings(has_validation=validation is not None),
-                 validate=validate if validation is not None else None, freeze_batchnorm=freeze, rng=rng)
+    result = fit(encoder, objective, batches=batches, embed=encoder, steps_per_epoch=len(epoch_order(
+                 np.random.default_rng(0))), settings=config.fit_settings(has_validation=validation is not None),
+                 validate=score_on(validation) if validation is not None else None, freeze_batchnorm=freeze,
+                 rng=rng, monitor=score_on(heldout) if heldout is not None else None)
     return objective, result

@@ -71,6 +71,7 @@ class FitResult:
     step_losses: list[float] = field(default_factory=list)
     epoch_head_accuracy: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
+    monitor_scores: list[float] = field(default_factory=list)  # e.g. held-out MAP@R per epoch; never selects
     best_epoch: int | None = None
     steps: int = 0
     train_seconds: float = 0.0
@@ -287,8 +288,17 @@ class _Trainer:
                          "head": copy.deepcopy(self.head.state_dict())}
         return score
 
-    def end_epoch(self, epoch: int, validate: Callable[[], float] | None, out_of_time: bool) -> str | None:
-        """Record the epoch's mean loss, head accuracy and validation score; the reason to stop, if any."""
+    def watch(self, monitor: Callable[[], float]) -> float:
+        """Rank 0's ``monitor()`` score, recorded only; its time is left out of the time budget."""
+        started = time.perf_counter()
+        score = distributed.broadcast_from_main(monitor() if distributed.is_main_process() else 0.0, self.device)
+        self.started += time.perf_counter() - started
+        self.result.monitor_scores.append(score)
+        return score
+
+    def end_epoch(self, epoch: int, validate: Callable[[], float] | None, out_of_time: bool,
+                  monitor: Callable[[], float] | None = None) -> str | None:
+        """Record the epoch's mean loss, head accuracy, validation and monitor scores; the reason to stop, if any."""
         losses = self.result.step_losses[len(self.result.step_losses) - self.position:]
         self.result.epoch_losses.append(sum(losses) / max(1, len(losses)))
         message = f"epoch {epoch + 1}/{self.settings.epochs}: loss {self.result.epoch_losses[-1]:.4f}"
@@ -297,6 +307,8 @@ class _Trainer:
             message += f", head accuracy {self.hits / self.seen:.3f}"
         if validate is not None:
             message += f", validation MAP@R {self.validate(epoch, validate):.4f}"
+        if monitor is not None:
+            message += f", monitored MAP@R {self.watch(monitor):.4f}"
         if distributed.is_main_process():
             logger.info("%s (%.0f s)", message, self.seconds_before + time.perf_counter() - self.started)
         self.position = 0
@@ -376,7 +388,7 @@ class _Trainer:
 def fit(encoder: nn.Module, head: Objective, *, batches: Callable[[int], Iterable[Batch]],
         embed: Callable[[Any], torch.Tensor], settings: FitSettings, steps_per_epoch: int,
         validate: Callable[[], float] | None = None, freeze_batchnorm: bool = False,
-        rng: np.random.Generator | None = None) -> FitResult:
+        rng: np.random.Generator | None = None, monitor: Callable[[], float] | None = None) -> FitResult:
     """Train ``encoder`` and the objective ``head`` (class centres, if any) on the objective's loss.
 
     ``batches(epoch)`` yields one epoch of batches; ``embed(inputs)`` gives (N, D) embeddings.
@@ -384,6 +396,8 @@ def fit(encoder: nn.Module, head: Objective, *, batches: Callable[[int], Iterabl
     each epoch so that a resumed epoch draws the same batches. The learning rate follows ``get_lr`` on
     progress measured in steps or, under a time budget, in time, whichever is further along. With
     ``validate`` (higher is better) the best epoch's encoder and head weights are restored at the end.
+    ``monitor()`` (e.g. held-out MAP@R) is recorded after every epoch for the curves and never selects
+    anything; its time does not count against the time budget.
     Raises ``training.precision.TrainingDiverged`` when the loss or gradients become non-finite.
     Under torchrun (``training.distributed``) every rank calls ``fit`` with its slice of each global batch.
     """
@@ -392,7 +406,7 @@ def fit(encoder: nn.Module, head: Objective, *, batches: Callable[[int], Iterabl
     if settings.resume:
         trainer.restore(rng)
     for epoch in range(trainer.epoch, settings.epochs):
-        stop_reason = trainer.end_epoch(epoch, validate, trainer.run_epoch(epoch, batches, rng))
+        stop_reason = trainer.end_epoch(epoch, validate, trainer.run_epoch(epoch, batches, rng), monitor)
         if stop_reason is not None:
             trainer.result.stop_reason = stop_reason
             break

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from index.bundle import ImagePreprocessing, write_json_atomic
 from index.corpus import read_image_folder, read_text_file
 from index.embedder import load_embedder, resolve_device
 from index.preprocess import decode_image
+from training import distributed
 from training.backbones import build_image_encoder
 from training.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
 from training.config import ImageTrainConfig, TextTrainConfig
@@ -75,7 +77,29 @@ def _new_report(config: ImageTrainConfig | TextTrainConfig, split: ClassSplit, m
 def _fit_summary(result: Any) -> dict[str, Any]:
     return {"train_seconds": result.train_seconds, "steps": result.steps, "epoch_losses": result.epoch_losses,
             "epoch_head_accuracy": result.epoch_head_accuracy,
-            "validation_map_at_r": result.validation_scores, "stop_reason": result.stop_reason}
+            "validation_map_at_r": result.validation_scores, "heldout_map_at_r": result.monitor_scores,
+            "stop_reason": result.stop_reason}
+
+
+def _conclude(report: dict[str, Any], config: ImageTrainConfig | TextTrainConfig, *, objective: Any, result: Any,
+              embed: Callable[[list], np.ndarray], train: tuple[list, np.ndarray, list[str], list[str]],
+              held: tuple[list, list[str]], heldout: dict[str, np.ndarray],
+              export: Callable[[], None] | None, modality: str) -> dict[str, Any]:
+    """After fitting, on rank 0 only: list likely mislabelled items (sub-center ArcFace), score the held-out
+    classes, ``export`` the bundle, write the report. ``embed(inputs)`` gives (N, D) normalised embeddings;
+    ``train`` = (inputs, codes, item ids, labels); ``held`` = (inputs, labels)."""
+    report["fit"] = _fit_summary(result)
+    if not distributed.is_main_process():
+        return report
+    if isinstance(objective, SubCenterClassifier):
+        inputs, codes, ids, labels = train
+        report["likely_mislabelled"] = mislabelled_report(objective, embed(inputs), codes, ids, labels)
+    if held[1]:
+        heldout[f"{config.loss}_finetuned"] = embed(held[0])
+        _score_finetuned(report, config, heldout, held[1], result)
+    if export is not None:
+        export()
+    return _finish(report, modality=modality, out_dir=config.out_dir)
 
 
 def heldout_path(out_dir: Path) -> Path:
@@ -122,33 +146,29 @@ def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bo
                                   checkpoint=config.checkpoint).to(device)
     baseline = "pretrained_backbone" if config.checkpoint is not None else "untrained_backbone"
     heldout: dict[str, np.ndarray] = {}  # method -> (N, D) held-out embeddings, for the pictures
-    if held.size and baselines:
+    if held.size and baselines and distributed.is_main_process():
         report["methods"]["raw_pixels"] = score(raw_pixel_embeddings(held_images), held_labels, seed=config.seed)
         heldout[baseline] = embed_images(backbone_baseline(encoder), held_images, params, device=device)
         report["methods"][baseline] = score(heldout[baseline], held_labels, seed=config.seed)
     if wants_pca_projection(config):
         init_projection_pca(encoder, _pick(images, train), params=params, device=device)
-        if held.size and baselines:
+        if held.size and baselines and distributed.is_main_process():
             report["methods"]["pretrained_pca_projection"] = score(
                 embed_images(encoder, held_images, params, device=device), held_labels, seed=config.seed)
     train_codes = label_codes(_pick(labels, train), split.train)
     objective, result = fit_image_encoder(
-        encoder, _pick(images, train), train_codes, params=params,
-        config=config, device=device,
-        validation=(_pick(images, val), _pick(labels, val)) if val.size else None)
-    report["fit"] = _fit_summary(result)
-    if isinstance(objective, SubCenterClassifier):
-        report["likely_mislabelled"] = mislabelled_report(
-            objective, embed_images(encoder, _pick(images, train), params, device=device), train_codes,
-            _pick([item.item_id for item in items], train), _pick(labels, train))
-    if held.size:
-        heldout[f"{config.loss}_finetuned"] = embed_images(encoder, held_images, params, device=device)
-        _score_finetuned(report, config, heldout, held_labels, result)
-    if export:
-        export_image_embedder(encoder, config.out_dir, embedding_dim=config.embedding_dim, preprocessing=params,
-                              backbone=config.backbone, training=_manifest_training(report, config.images_dir),
-                              metrics=report["methods"])
-    return _finish(report, modality="image", out_dir=config.out_dir)
+        encoder, _pick(images, train), train_codes, params=params, config=config, device=device,
+        validation=(_pick(images, val), _pick(labels, val)) if val.size else None,
+        heldout=(held_images, held_labels) if held.size else None)
+    return _conclude(
+        report, config, objective=objective, result=result, heldout=heldout, modality="image",
+        embed=lambda inputs: embed_images(encoder, inputs, params, device=device),
+        train=(_pick(images, train), train_codes, _pick([it.item_id for it in items], train), _pick(labels, train)),
+        held=(held_images, held_labels),
+        export=(lambda: export_image_embedder(
+            encoder, config.out_dir, embedding_dim=config.embedding_dim, preprocessing=params,
+            backbone=config.backbone, training=_manifest_training(report, config.images_dir),
+            metrics=report["methods"])) if export else None)
 
 
 def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool = True) -> dict[str, Any]:
@@ -165,27 +185,24 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
     held_texts, held_labels = _pick(texts, held), _pick(labels, held)
     heldout: dict[str, np.ndarray] = {}  # method -> (N, D) held-out embeddings, for the pictures
     model = load_sentence_model(config.model, device=device, max_seq_length=config.max_seq_length)
-    if held.size and baselines:
+    if held.size and baselines and distributed.is_main_process():
         report["methods"]["tfidf"] = score(tfidf_embeddings(held_texts, fit_texts=texts), held_labels,
                                            seed=config.seed)
         heldout["pretrained_model"] = embed_texts(model, held_texts)
         report["methods"]["pretrained_model"] = score(heldout["pretrained_model"], held_labels, seed=config.seed)
     train_codes = label_codes(_pick(labels, train), split.train)
     objective, result = fit_text_encoder(
-        model, _pick(texts, train), train_codes, config=config,
-        device=device, validation=(_pick(texts, val), _pick(labels, val)) if val.size else None)
-    report["fit"] = _fit_summary(result)
-    if isinstance(objective, SubCenterClassifier):
-        report["likely_mislabelled"] = mislabelled_report(
-            objective, embed_texts(model, _pick(texts, train)), train_codes,
-            _pick([item.item_id for item in items], train), _pick(labels, train))
-    if held.size:
-        heldout[f"{config.loss}_finetuned"] = embed_texts(model, held_texts)
-        _score_finetuned(report, config, heldout, held_labels, result)
-    if export:
-        export_text_embedder(model, config.out_dir, backbone=config.model,
-                             training=_manifest_training(report, config.texts_file), metrics=report["methods"])
-    return _finish(report, modality="text", out_dir=config.out_dir)
+        model, _pick(texts, train), train_codes, config=config, device=device,
+        validation=(_pick(texts, val), _pick(labels, val)) if val.size else None,
+        heldout=(held_texts, held_labels) if held.size else None)
+    return _conclude(
+        report, config, objective=objective, result=result, heldout=heldout, modality="text",
+        embed=lambda inputs: embed_texts(model, inputs),
+        train=(_pick(texts, train), train_codes, _pick([it.item_id for it in items], train), _pick(labels, train)),
+        held=(held_texts, held_labels),
+        export=(lambda: export_text_embedder(
+            model, config.out_dir, backbone=config.model, training=_manifest_training(report, config.texts_file),
+            metrics=report["methods"])) if export else None)
 
 
 def evaluate_bundle(bundle_dir: Path, corpus: Path, *, only_classes: list[str] | None = None) -> dict[str, Any]:

@@ -7,6 +7,8 @@ one epoch as a list of index arrays into the training items, drawn from a seeded
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -59,3 +61,31 @@ def class_balanced_batches(codes: np.ndarray, *, batch_size: int, rng: np.random
     order = grouped[starts[drawn] + (rng.random(len(codes)) * sizes[drawn]).astype(np.int64)]
     batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
     return [batch for batch in batches if len(batch) >= 2]
+
+
+SAMPLERS = ("auto", "shuffle", "class_balanced", "pk")
+PAIR_MINING_LOSSES = ("triplet", "arcface_triplet")  # need positives in every batch: P x K by default
+
+
+def resolve_sampler(sampler: str, loss: str) -> str:
+    """``auto`` becomes ``pk`` for the losses that mine pairs inside a batch, ``shuffle`` otherwise."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if sampler == "auto":
+        return "pk" if loss in PAIR_MINING_LOSSES else "shuffle"
+    return sampler
+
+
+def epoch_batches(sampler: str, codes: np.ndarray, *, batch_size: int, samples_per_class: int,
+                  rng: np.random.Generator, shuffled: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+    """One epoch of index batches from a resolved ``sampler``: ``shuffle`` is the modality's own order
+    (``shuffled()``, e.g. length buckets for texts); ``pk`` takes ``batch_size // samples_per_class``
+    classes of ``samples_per_class`` items; ``class_balanced`` draws classes uniformly."""
+    if sampler == "pk":
+        classes = max(1, min(batch_size // samples_per_class, len(np.unique(codes))))
+        return pk_batches(codes, classes_per_batch=classes, samples_per_class=samples_per_class, rng=rng)
+    if sampler == "class_balanced":
+        return class_balanced_batches(codes, batch_size=batch_size, rng=rng)
+    if sampler == "shuffle":
+        return shuffled()
+    raise ValueError(f"unresolved sampler {sampler!r}; call resolve_sampler first")

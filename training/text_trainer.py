@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from training.evaluate import embed_texts
 from training.heads import class_centres, make_objective
 from training.loop import Batch, FitResult, fit
 from training.metrics import map_at_r
+from training.samplers import epoch_batches, resolve_sampler
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,11 @@ def token_lengths(model: nn.Module, texts: Sequence[str], *, chunk: int = 1024) 
 
 def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, *, config: TextTrainConfig,
                      device: torch.device, validation: tuple[Sequence[str], Sequence[str]] | None = None,
-                     ) -> tuple[nn.Module, FitResult]:
+                     heldout: tuple[Sequence[str], Sequence[str]] | None = None) -> tuple[nn.Module, FitResult]:
     """Fine-tune ``model`` on texts with (N,) class ``codes``; returns (objective, result).
 
-    ``validation`` = (texts, labels) of validation classes, scored by MAP@R after each epoch.
+    ``validation`` = (texts, labels) of validation classes, scored by MAP@R after each epoch (selects the
+    best epoch); ``heldout`` = (texts, labels) of held-out classes, scored after each epoch for the curves only.
     Under torchrun each rank trains on its slice of every global batch (``training.distributed``).
     """
     dim = sentence_dimension(model)
@@ -67,9 +69,15 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
     rng = np.random.default_rng(config.seed)
     labels = torch.from_numpy(codes)
     lengths = token_lengths(model, texts)
+    sampler = resolve_sampler(config.sampler, config.loss)
+
+    def epoch_order(generator: np.random.Generator) -> list[np.ndarray]:
+        return epoch_batches(sampler, codes, batch_size=config.batch_size, samples_per_class=config.samples_per_class,
+                             rng=generator, shuffled=lambda: length_bucketed_batches(
+                                 lengths, batch_size=config.batch_size, rng=generator))
 
     def batches(epoch: int) -> Iterator[Batch]:
-        for index in length_bucketed_batches(lengths, batch_size=config.batch_size, rng=rng):
+        for index in epoch_order(rng):
             if not distributed.keep_batch(index):
                 continue
             (index,) = distributed.shard(index)
@@ -78,11 +86,11 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
     def embed(features: dict[str, Any]) -> torch.Tensor:
         return model(features)["sentence_embedding"]
 
-    def validate() -> float:
-        return map_at_r(embed_texts(model, validation[0]), validation[1])
+    def score_on(data: tuple[Sequence[str], Sequence[str]]) -> Callable[[], float]:
+        return lambda: map_at_r(embed_texts(model, data[0]), data[1])
 
-    steps = len(length_bucketed_batches(lengths, batch_size=config.batch_size, rng=np.random.default_rng(0)))
-    result = fit(model, objective, batches=batches, embed=embed, steps_per_epoch=steps,
-                 settings=config.fit_settings(has_validation=validation is not None),
-                 validate=validate if validation is not None else None, rng=rng)
+    result = fit(model, objective, batches=batches, embed=embed, steps_per_epoch=len(epoch_order(
+                 np.random.default_rng(0))), settings=config.fit_settings(has_validation=validation is not None),
+                 validate=score_on(validation) if validation is not None else None, rng=rng,
+                 monitor=score_on(heldout) if heldout is not None else None)
     return objective, result

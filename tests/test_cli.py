@@ -48,3 +48,4 @@ def test_user_mistakes_exit_with_status_2_and_a_message(tmp_path, caplog):
                    "--collections-dir", str(tmp_path / "c")])
     assert status == 2
     assert "manifest.json is missing" in caplog.text
+

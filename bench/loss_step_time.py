@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from index.corpus import read_text_file
-from training.loop import make_optimizer
 from training.losses import LOSSES, LossParams, Objective, ObjectiveOutput, build_objective
+from training.optimiser import make_optimizer
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The training loop shared by images and texts: encoder + objective, AdamW, warmup + cosine decay.
 
-Read top to bottom: ``get_lr`` (pure), ``make_optimizer``, ``_Trainer`` (one step, one epoch's end,
-checkpoints), ``fit``. The loop knows nothing of the modality: it is given a function that yields
-(inputs, labels) batches and one that embeds inputs.
+Read top to bottom: ``FitSettings``, ``FitResult``, ``_Trainer`` (one step, one epoch's end,
+checkpoints), ``fit``; the schedules and AdamW are in ``training.optimiser``. The loop knows nothing of
+the modality: it is given a function that yields (inputs, labels) batches and one that embeds inputs.
 
 Checkpoints (``checkpoint_every`` steps into ``checkpoint_dir``; ``resume`` to continue) hold everything the
 run depends on, so that on cpu a run interrupted and resumed ends with bit-for-bit the weights and losses of
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,9 @@ from tqdm import tqdm
 
 from training import checkpoint, distributed
 from training.losses import Objective
-from training.precision import DivergenceGuard, autocast, check_precision, make_scaler
+from training.optimiser import get_lr, get_margin_fraction, make_optimizer
+from training.precision import DivergenceGuard, check_precision, make_scaler
+from training.step_model import Embedding, training_model
 
 logger = logging.getLogger(__name__)
 
@@ -78,40 +79,6 @@ class FitResult:
     stop_reason: str = "epochs done"
 
 
-def get_lr(step: float, *, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float) -> float:
-    """Linear warmup to ``max_lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at ``total_steps``."""
-    if step < warmup_steps:
-        return max_lr * (step + 1) / (warmup_steps + 1)
-    if step >= total_steps:
-        return min_lr
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
-
-
-def get_margin_fraction(step: float, *, warmup_steps: int) -> float:
-    """Share of the full margin to use at ``step``: linear from 0 to 1 over ``warmup_steps``, then 1."""
-    return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
-
-
-def _decays(name: str, param: nn.Parameter) -> bool:
-    return param.ndim > 1 and not name.endswith(".bias")
-
-
-def make_optimizer(encoder: nn.Module, head: nn.Module, *, lr: float, head_lr: float,
-                   weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with the encoder at ``lr`` and the objective's parameters (``head``) at ``head_lr``; no decay
-    on biases and norms.
-    Each group keeps its peak rate in ``group['peak_lr']`` for the schedule."""
-    named = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in named if _decays(n, p)], "weight_decay": weight_decay, "peak_lr": lr},
-        {"params": [p for n, p in named if not _decays(n, p)], "weight_decay": 0.0, "peak_lr": lr},
-        {"params": list(head.parameters()), "weight_decay": 0.0, "peak_lr": head_lr},
-    ]
-    groups = [g for g in groups if g["params"]]
-    return torch.optim.AdamW([{**g, "lr": g["peak_lr"]} for g in groups])
-
-
 def set_train_mode(encoder: nn.Module, head: nn.Module, *, freeze_batchnorm: bool) -> None:
     """Train mode; with ``freeze_batchnorm`` BatchNorm layers keep their running statistics (eval mode),
     which is what small batches of a fine-tuned pretrained backbone need."""
@@ -121,43 +88,6 @@ def set_train_mode(encoder: nn.Module, head: nn.Module, *, freeze_batchnorm: boo
         for module in encoder.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
-
-
-class _Embedding(nn.Module):
-    """``embed(inputs)`` of ``encoder`` under the precision's autocast; (N, D) float32 out, so that the
-    objective's margin math (acos/sqrt near +-1) runs in float32."""
-
-    def __init__(self, encoder: nn.Module, embed: Callable[[Any], torch.Tensor], *, precision: str,
-                 device: torch.device) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self._embed = embed.__call__ if isinstance(embed, nn.Module) else embed  # not registered a second time
-        self._precision, self._device = precision, device
-
-    def forward(self, inputs: Any) -> torch.Tensor:
-        with autocast(self._precision, self._device):
-            embeddings = self._embed(inputs)
-        return embeddings.float()
-
-
-class _Scoring(nn.Module):
-    """Embedding + objective as one module (what DDP wraps): (inputs, labels) -> (loss, logits or None)."""
-
-    def __init__(self, embedding: nn.Module, head: Objective) -> None:
-        super().__init__()
-        self.embedding, self.head = embedding, head
-
-    def forward(self, inputs: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        output = self.head(self.embedding(inputs), labels)
-        return output.loss, output.logits
-
-
-def _training_model(embedding: _Embedding, head: Objective, device: torch.device) -> nn.Module:
-    """The module a step calls: DDP over embedding and objective, or over the embedding alone when the
-    objective ``handles_distribution`` itself (then its gradients are left as it makes them)."""
-    if getattr(head, "handles_distribution", False):
-        return _Scoring(distributed.data_parallel(embedding, device), head)
-    return distributed.data_parallel(_Scoring(embedding, head), device)
 
 
 _TRAJECTORY_SETTINGS = ("epochs", "lr", "head_lr", "weight_decay", "warmup_fraction", "min_lr_fraction",
@@ -180,7 +110,7 @@ class _Trainer:
         self.scaler = make_scaler(settings.precision, self.device)
         self.guard = DivergenceGuard(scaled=self.scaler is not None)
         self.sharded_head = bool(getattr(head, "handles_distribution", False))
-        self.model = _training_model(_Embedding(encoder, embed, precision=settings.precision, device=self.device),
+        self.model = training_model(Embedding(encoder, embed, precision=settings.precision, device=self.device),
                                      head, self.device)
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = max(1, settings.epochs * steps_per_epoch)

@@ -9,7 +9,7 @@ from PIL import Image
 from index.bundle import ImagePreprocessing
 from training.data import SplitError, indices_of, label_codes, shuffled_batches, split_classes
 from training.image_data import Augmentation, augment, image_batch, random_crop_box
-from training.loop import get_lr
+from training.optimiser import get_lr
 
 LABELS = [f"class{c:02d}" for c in range(40) for _ in range(3)]
 

@@ -24,7 +24,8 @@ from tests.training.test_resume import make_batches, make_encoder, make_head, se
 from training import distributed
 from training.image_data import Augmentation, image_batch
 from training.image_trainer import view_batch
-from training.loop import FitResult, _Embedding, _training_model, fit
+from training.loop import FitResult, fit
+from training.step_model import Embedding, training_model
 
 GLOBAL_BATCH, EPOCHS, WORLD = 15, 2, 2
 
@@ -54,10 +55,10 @@ def train(checkpoint_dir: Path | None = None) -> tuple[nn.Module, nn.Module, Fit
 def wrapping(encoder: nn.Module) -> dict[str, bool]:
     """What DDP wraps for a plain objective and for one that ``handles_distribution`` itself."""
     cpu = torch.device("cpu")
-    plain = _training_model(_Embedding(encoder, encoder, precision="fp32", device=cpu), make_head(), cpu)
+    plain = training_model(Embedding(encoder, encoder, precision="fp32", device=cpu), make_head(), cpu)
     flagged_head = make_head()
     flagged_head.handles_distribution = True
-    flagged = _training_model(_Embedding(encoder, encoder, precision="fp32", device=cpu), flagged_head, cpu)
+    flagged = training_model(Embedding(encoder, encoder, precision="fp32", device=cpu), flagged_head, cpu)
     return {"plain_whole": isinstance(plain, DistributedDataParallel),
             "flagged_whole": isinstance(flagged, DistributedDataParallel),
             "flagged_embedding": isinstance(getattr(flagged, "embedding", None), DistributedDataParallel)}

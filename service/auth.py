@@ -54,12 +54,12 @@ def _check(request: Request, needed: Role) -> None:
         raise ForbiddenError("this operation needs an admin API key; the key given is read-only")
 
 
-def require_read(request: Request) -> None:
-    """Any configured key (read-only or admin)."""
+async def require_read(request: Request) -> None:
+    """Any configured key (read-only or admin); async, as it only compares strings (no thread hop)."""
     _check(request, "read")
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     """An admin key."""
     _check(request, "admin")
 

@@ -1,6 +1,7 @@
 """Dynamic micro-batching: concurrent queries to one collection share one forward pass and one search.
 
-Request threads call ``MicroBatcher.submit(inputs, k)`` and block on a future. One worker thread per
+Request threads call ``MicroBatcher.submit(inputs, k)`` and block on a future; async handlers await
+the future of ``enqueue`` instead, so a waiting request holds no thread. One worker thread per
 collection takes the first waiting query, then gathers more until ``max_batch`` inputs are collected or
 ``max_wait_ms`` has passed since the first one arrived, and hands the whole batch to ``process`` (embed
 all inputs at once, search all vectors at once). Queries that pile up while a batch runs go into the
@@ -68,9 +69,8 @@ class MicroBatcher:
         """Queries waiting for a batch (not counting the batch being processed)."""
         return self._queue.qsize()
 
-    def submit(self, inputs: Sequence[Any], k: int, options: Any = None, *,
-               timeout_s: float = SUBMIT_TIMEOUT_S) -> Any:
-        """Queue one query and block until its batch is processed; re-raises the batch's exception."""
+    def enqueue(self, inputs: Sequence[Any], k: int, options: Any = None) -> Future:
+        """Queue one query without waiting; its future gets the answer (or the batch's exception)."""
         query = PendingQuery(inputs=inputs, k=k, options=options)
         with self._lock:
             if self._closed:
@@ -79,7 +79,12 @@ class MicroBatcher:
                 self._thread = threading.Thread(target=self._run, name=f"batcher-{self.name}", daemon=True)
                 self._thread.start()
             self._queue.put(query)
-        return query.future.result(timeout=timeout_s)
+        return query.future
+
+    def submit(self, inputs: Sequence[Any], k: int, options: Any = None, *,
+               timeout_s: float = SUBMIT_TIMEOUT_S) -> Any:
+        """Queue one query and block until its batch is processed; re-raises the batch's exception."""
+        return self.enqueue(inputs, k, options).result(timeout=timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Answer what is queued, then stop the worker."""
@@ -112,7 +117,9 @@ class MicroBatcher:
             if first is None:
                 break
             batch, stop = self._gather(first)
-            self._run_batch(batch)
+            batch = [query for query in batch if query.future.set_running_or_notify_cancel()]  # drop cancelled ones
+            if batch:
+                self._run_batch(batch)
 
     def _run_batch(self, batch: list[PendingQuery]) -> None:
         try:

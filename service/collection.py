@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 
 from index.bundle import EmbedderManifest, read_embedder_manifest, sha256_of_path
 from index.collections import (
@@ -19,10 +21,10 @@ from index.collections import (
     current_index_dir,
     current_version,
 )
-from index.embedder import load_embedder
+from index.embedder import ThreadPolicy, load_embedder
 from index.items import Change, ChangeLog, ItemRecord
 from index.store import EmbedderMismatchError, IndexStore, check_embedder_pairing
-from service.batching import BatcherClosedError, BatchObserver, MicroBatcher, PendingQuery
+from service.batching import SUBMIT_TIMEOUT_S, BatcherClosedError, BatchObserver, MicroBatcher, PendingQuery
 from service.errors import (
     CollectionEmptyError,
     NotReadyError,
@@ -39,11 +41,13 @@ class SerialEmbedder:
     """One embedder shared by request threads and re-index jobs; calls run one at a time.
 
     Tokenizers and torch's intra-op thread pool do not take concurrent calls well; a job holds
-    the lock for one batch at a time, so queries interleave with re-indexing.
+    the lock for one batch at a time, so queries interleave with re-indexing. ``threads`` picks torch's
+    CPU threads per call (one for a small pass, the other cores for a batch; see ThreadPolicy).
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, threads: ThreadPolicy | None = None) -> None:
         self._inner = inner
+        self._threads = threads or ThreadPolicy(parallel_min_batch=0)
         self._lock = threading.Lock()
 
     @property
@@ -61,11 +65,13 @@ class SerialEmbedder:
     def embed_images(self, images: list[Image.Image], *, batch_size: int = 64) -> np.ndarray:
         """(len(images), dim) float32, L2-normalised."""
         with self._lock:
+            self._threads.apply(min(len(images), batch_size))
             return self._inner.embed_images(images, batch_size=batch_size)
 
     def embed_texts(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
         """(len(texts), dim) float32, L2-normalised."""
         with self._lock:
+            self._threads.apply(min(len(texts), batch_size))
             return self._inner.embed_texts(texts, batch_size=batch_size)
 
 
@@ -109,6 +115,16 @@ class LoadedCollection:
             return self.batcher.submit(inputs, k, options)
         except BatcherClosedError:
             raise NotReadyError("the service is shutting down; retry on another instance") from None
+
+    async def query_async(self, inputs: Sequence[Any], k: int, options: SearchOptions | None = None) -> QueryAnswer:
+        """``query`` for async handlers: awaits the micro-batch without holding a thread while it waits."""
+        if self.batcher is None:
+            return await run_in_threadpool(self.query, inputs, k, options)
+        try:
+            future = self.batcher.enqueue(inputs, k, options)
+        except BatcherClosedError:
+            raise NotReadyError("the service is shutting down; retry on another instance") from None
+        return await asyncio.wait_for(asyncio.wrap_future(future), SUBMIT_TIMEOUT_S)
 
     def query_vectors(self, vectors: np.ndarray, k: int, options: SearchOptions | None = None) -> QueryAnswer:
         """Search given (n, dim) vectors (no embedding, no batching)."""
@@ -195,8 +211,8 @@ class LoadedCollection:
 
 
 def load_collection(collections_dir: Path, info: CollectionInfo, *, device: str, search_params: str = "",
-                    verify_hash: bool = True, embedders: dict[str, SerialEmbedder] | None = None
-                    ) -> LoadedCollection:
+                    verify_hash: bool = True, embedders: dict[str, SerialEmbedder] | None = None,
+                    threads: ThreadPolicy | None = None) -> LoadedCollection:
     """Load a collection's embedder and live index; refuses an index built with another embedder."""
     folder = collection_dir(collections_dir, info.name)
     emb_dir = folder / info.embedder
@@ -208,7 +224,7 @@ def load_collection(collections_dir: Path, info: CollectionInfo, *, device: str,
     if manifest.weights_sha256 not in cache:
         if verify_hash and sha256_of_path(emb_dir / manifest.weights_file) != manifest.weights_sha256:
             raise EmbedderMismatchError(f"embedder weights in {emb_dir} do not match their manifest hash")
-        cache[manifest.weights_sha256] = SerialEmbedder(load_embedder(emb_dir, device=device))
+        cache[manifest.weights_sha256] = SerialEmbedder(load_embedder(emb_dir, device=device), threads)
     embedder = cache[manifest.weights_sha256]
     version = current_version(collections_dir, info.name)
     store = None

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the objects ``create_app`` put on ``app.state``, as ``Annotated`` types."""
+"""FastAPI dependencies: the objects ``create_app`` put on ``app.state``, as ``Annotated`` types.
+
+They are ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request
+for what is an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,15 @@ from service.registry import Registry
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 
 
-def get_jobs(request: Request) -> JobManager:
+async def get_jobs(request: Request) -> JobManager:
     return request.app.state.jobs
 
 

@@ -12,6 +12,7 @@ from index.bundle import BundleError
 from index.collection_admin import CollectionExistsError as IndexCollectionExistsError
 from index.collection_admin import new_collection, purge_deleted, remove_collection
 from index.collections import CollectionError, CollectionInfo, list_collections
+from index.embedder import ThreadPolicy
 from service.collection import LoadedCollection, SerialEmbedder, load_collection
 from service.errors import (
     CollectionExistsError,
@@ -86,7 +87,9 @@ class Registry:
     def _load(self, info: CollectionInfo) -> LoadedCollection:
         loaded = load_collection(self.settings.collections_dir, info, device=self.settings.device,
                                  search_params=self.settings.search_params,
-                                 verify_hash=self.settings.verify_embedder_hash, embedders=self.embedders)
+                                 verify_hash=self.settings.verify_embedder_hash, embedders=self.embedders,
+                                 threads=ThreadPolicy(self.settings.torch_threads,
+                                                      self.settings.torch_parallel_min_batch))
         loaded.start_batching(max_batch=self.settings.batch_max_size, max_wait_ms=self.settings.batch_max_wait_ms,
                               observe=self.metrics.batch_observer(info.name) if self.metrics else None,
                               observe_stage=self.metrics.stage_observer(info.name) if self.metrics else None)

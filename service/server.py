@@ -58,6 +58,7 @@ def serve(settings: Settings | None = None) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=settings.log_level.upper(),
                             format=LOG_FORMAT)
+    logging.getLogger("arcsearch.access").setLevel(settings.log_level.upper())  # warning and up: no access lines
     check_host(settings)
     logger.info("serving collections of %s on http://%s:%d", settings.collections_dir, settings.host,
                 settings.port)

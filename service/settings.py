@@ -42,6 +42,10 @@ class Settings(BaseSettings):
                                 description="micro-batching: most query inputs embedded in one forward pass")
     batch_max_wait_ms: float = Field(2.0, ge=0, le=1000,
                                      description="micro-batching: longest wait for more queries after the first")
+    torch_threads: int = Field(0, ge=0, le=1024, description="torch CPU threads for a batched forward pass; "
+                               "0 = one less than the CPU cores available (at least 1)")
+    torch_parallel_min_batch: int = Field(4, ge=0, description="forward passes of fewer inputs run on one torch "
+                                          "thread; 0 = leave torch's thread setting alone")
     keep_jobs: int = Field(200, ge=1, description="finished jobs remembered for GET /v1/jobs/{id}")
     jobs_db: Path | None = Field(None, description="SQLite file of re-index jobs; default "
                                  "<collections_dir>/jobs.sqlite")

@@ -15,5 +15,5 @@ router = APIRouter(prefix="/v1", tags=["reindex"], dependencies=[ReadAccess])
 
 @router.get("/jobs/{job_id}", response_model=JobStatus, summary="State and progress of a re-index job",
             responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
-async def get_job(job_id: Annotated[str, Path(min_length=1, max_length=64)], jobs: JobsDep) -> JobStatus:
+def get_job(job_id: Annotated[str, Path(min_length=1, max_length=64)], jobs: JobsDep) -> JobStatus:
     return jobs.status(job_id)

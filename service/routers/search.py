@@ -1,8 +1,9 @@
 """Similarity search: an uploaded image, or one or more texts, against a collection.
 
-Handlers are plain ``def``: FastAPI runs them in its thread pool, where they decode the upload and
-wait for the collection's micro-batcher (service/batching.py), whose worker thread embeds and searches
-the queries of many concurrent requests at once; nothing blocking runs on the event loop.
+Handlers are ``async``: they check the request on the event loop (cheap), decode an upload in the
+thread pool, and await the collection's micro-batcher (service/batching.py), whose worker thread embeds
+and searches the queries of many concurrent requests at once. A waiting request holds no thread, and
+nothing blocking (decoding, torch, FAISS) runs on the event loop.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from index.preprocess import ALLOWED_IMAGE_FORMATS, ImageDecodeError, decode_image
 from index.store import Hit
@@ -49,7 +51,7 @@ def to_schema(hits: list[Hit]) -> list[SearchHit]:
 
 @router.post("/images/search", response_model=ImageSearchResponse, responses=ERRORS,
              summary="Find the images most similar to an uploaded image")
-def search_images(
+async def search_images(
     registry: RegistryDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="the query image (JPEG, PNG, PGM, ...)")],
@@ -60,7 +62,7 @@ def search_images(
 ) -> ImageSearchResponse:
     check_k(k, settings.max_k)
     target = registry.resolve(collection, "image")
-    data = file.file.read(settings.max_upload_bytes + 1)
+    data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLargeError(f"the upload exceeds {settings.max_upload_bytes} bytes",
                                    details={"limit_bytes": settings.max_upload_bytes})
@@ -68,7 +70,7 @@ def search_images(
         raise EmptyUploadError("the uploaded file is empty")
     started = time.perf_counter()
     try:
-        image = decode_image(data)
+        image = await run_in_threadpool(decode_image, data)
     except ImageDecodeError as exc:
         reason = re.sub(r"\s*<[^>]* at 0x[0-9a-f]+>", "", str(exc))  # no object reprs in responses
         raise UnsupportedMediaError("the upload is not an image in an accepted format",
@@ -76,13 +78,13 @@ def search_images(
                                              "accepted_formats": sorted(ALLOWED_IMAGE_FORMATS)}) from exc
     target.observe_stage("decode", time.perf_counter() - started)
     options = SearchOptions.of(min_score, SearchFilter(label=label) if label is not None else None)
-    answer = target.query([image], k, options)
+    answer = await target.query_async([image], k, options)
     return ImageSearchResponse(collection=target.name, version=answer.version, results=to_schema(answer.hits[0]))
 
 
 @router.post("/texts/search", response_model=TextSearchResponse, responses=ERRORS,
              summary="Find the texts most similar to one text, or to each text of a batch")
-def search_texts(body: TextSearchRequest, registry: RegistryDep, settings: SettingsDep) -> TextSearchResponse:
+async def search_texts(body: TextSearchRequest, registry: RegistryDep, settings: SettingsDep) -> TextSearchResponse:
     check_k(body.k, settings.max_k)
     texts = body.query_texts()
     if len(texts) > settings.max_batch_texts:
@@ -94,7 +96,7 @@ def search_texts(body: TextSearchRequest, registry: RegistryDep, settings: Setti
             raise validation_error(loc, f"text of {len(text)} characters exceeds {settings.max_text_chars}",
                                    error_type="string_too_long")
     target = registry.resolve(body.collection, "text")
-    answer = target.query(texts, body.k, SearchOptions.of(body.min_score, body.filter))
+    answer = await target.query_async(texts, body.k, SearchOptions.of(body.min_score, body.filter))
     queries = [QueryResults(text=text, results=to_schema(row)) for text, row in zip(texts, answer.hits, strict=True)]
     return TextSearchResponse(collection=target.name, version=answer.version, queries=queries,
                               results=queries[0].results if body.text is not None else None)

@@ -36,7 +36,8 @@ class ServiceData:
 
 def service_settings(data: ServiceData, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"collections_dir": data.collections_dir, "data_root": data.data_root,
-                              "device": "cpu", "batch_size": 8} | overrides
+                              "device": "cpu", "batch_size": 8,
+                              "torch_parallel_min_batch": 0} | overrides  # leave the test process's torch alone
     return Settings(**values)
 
 

@@ -95,3 +95,25 @@ def test_queries_after_shutdown_get_503(client: TestClient) -> None:
         assert_error(client.post("/v1/texts/search", json={"text": "a dog"}), 503, "not_ready")
     finally:
         collection.batcher = live
+
+
+def test_a_cancelled_query_is_dropped_and_the_worker_lives_on() -> None:
+    gate = threading.Event()
+
+    def process(batch: list[PendingQuery]) -> list[Any]:
+        gate.wait(5)
+        return [list(q.inputs) for q in batch]
+
+    batcher = MicroBatcher("c", process, max_batch=1, max_wait_ms=0)
+    first = batcher.enqueue([1], k=1)
+    deadline = time.monotonic() + 5
+    while not first.running():  # the worker took it and waits at the gate
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    second = batcher.enqueue([2], k=1)
+    assert second.cancel()  # e.g. an async handler that timed out
+    gate.set()
+    assert first.result(timeout=5) == [1]
+    assert batcher.submit([3], k=1, timeout_s=5) == [3]
+    assert batcher.queries == 2
+    batcher.close()

@@ -20,8 +20,7 @@ import pytest
 import uvicorn
 
 from service.app import create_app
-from tests.service.helpers import ServiceData, service_settings
-from tests.service.test_http_live import free_port
+from tests.service.helpers import ServiceData, free_port, service_settings
 
 CHROMIUM = os.environ.get("ARCSEARCH_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("ARCSEARCH_CHROMEDRIVER", "/usr/bin/chromedriver")

@@ -20,6 +20,9 @@ from typing import Any, Protocol
 
 SCHEMA = ("CREATE TABLE items (faiss_id INTEGER PRIMARY KEY, external_id TEXT NOT NULL UNIQUE, "
           "label TEXT NOT NULL, source TEXT NOT NULL, metadata JSON NOT NULL)")
+# label filters ("search only label X") look items up by label: without this index each filtered query
+# scans the whole table (about 5 ms of a 7.7 ms filtered search on 5,784 items, bench/vector_dbs.py)
+LABEL_INDEX = "CREATE INDEX items_label ON items (label)"
 _LOOKUP_CHUNK = 900  # stays under SQLite's historical limit of 999 bound parameters
 
 
@@ -101,6 +104,7 @@ def write_items(path: Path, records: Iterable[ItemRecord]) -> int:
         try:
             with conn:
                 conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", rows)
+                conn.execute(LABEL_INDEX)
         except sqlite3.IntegrityError as exc:
             raise ItemTableError(f"duplicate external id in the records: {exc}") from exc
         except TypeError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import faiss
@@ -10,7 +11,7 @@ import pytest
 
 from index import store as store_module
 from index.bundle import BundleError, EmbedderManifest
-from index.items import ItemRecord, ItemTableError
+from index.items import ItemRecord, ItemTableError, SqliteItems, write_items
 from index.store import (
     INDEX_FILE,
     ITEMS_FILE,
@@ -138,3 +139,13 @@ def test_embedder_pairing_is_checked_by_weights_hash() -> None:
         check_embedder_pairing(manifest, other)
     with pytest.raises(EmbedderMismatchError, match="dimension"):
         check_embedder_pairing(manifest, same.model_copy(update={"embedding_dim": DIM * 2}))
+
+
+def test_label_filters_use_an_index_not_a_table_scan(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    write_items(path, [ItemRecord(f"id{i}", label=f"class{i % 7}") for i in range(50)])
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(row[-1] for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT faiss_id FROM items WHERE label = ?", ("class3",)))
+    assert "USING COVERING INDEX items_label" in plan or "USING INDEX items_label" in plan, plan
+    assert SqliteItems(path).matching("class3", {}) == [i for i in range(50) if i % 7 == 3]

@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "loss", "embedding_dim", "holdout_fraction",
                   "max_train_seconds", "seed", "device", "sampler", "samples_per_class", "validation_fraction",
-                  "patience", "precision", "checkpoint_every", "checkpoint_dir", "resume")
+                  "patience", "precision", "checkpoint_every", "checkpoint_dir", "resume", "weight_decay",
+                  "head_weight_decay", "lr_schedule")
 
 
 def _config_kwargs(config_type: type, args: argparse.Namespace, **given: Any) -> dict[str, Any]:

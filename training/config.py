@@ -14,6 +14,7 @@ import torch
 
 from training.loop import FitSettings
 from training.losses import LOSSES, LossParams
+from training.optimiser import LR_SCHEDULES
 from training.precision import check_precision
 from training.samplers import SAMPLERS
 
@@ -47,6 +48,8 @@ class TrainConfig:
     lr: float = 5e-5
     head_lr: float = 3e-2
     weight_decay: float = 1e-4
+    head_weight_decay: float = 0.0
+    lr_schedule: str = "cosine"
     warmup_fraction: float = 0.1
     grad_clip: float = 5.0
     loss: str = "arcface"
@@ -79,6 +82,8 @@ class TrainConfig:
             raise ConfigError(f"learning rates must be positive, got lr={self.lr}, head_lr={self.head_lr}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if not 1 <= self.samples_per_class <= self.batch_size // 2:
@@ -97,6 +102,7 @@ class TrainConfig:
     def fit_settings(self, *, has_validation: bool) -> FitSettings:
         """The training loop's settings; early stopping only when there are validation classes."""
         return FitSettings(epochs=self.epochs, lr=self.lr, head_lr=self.head_lr, weight_decay=self.weight_decay,
+                           head_weight_decay=self.head_weight_decay, lr_schedule=self.lr_schedule,
                            warmup_fraction=self.warmup_fraction, grad_clip=self.grad_clip,
                            margin_warmup_fraction=self.margin_warmup_fraction,
                            max_train_seconds=self.max_train_seconds,

@@ -49,6 +49,8 @@ class FitSettings:
     lr: float
     head_lr: float
     weight_decay: float = 1e-4
+    head_weight_decay: float = 0.0
+    lr_schedule: str = "cosine"  # or "poly", see training.optimiser.get_lr
     warmup_fraction: float = 0.1
     min_lr_fraction: float = 0.05
     grad_clip: float = 5.0
@@ -90,8 +92,8 @@ def set_train_mode(encoder: nn.Module, head: nn.Module, *, freeze_batchnorm: boo
                 module.eval()
 
 
-_TRAJECTORY_SETTINGS = ("epochs", "lr", "head_lr", "weight_decay", "warmup_fraction", "min_lr_fraction",
-                        "grad_clip", "margin_warmup_fraction", "precision")
+_TRAJECTORY_SETTINGS = ("epochs", "lr", "head_lr", "weight_decay", "head_weight_decay", "lr_schedule",
+                        "warmup_fraction", "min_lr_fraction", "grad_clip", "margin_warmup_fraction", "precision")
 
 
 class _Trainer:
@@ -105,7 +107,8 @@ class _Trainer:
         self.device = next(encoder.parameters()).device
         check_precision(settings.precision, self.device)
         self.optimizer = make_optimizer(encoder, head, lr=settings.lr, head_lr=settings.head_lr,
-                                        weight_decay=settings.weight_decay)
+                                        weight_decay=settings.weight_decay,
+                                        head_weight_decay=settings.head_weight_decay)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scaler = make_scaler(settings.precision, self.device)
         self.guard = DivergenceGuard(scaled=self.scaler is not None)
@@ -139,7 +142,8 @@ class _Trainer:
             progress = max(progress, int(self.total_steps * self.elapsed() / budget))
         for group in self.optimizer.param_groups:
             group["lr"] = get_lr(progress, max_lr=group["peak_lr"], warmup_steps=self.warmup_steps,
-                                 total_steps=self.total_steps, min_lr=group["peak_lr"] * self.settings.min_lr_fraction)
+                                 total_steps=self.total_steps, min_lr=group["peak_lr"] * self.settings.min_lr_fraction,
+                                 schedule=self.settings.lr_schedule)
         self.head.margin_fraction = get_margin_fraction(progress, warmup_steps=self.margin_warmup_steps)
 
     def global_loss(self, loss: torch.Tensor, logits: torch.Tensor | None,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from index.bundle import ImagePreprocessing
 from training.data import SplitError, indices_of, label_codes, shuffled_batches, split_classes
 from training.image_data import Augmentation, augment, image_batch, random_crop_box
-from training.optimiser import get_lr
+from training.optimiser import get_lr, make_optimizer
 
 LABELS = [f"class{c:02d}" for c in range(40) for _ in range(3)]
 
@@ -73,3 +74,21 @@ def test_get_lr_warms_up_then_decays_to_the_floor() -> None:
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
     assert lrs[100] == lrs[119] == pytest.approx(0.1)
     assert lrs[55] == pytest.approx(0.55)
+
+
+def test_poly_schedule_decays_quadratically_to_the_floor_and_unknown_names_are_refused() -> None:
+    lrs = [get_lr(step, max_lr=1.0, warmup_steps=10, total_steps=110, min_lr=0.0, schedule="poly")
+           for step in range(120)]
+    assert lrs[10] == pytest.approx(1.0) and lrs[60] == pytest.approx(0.25) and lrs[110] == 0.0
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    with pytest.raises(ValueError, match="schedule"):
+        get_lr(20, max_lr=1.0, warmup_steps=10, total_steps=110, min_lr=0.0, schedule="step")
+
+
+def test_head_has_its_own_rate_and_weight_decay() -> None:
+    encoder, head = torch.nn.Linear(4, 3), torch.nn.Linear(3, 5, bias=False)
+    optimizer = make_optimizer(encoder, head, lr=1e-3, head_lr=1e-1, weight_decay=1e-4, head_weight_decay=5e-4)
+    by_param = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    assert (by_param[id(head.weight)]["lr"], by_param[id(head.weight)]["weight_decay"]) == (1e-1, 5e-4)
+    assert (by_param[id(encoder.weight)]["lr"], by_param[id(encoder.weight)]["weight_decay"]) == (1e-3, 1e-4)
+    assert by_param[id(encoder.bias)]["weight_decay"] == 0.0

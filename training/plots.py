@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 logger = logging.getLogger(__name__)
 
 DPI = 110
+ANGLE_PANELS_PER_ROW = 3
 # (fit summary key, panel, line style): the MAP@R series share one panel.
 CURVES = (("epoch_losses", "training loss", "-"), ("epoch_head_accuracy", "head accuracy (train batches)", "-"),
           ("validation_map_at_r", "MAP@R", "-"), ("heldout_map_at_r", "MAP@R", "--"))
@@ -34,7 +35,7 @@ def _save(figure: Figure, path: str | Path) -> Path:
 
 def plot_angle_distributions(curves: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, *,
                              bins: int = 90) -> Path:
-    """One panel per method: densities of positive- and negative-pair angles in degrees (0-180), from
+    """One panel per method (three to a row): densities of positive- and negative-pair angles in degrees (0-180), from
     ``{method: (positive_angles, negative_angles)}`` such as ``metrics.pair_angles`` returns. Returns path."""
     if not curves:
         raise ValueError("no angle distributions to plot")
@@ -42,17 +43,24 @@ def plot_angle_distributions(curves: dict[str, tuple[Sequence[float], Sequence[f
         if len(positives) == 0 or len(negatives) == 0:
             raise ValueError(f"{name}: need positive and negative pair angles, got {len(positives)} and "
                              f"{len(negatives)}")
-    figure = Figure(figsize=(4.0 * len(curves), 3.4), layout="constrained")
-    axes = figure.subplots(1, len(curves), sharey=True, squeeze=False)[0]
+    columns = min(len(curves), ANGLE_PANELS_PER_ROW)
+    rows = -(-len(curves) // columns)
+    figure = Figure(figsize=(4.0 * columns, 3.0 * rows), layout="constrained")
+    grid = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
+    axes = list(grid.flat)
+    for unused in axes[len(curves):]:
+        unused.set_visible(False)
     edges = np.linspace(0.0, 180.0, bins + 1)
-    for axis, (name, (positives, negatives)) in zip(axes, curves.items(), strict=True):
+    for axis, (name, (positives, negatives)) in zip(axes, curves.items(), strict=False):
         axis.hist(np.asarray(positives), bins=edges, density=True, alpha=0.6, color="tab:blue",
                   label=f"positive pairs (mean {np.mean(positives):.1f}°)")
         axis.hist(np.asarray(negatives), bins=edges, density=True, alpha=0.6, color="tab:red",
                   label=f"negative pairs (mean {np.mean(negatives):.1f}°)")
-        axis.set(title=name, xlabel="angle between pair (degrees)", xlim=(0, 180))
+        axis.set(title=name, xlim=(0, 180))
         axis.legend(fontsize="small")
-    axes[0].set_ylabel("density")
+    for axis in grid[:, 0]:
+        axis.set_ylabel("density")
+    figure.supxlabel("angle between the two items of a pair (degrees)")
     return _save(figure, path)
 
 

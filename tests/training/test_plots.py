@@ -41,6 +41,9 @@ def test_angle_distributions(tmp_path: Path) -> None:
     with Image.open(path) as one, Image.open(plot_angle_distributions(dict(list(curves.items())[:1]),
                                                                       tmp_path / "one.png")) as single:
         assert one.width > single.width  # one panel per method
+    four = {f"loss{i}": curves["arcface"] for i in range(4)}
+    with Image.open(plot_angle_distributions(four, tmp_path / "four.png")) as wrapped, Image.open(path) as two:
+        assert wrapped.height > 1.5 * two.height  # a fourth method starts a second row
     with pytest.raises(ValueError, match="no angle"):
         plot_angle_distributions({}, tmp_path / "empty.png")
     with pytest.raises(ValueError, match="arcface: need positive and negative"):

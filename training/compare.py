@@ -3,7 +3,8 @@
 ``compare_losses`` trains one run per (loss, seed) from a base config, each with the same
 ``max_train_seconds``, and scores the held-out classes of that seed's split; baselines (no training)
 are scored once per seed. ``summarise`` folds the per-seed scores into mean and standard deviation and
-``markdown_table`` prints them; ``compare_losses`` also writes ``compare.json``, ``compare.md`` and the
+``markdown_table`` prints them, with each method's MAP@R minus the first loss's on the same seed
+(``paired_differences``); ``compare_losses`` also writes ``compare.json``, ``compare.md`` and the
 PNG pictures into the output folder.
 """
 
@@ -59,13 +60,38 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, f
     return summary
 
 
-def markdown_table(summary: dict[str, dict[str, dict[str, float]]], *, order: Sequence[str] = ()) -> str:
+def paired_differences(runs: Sequence[dict[str, Any]], reference: str,
+                       metric: str = "map_at_r") -> dict[str, dict[str, float]]:
+    """Per method, ``metric`` minus the ``reference`` method's on the same seed (the same held-out split):
+    {mean, better (seeds where the method beat the reference), n}. Seeds lacking either are skipped.
+
+    Seeds draw different held-out classes, so the spread over seeds is mostly the split's; the paired
+    difference removes it and is what says whether one loss beats another."""
+    by_seed: dict[int, dict[str, float]] = {}
+    for report in runs:
+        for method, result in report["methods"].items():
+            value = result.get(metric)
+            if value is not None and not math.isnan(value):
+                by_seed.setdefault(report["seed"], {})[method] = float(value)
+    deltas: dict[str, list[float]] = {}
+    for scores in by_seed.values():
+        if reference in scores:
+            for method, value in scores.items():
+                deltas.setdefault(method, []).append(value - scores[reference])
+    return {method: {"mean": float(np.mean(seq)), "better": sum(d > 0 for d in seq), "n": len(seq)}
+            for method, seq in deltas.items()}
+
+
+def markdown_table(summary: dict[str, dict[str, dict[str, float]]], *, order: Sequence[str] = (),
+                   paired: dict[str, dict[str, float]] | None = None, reference: str = "") -> str:
     """A markdown table, a row per method (``order`` first, then the rest), ``mean ± std`` per metric and
-    the mean training seconds; sorted rows are not implied, the best MAP@R is in bold."""
+    the mean training seconds; sorted rows are not implied, the best MAP@R is in bold. With ``paired``
+    (from ``paired_differences``) a column gives each method's MAP@R minus ``reference``'s, seed by seed."""
     methods = [m for m in order if m in summary] + sorted(m for m in summary if m not in order)
     best = max((summary[m].get("map_at_r", {}).get("mean", -math.inf) for m in methods), default=math.nan)
-    header = "| method | " + " | ".join(label for _, label in TABLE_METRICS) + " | train s | seeds |"
-    lines = [header, "|---|" + "---|" * (len(TABLE_METRICS) + 2)]
+    paired_label = [f"Δ MAP@R vs {reference.removesuffix('_finetuned')} (seeds better)"] if paired else []
+    header = "| method | " + " | ".join([label for _, label in TABLE_METRICS] + paired_label) + " | train s | seeds |"
+    lines = [header, "|---|" + "---|" * (len(TABLE_METRICS) + len(paired_label) + 2)]
     for method in methods:
         cells = []
         for key, _ in TABLE_METRICS:
@@ -74,6 +100,10 @@ def markdown_table(summary: dict[str, dict[str, dict[str, float]]], *, order: Se
             if key == "map_at_r" and stat is not None and stat["mean"] == best:
                 cell = f"**{cell}**"
             cells.append(cell)
+        if paired:
+            delta = paired.get(method)
+            cells.append("–" if delta is None or method == reference
+                         else f"{delta['mean']:+.3f} ({delta['better']}/{delta['n']})")
         seconds = summary[method].get("train_seconds")
         runs = summary[method].get("map_at_r", {}).get("n", 0)
         cells += ["–" if seconds is None else f"{seconds['mean']:.0f}", str(runs)]
@@ -96,7 +126,7 @@ def compare_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], 
             runs.append(report)
     summary = summarise(runs)
     order = [f"{loss}_finetuned" for loss in losses]
-    table = markdown_table(summary, order=order)
+    table = markdown_table(summary, order=order, paired=paired_differences(runs, order[0]), reference=order[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"losses": list(losses), "seeds": list(seeds), "max_train_seconds": base.max_train_seconds,
               "summary": summary, "table": table, "figures": write_compare_figures(runs, out_dir), "runs": runs}

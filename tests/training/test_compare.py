@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from arcsearch.cli import main
-from training.compare import markdown_table, summarise
+from training.compare import markdown_table, paired_differences, summarise
 
 
 def _report(loss_map: float, base_map: float, seconds: float) -> dict:
@@ -35,6 +35,24 @@ def test_table_lists_requested_order_first_and_bolds_the_best_map() -> None:
     assert all(line.count("|") == table[0].count("|") for line in table)
 
 
+def test_paired_differences_subtract_the_reference_on_the_same_seed() -> None:
+    runs = [{**_report(0.9, 0.5, 10.0), "seed": 0}, {**_report(0.6, 0.7, 10.0), "seed": 1},
+            {"methods": {"softmax_finetuned": {"map_at_r": 0.8}}, "seed": 0},
+            {"methods": {"softmax_finetuned": {"map_at_r": 0.65}}, "seed": 1},
+            {"methods": {"softmax_finetuned": {"map_at_r": 0.99}}, "seed": 2}]  # no reference on seed 2
+    paired = paired_differences(runs, "arcface_finetuned")
+    assert math.isclose(paired["softmax_finetuned"]["mean"], ((0.8 - 0.9) + (0.65 - 0.6)) / 2)
+    assert (paired["softmax_finetuned"]["better"], paired["softmax_finetuned"]["n"]) == (1, 2)
+    assert (paired["raw_pixels"]["better"], paired["raw_pixels"]["n"]) == (1, 2)
+    table = markdown_table(summarise(runs), order=["arcface_finetuned"], paired=paired,
+                           reference="arcface_finetuned").splitlines()
+    assert "Δ MAP@R vs arcface (seeds better)" in table[0]
+    assert table[2].startswith("| arcface_finetuned |") and "| – |" in table[2]
+    softmax_row = next(line for line in table if line.startswith("| softmax_finetuned"))
+    assert "| -0.025 (1/2) |" in softmax_row
+    assert all(line.count("|") == table[0].count("|") for line in table)
+
+
 def test_compare_command_trains_each_loss_and_seed_and_writes_the_table(faces_subset: Path, tmp_path: Path) -> None:
     out = tmp_path / "compare"
     status = main(["compare", "--images", str(faces_subset), "--backbone", "small_cnn", "--out", str(out),
@@ -53,6 +71,7 @@ def test_compare_command_trains_each_loss_and_seed_and_writes_the_table(faces_su
     # baselines are scored once per seed, by the first loss's run only
     assert ["raw_pixels" in run["methods"] for run in result["runs"]] == [True, False, True, False]
     assert (out / "compare.md").read_text().startswith("| method |")
+    assert "Δ MAP@R vs arcface" in result["table"]
     for picture in ("angles.png", "training_curves.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert result["figures"][picture.removesuffix(".png")] == str(out / picture)

@@ -5,13 +5,16 @@ Usage (collections from `make demo` / `arcsearch index ...`):
 Without collections, ``--make-collections DIR`` first builds ``images`` (ORL faces) and ``texts``
 (WordNet glosses) into DIR with the untrained test embedders (MobileNetV2 + MiniLM; what is measured is
 throughput, not quality). The server runs on 127.0.0.1 only; every run is bounded by ``--requests`` and
-``--max-seconds``. Prints QPS, p50/p99 ms and the number of forward passes per level of concurrency.
+``--max-seconds``. Prints QPS, p50/p99 ms and the number of forward passes per level of concurrency, and
+then the ceiling batching can reach on this machine: the same embedder in-process (same thread policy as
+the service), items per second at the server's mean batch size over items per second one at a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import threading
 import time
@@ -24,6 +27,8 @@ import httpx
 from bench.http_latency import percentile_ms
 from bench.server_process import running_server
 from index.corpus import read_image_folder, read_text_file
+from index.embedder import ThreadPolicy, load_embedder
+from index.preprocess import decode_image
 
 Call = Callable[[httpx.Client, int], httpx.Response]
 
@@ -79,6 +84,24 @@ def forward_passes(base: str, name: str) -> int:
     return int(float(next((line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)), "0")))
 
 
+def batching_ceiling(embedder_dir: Path, inputs: list, batch: int, *, repeats: int = 15) -> float:
+    """In-process items/s at ``batch`` inputs per pass over items/s at 1 (medians of ``repeats`` passes,
+    interleaved), on cpu with the service's default ``ThreadPolicy``: what micro-batching can gain at most."""
+    embedder = load_embedder(embedder_dir, device="cpu")
+    embed = embedder.embed_texts if embedder.modality == "text" else embedder.embed_images
+    policy = ThreadPolicy()
+    seconds: dict[int, list[float]] = {1: [], batch: []}
+    for repeat in range(repeats + 2):
+        for size in (1, batch):
+            chunk = [inputs[(repeat * batch + j) % len(inputs)] for j in range(size)]
+            policy.apply(size)
+            started = time.perf_counter()
+            embed(chunk)
+            if repeat >= 2:  # two warm-up rounds
+                seconds[size].append(time.perf_counter() - started)
+    return (batch / statistics.median(seconds[batch])) / (1 / statistics.median(seconds[1]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collections-dir", type=Path, default=Path("artifacts/collections"))
@@ -123,11 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     for name, clients, qps, latencies, failures, passes in rows:
         sys.stdout.write(f"| {name} | {clients} | {len(latencies)} | {failures} | {qps:.1f} | "
                          f"{percentile_ms(latencies, 50):.1f} | {percentile_ms(latencies, 99):.1f} | {passes} |\n")
+    inputs = {"texts": texts, "images": [decode_image(data) for data in images]}
     for name in calls:
-        by_clients = {clients: qps for n, clients, qps, *_ in rows if n == name}
+        by_clients = {clients: (qps, len(latencies), passes) for n, clients, qps, latencies, _, passes in rows
+                      if n == name}
         if 1 in by_clients and len(by_clients) > 1:
             top = max(by_clients)
-            sys.stdout.write(f"{name}: QPS at {top} clients / at 1 client = {by_clients[top] / by_clients[1]:.2f}x\n")
+            qps, done, passes = by_clients[top]
+            mean_batch = max(1, round(done / max(passes, 1)))
+            ceiling = batching_ceiling(collections_dir / name / "embedder", inputs[name], mean_batch)
+            sys.stdout.write(f"{name}: QPS at {top} clients / at 1 client = {qps / by_clients[1][0]:.2f}x; "
+                             f"in-process embedder at batch {mean_batch} / batch 1 = {ceiling:.2f}x items/s\n")
     return 0
 
 

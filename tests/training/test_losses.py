@@ -137,6 +137,27 @@ def test_margin_fraction_zero_is_normalised_softmax(name: str) -> None:
     assert (with_margin.gather(1, labels.view(-1, 1)) < logits.gather(1, labels.view(-1, 1))).all()
 
 
+@pytest.mark.parametrize("name", ["arcface", "cosface", "sphereface", "combined", "norm_softmax"])
+@pytest.mark.parametrize("fraction", [1.0, 0.4])
+def test_folded_forward_equals_rewriting_the_full_cosine_matrix(name: str, fraction: float) -> None:
+    """forward scales the embeddings before the matmul and writes the targets in place; the reference
+    scales the (N, C) cosine matrix and rewrites it with the same margin: same loss and gradients."""
+    objective = build_objective(name, 7, 6, PARAMS).double()
+    objective.margin_fraction = fraction
+    gen = torch.Generator().manual_seed(3)
+    embeddings = torch.randn(21, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.arange(21) % 7
+    loss = objective(embeddings, labels).loss
+    grads = torch.autograd.grad(loss, [embeddings, objective.weight])
+    reference_logits = objective.margin.logits(objective.cosine(embeddings), labels, fraction)
+    reference = torch.nn.functional.cross_entropy(reference_logits, labels)
+    reference_grads = torch.autograd.grad(reference, [embeddings, objective.weight])
+    torch.testing.assert_close(loss, reference)
+    for ours, theirs in zip(grads, reference_grads, strict=True):
+        torch.testing.assert_close(ours, theirs)
+    assert grads[1].abs().sum() > 0
+
+
 def naive_batch_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
     """Loop over anchors: farthest positive, nearest negative by 1 - cos; anchors lacking either skipped."""
     terms = []

@@ -1,29 +1,42 @@
 """Softmax-family objectives: a class-centre matrix W and cross-entropy on (possibly margin-adjusted) logits.
 
-``MarginClassifier`` holds normalised centres and a ``MarginFunction`` that rewrites the target logits
-(ArcFace, CosFace, ...); ``PlainSoftmax`` is the unnormalised linear baseline.
+``MarginClassifier`` holds the centres and a ``Margin`` (the scale s and the rewrite of each row's target
+cosine: ArcFace, CosFace, ...); ``PlainSoftmax`` is the unnormalised linear baseline.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from training.losses.base import Objective, ObjectiveOutput
+from training.margins import target_cosines, with_targets
+
+TargetRewrite = Callable[[Tensor, float], Tensor]
+"""(N,) cosines of each row's own class, margin share in [0, 1] -> (N,) target logits before the scale."""
 
 
-class MarginFunction(Protocol):
-    """(N, C) cosines, (N,) labels, margin share in [0, 1] -> (N, C) scaled logits."""
+@dataclass(frozen=True)
+class Margin:
+    """The scale s of the normalised logits and the rewrite of the target cosines (None: no margin)."""
 
-    def __call__(self, cosine: Tensor, labels: Tensor, fraction: float) -> Tensor: ...
+    scale: float
+    target: TargetRewrite | None = None
+
+    def logits(self, cosine: Tensor, labels: Tensor, fraction: float) -> Tensor:
+        """(N, C) cosines, (N,) labels -> (N, C) logits: s * cos, with s * target(cos_y) at each label."""
+        if self.target is None:
+            return cosine * self.scale
+        return with_targets(cosine, labels, self.target(target_cosines(cosine, labels), fraction), self.scale)
 
 
 class MarginClassifier(Objective):
     """Cross-entropy on ``margin(cos(normalise(x), normalise(W_j)))`` with W of shape (C, D)."""
 
-    def __init__(self, num_classes: int, embedding_dim: int, margin: MarginFunction) -> None:
+    def __init__(self, num_classes: int, embedding_dim: int, margin: Margin) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"a classifier objective needs at least 2 classes, got {num_classes}")
@@ -37,7 +50,20 @@ class MarginClassifier(Objective):
                                     nn.functional.normalize(self.weight, dim=1))
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> ObjectiveOutput:
-        logits = self.margin(self.cosine(embeddings), labels, self.margin_fraction)
+        """Logits s * cos from one matmul of the scaled (N, D) embeddings with the normalised centres; the N
+        target entries are then overwritten in place with s * target(cos_y), cos_y from a row-wise dot
+        product. No further pass over the (N, C) matrix: this step costs what normalised softmax costs."""
+        if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
+            raise ValueError(f"expected labels (N,) for embeddings {tuple(embeddings.shape)}, "
+                             f"got {tuple(labels.shape)}")
+        unit = nn.functional.normalize(embeddings, dim=1)
+        centres = nn.functional.normalize(self.weight, dim=1)
+        logits = nn.functional.linear(unit * self.margin.scale, centres)
+        if self.margin.target is not None:
+            # the matmul's backward needs its inputs, not its output, so the output may be written in place
+            target_cos = (unit * centres[labels]).sum(dim=1)
+            target = self.margin.target(target_cos, self.margin_fraction) * self.margin.scale
+            logits = logits.scatter_(1, labels.view(-1, 1), target.unsqueeze(1).to(logits.dtype))
         return ObjectiveOutput(nn.functional.cross_entropy(logits, labels), logits)
 
     def class_weights(self) -> Tensor:

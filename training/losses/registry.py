@@ -1,22 +1,20 @@
 """Objectives by name: one place that maps ``--loss`` to an ``Objective`` built from ``LossParams``.
 
-Each margin is a ``MarginFunction`` closing over its ``LossParams``; ``fraction`` (the loop's margin ramp)
-moves every margin toward its no-margin value: additive margins times fraction, a multiplicative angular
-margin m to 1 + fraction * (m - 1).
+Each margin is a ``Margin``: the scale and a target rewrite closing over its ``LossParams``; ``fraction``
+(the loop's margin ramp) moves every margin toward its no-margin value: additive margins times fraction,
+a multiplicative angular margin m to 1 + fraction * (m - 1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import Tensor
-
 from training.loss_params import LossParams
 from training.losses.base import Objective
-from training.losses.classifiers import MarginClassifier, MarginFunction, PlainSoftmax
+from training.losses.classifiers import Margin, MarginClassifier, PlainSoftmax
 from training.losses.subcenter import SubCenterClassifier
 from training.losses.triplet import BatchHardTriplet, ClassifierWithTriplet
-from training.margins import arcface_logits, combined_margin_logits, cosface_logits, sphereface_logits
+from training.margins import arcface_target, combined_margin_target, cosface_target, sphereface_target
 from training.partial_fc import PartialFCArcFace
 
 
@@ -24,11 +22,9 @@ def _toward_one(m: float, fraction: float) -> float:
     return 1.0 + fraction * (m - 1.0)
 
 
-def _arcface_margin(p: LossParams) -> MarginFunction:
-    def margin(cosine: Tensor, labels: Tensor, fraction: float) -> Tensor:
-        return arcface_logits(cosine, labels, scale=p.scale, margin_rad=p.margin_rad * fraction,
-                              easy_margin=p.easy_margin)
-    return margin
+def _arcface_margin(p: LossParams) -> Margin:
+    return Margin(p.scale, lambda cos, fraction: arcface_target(cos, margin_rad=p.margin_rad * fraction,
+                                                                 easy_margin=p.easy_margin))
 
 
 def _arcface(num_classes: int, dim: int, p: LossParams) -> Objective:
@@ -36,22 +32,20 @@ def _arcface(num_classes: int, dim: int, p: LossParams) -> Objective:
 
 
 def _cosface(num_classes: int, dim: int, p: LossParams) -> Objective:
-    def margin(cosine: Tensor, labels: Tensor, fraction: float) -> Tensor:
-        return cosface_logits(cosine, labels, scale=p.scale, margin=p.cosface_margin * fraction)
-    return MarginClassifier(num_classes, dim, margin)
+    return MarginClassifier(num_classes, dim, Margin(
+        p.scale, lambda cos, fraction: cosface_target(cos, margin=p.cosface_margin * fraction)))
 
 
 def _sphereface(num_classes: int, dim: int, p: LossParams) -> Objective:
-    def margin(cosine: Tensor, labels: Tensor, fraction: float) -> Tensor:
-        return sphereface_logits(cosine, labels, scale=p.scale, m=_toward_one(p.sphereface_m, fraction))
-    return MarginClassifier(num_classes, dim, margin)
+    return MarginClassifier(num_classes, dim, Margin(
+        p.scale, lambda cos, fraction: sphereface_target(cos, m=_toward_one(p.sphereface_m, fraction))))
 
 
 def _combined(num_classes: int, dim: int, p: LossParams) -> Objective:
-    def margin(cosine: Tensor, labels: Tensor, fraction: float) -> Tensor:
-        return combined_margin_logits(cosine, labels, scale=p.scale, m1=_toward_one(p.combined_m1, fraction),
-                                      m2=p.combined_m2 * fraction, m3=p.combined_m3 * fraction)
-    return MarginClassifier(num_classes, dim, margin)
+    return MarginClassifier(num_classes, dim, Margin(
+        p.scale, lambda cos, fraction: combined_margin_target(cos, m1=_toward_one(p.combined_m1, fraction),
+                                                              m2=p.combined_m2 * fraction,
+                                                              m3=p.combined_m3 * fraction)))
 
 
 def _subcenter_arcface(num_classes: int, dim: int, p: LossParams) -> Objective:
@@ -63,9 +57,7 @@ def _softmax(num_classes: int, dim: int, p: LossParams) -> Objective:
 
 
 def _normalised_softmax(num_classes: int, dim: int, p: LossParams) -> Objective:
-    def no_margin(cosine: Tensor, labels: Tensor, fraction: float) -> Tensor:
-        return cosine * p.scale
-    return MarginClassifier(num_classes, dim, no_margin)
+    return MarginClassifier(num_classes, dim, Margin(p.scale))
 
 
 def _triplet(num_classes: int, dim: int, p: LossParams) -> Objective:

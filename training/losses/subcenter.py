@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from training.losses.base import ObjectiveOutput
-from training.losses.classifiers import MarginClassifier, MarginFunction
+from training.losses.classifiers import Margin, MarginClassifier
 
 COUNT_DECAY = 0.99  # running nearest-sub-centre counts forget with a horizon of about 100 batches
 INIT_NOISE = 0.1  # norm of the seeded perturbation of each sub-centre around its class centre (~6 degrees)
@@ -25,7 +25,7 @@ class SubCenterClassifier(MarginClassifier):
     sub-centre of each class by those counts.
     """
 
-    def __init__(self, num_classes: int, embedding_dim: int, margin: MarginFunction, *, subcenters: int) -> None:
+    def __init__(self, num_classes: int, embedding_dim: int, margin: Margin, *, subcenters: int) -> None:
         if num_classes < 2 or subcenters < 1:
             raise ValueError(f"need at least 2 classes and 1 sub-centre, got {num_classes} and {subcenters}")
         super().__init__(num_classes * subcenters, embedding_dim, margin)
@@ -49,7 +49,7 @@ class SubCenterClassifier(MarginClassifier):
                 hits.index_put_((labels, own.argmax(dim=1)), torch.ones_like(labels, dtype=hits.dtype),
                                 accumulate=True)
                 self.nearest_counts.mul_(COUNT_DECAY).add_(hits)
-        logits = self.margin(per_subcentre.max(dim=2).values, labels, self.margin_fraction)
+        logits = self.margin.logits(per_subcentre.max(dim=2).values, labels, self.margin_fraction)
         return ObjectiveOutput(nn.functional.cross_entropy(logits, labels), logits)
 
     def subcentres(self) -> Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 
 import faiss
 import numpy as np
@@ -140,6 +141,34 @@ def id_selector(allowed: list[int] | None, excluded: set[int]) -> faiss.IDSelect
     if excluded:
         return faiss.IDSelectorNot(faiss.IDSelectorBatch(np.asarray(sorted(excluded), dtype=np.int64)))
     return None
+
+
+def stores_exact_vectors(index: faiss.Index) -> bool:
+    """Whether ``index`` keeps the added vectors uncompressed (Flat, HNSW over Flat, IVF over Flat)."""
+    inner = inner_index(index)
+    if isinstance(inner, faiss.IndexHNSW):
+        return isinstance(faiss.downcast_index(inner.storage), faiss.IndexFlat)
+    return isinstance(inner, faiss.IndexFlat | faiss.IndexIVFFlat)
+
+
+def exact_search(index: faiss.Index, queries: np.ndarray, ids: Sequence[int],
+                 k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``k`` best of the stored vectors with FAISS ``ids`` for each of the (n, d) normalised queries,
+    scored exactly: (scores, ids), each (n, min(k, len(ids))), best first, like ``Index.search``.
+
+    None where ``index`` does not keep vectors uncompressed or cannot give them back by id (IVF without
+    a direct map): then the caller searches with a selector instead.
+    """
+    if not stores_exact_vectors(index):
+        return None
+    id_array = np.asarray(ids, dtype=np.int64)
+    try:
+        vectors = index.reconstruct_batch(id_array)  # (m, d)
+    except RuntimeError:
+        return None
+    scores = queries @ vectors.T  # (n, m) cosine similarities
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, top, axis=1), id_array[top]
 
 
 def enable_reconstruct(index: faiss.Index) -> None:

@@ -26,6 +26,7 @@ from index.faiss_index import (
     can_remove,
     copy_search_params,
     enable_reconstruct,
+    exact_search,
     id_selector,
     inner_index,
     make_index,
@@ -41,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.sqlite"
+# a filter matching at most this many items is scored exactly over their stored vectors (about 1.5 ms for
+# 4,096 x 384 floats), never an approximate search with a selector that can miss matches
+EXACT_FILTER_MAX_ITEMS = 4096
 
 
 class EmbedderMismatchError(IndexStoreError):
@@ -165,8 +169,10 @@ class IndexStore:
                exclude: Sequence[str] = ()) -> list[list[Hit]]:
         """The ``k`` nearest items of each of the (n, d) queries, best first (fewer if the index is small).
 
-        ``label`` / ``metadata`` restrict the search to matching items inside FAISS (an IDSelector), so
-        ``k`` results come back when ``k`` items match; ``min_score`` drops hits below a cosine
+        ``label`` / ``metadata`` restrict the search to matching items: up to ``EXACT_FILTER_MAX_ITEMS``
+        matches are scored exactly from their stored vectors (an HNSW or IVF search with a selector can
+        miss matches), more inside FAISS with an IDSelector; either way ``k`` results come back when ``k``
+        items match; ``min_score`` drops hits below a cosine
         similarity; ``exclude`` leaves out items by external id (e.g. the query item itself).
         """
         if k < 1:
@@ -183,12 +189,17 @@ class IndexStore:
                 allowed = [i for i in self.items.matching(label, metadata or {}) if i not in excluded]
                 if not allowed:
                     return [[] for _ in range(len(unit))]
-            selector = id_selector(allowed, excluded)
-            params = search_parameters(self.index, selector) if selector is not None else None
             want = min(k, len(allowed) if allowed is not None else len(self))
             if want < 1:
                 return [[] for _ in range(len(unit))]
-            scores, ids = self.index.search(unit, want, params=params)
+            exact = (exact_search(self.index, unit, allowed, want)
+                     if allowed is not None and len(allowed) <= EXACT_FILTER_MAX_ITEMS else None)
+            if exact is not None:
+                scores, ids = exact
+            else:
+                selector = id_selector(allowed, excluded)
+                params = search_parameters(self.index, selector) if selector is not None else None
+                scores, ids = self.index.search(unit, want, params=params)
             records = self.items.get_many([int(i) for i in ids.ravel() if i >= 0])
         floor = -np.inf if min_score is None else min_score
         return [[self._hit(records[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True)

@@ -50,12 +50,16 @@ class PmlArcFace(Objective):
 
 
 def time_rounds(steps: dict[str, Step], *, rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call of each step, ``rounds`` times in interleaved order after ``warmup`` untimed rounds."""
+    """Seconds per call of each step, ``rounds`` times after ``warmup`` untimed rounds; every round runs all
+    steps, in an order rotated by one each round, so that no step always runs first or after the same one
+    (a fixed order showed a 7% bias between positions)."""
     times: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
     for round_index in range(warmup + rounds):
-        for name, step in steps.items():
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
             started = time.perf_counter()
-            step()
+            steps[name]()
             if round_index >= warmup:
                 times[name].append(time.perf_counter() - started)
     return times

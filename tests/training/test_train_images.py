@@ -1,4 +1,9 @@
-"""Image training end to end on 12 real ORL people with the small CNN at 64x64 (fast on 2 CPU cores)."""
+"""Image training end to end on real ORL people with the small CNN at 64x64 (fast on 2 CPU cores).
+
+The end-to-end run trains on all 40 people (30 trained, 10 held out): with the 12-person subset only 8
+classes train and 4 are scored, and whether training beats a random CNN there (MAP@R about 0.79 on 4
+classes) depended on rounding-level changes to the loss; on 40 people the gain was 0.12-0.19 over
+seeds 0-2 and learning rates 1e-3 and 3e-3. The smaller tests keep the subset."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from training.evaluate import embed_images
 from training.export import export_image_embedder
 from training.image_data import load_images
 from training.image_trainer import fit_image_encoder
+from training.prepare import PreparedData
 from training.run import ImageTrainConfig, evaluate_bundle, report_path, train_images
 
 
@@ -30,8 +36,9 @@ def small_config(images_dir: Path, out_dir: Path, **overrides: Any) -> ImageTrai
 
 
 @pytest.fixture(scope="module")
-def trained(faces_subset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ImageTrainConfig, dict]:
-    config = small_config(faces_subset, tmp_path_factory.mktemp("image_run") / "image_embedder")
+def trained(prepared: PreparedData, tmp_path_factory: pytest.TempPathFactory) -> tuple[ImageTrainConfig, dict]:
+    config = small_config(prepared.faces_dir, tmp_path_factory.mktemp("image_run") / "image_embedder",
+                          epochs=8, lr=1e-3, holdout_fraction=0.25)
     return config, train_images(config)
 
 
@@ -49,7 +56,7 @@ def test_training_lowers_the_loss_and_beats_the_untrained_encoder(trained: tuple
 
 def test_report_and_manifest_record_the_heldout_classes(trained: tuple[ImageTrainConfig, dict]) -> None:
     config, report = trained
-    assert len(report["heldout_classes"]) == 4
+    assert len(report["heldout_classes"]) == 10
     assert not set(report["heldout_classes"]) & set(report["train_classes"])
     on_disk = json.loads(report_path(config.out_dir).read_text(encoding="utf-8"))
     assert on_disk["methods"] == json.loads(json.dumps(report["methods"]))
@@ -65,7 +72,7 @@ def test_evaluate_bundle_reproduces_the_reported_numbers(trained: tuple[ImageTra
     result = evaluate_bundle(config.out_dir, config.images_dir, only_classes=report["heldout_classes"])
     for name in ("precision_at_1", "r_precision", "map_at_r"):
         assert result[name] == pytest.approx(report["methods"]["arcface_finetuned"][name], abs=1e-4)
-    assert result["num_items"] == 40
+    assert result["num_items"] == 100
 
 
 def test_exported_bundle_gives_the_in_memory_vectors(faces_subset: Path, tmp_path: Path) -> None:

@@ -16,21 +16,17 @@ import argparse
 import os
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
 from bench.http_latency import percentile_ms
+from bench.load import Call, run_load
 from bench.server_process import running_server
 from index.corpus import read_image_folder, read_text_file
 from index.embedder import ThreadPolicy, load_embedder
 from index.preprocess import decode_image
-
-Call = Callable[[httpx.Client, int], httpx.Response]
 
 
 def make_collections(out: Path, data_dir: Path) -> None:
@@ -42,36 +38,6 @@ def make_collections(out: Path, data_dir: Path) -> None:
     index_collection(out, "images", bundles.image_embedder(bundle_dir), data_dir / "faces", device="cpu")
     index_collection(out, "texts", bundles.text_embedder(bundle_dir), data_dir / "wordnet_glosses.jsonl",
                      device="cpu")
-
-
-def run_level(base: str, call: Call, *, clients: int, requests: int, max_s: float) -> tuple[float, list[float], int]:
-    """``requests`` calls spread over ``clients`` threads (each its own connection); (qps, latencies, failures)."""
-    latencies: list[float] = []
-    failures = 0
-    lock = threading.Lock()
-    counter = iter(range(requests))
-    deadline = time.monotonic() + max_s
-
-    def worker() -> None:
-        nonlocal failures
-        with httpx.Client(base_url=base, timeout=30) as client:
-            while time.monotonic() < deadline:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                started = time.perf_counter()
-                ok = call(client, i).status_code == 200
-                elapsed = time.perf_counter() - started
-                with lock:
-                    latencies.append(elapsed)
-                    failures += not ok
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        for future in [pool.submit(worker) for _ in range(clients)]:
-            future.result()
-    return len(latencies) / (time.perf_counter() - started), latencies, failures
 
 
 def forward_passes(base: str, name: str) -> int:
@@ -134,12 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with running_server(collections_dir, args.data_dir.resolve()) as base:
         for name, call in calls.items():
-            run_level(base, call, clients=4, requests=20, max_s=args.max_seconds)  # warm-up
+            run_load(base, call, clients=4, requests=20, max_s=args.max_seconds)  # warm-up
             for clients in args.levels:
                 before = forward_passes(base, name)
-                qps, latencies, failures = run_level(base, call, clients=clients, requests=args.requests,
-                                                     max_s=args.max_seconds)
-                rows.append((name, clients, qps, latencies, failures, forward_passes(base, name) - before))
+                load = run_load(base, call, clients=clients, requests=args.requests, max_s=args.max_seconds)
+                rows.append((name, clients, load.qps, load.latencies_s, len(load.failures),
+                             forward_passes(base, name) - before))
 
     sys.stdout.write("| collection | clients | requests | failed | QPS | p50 ms | p99 ms | forward passes |\n"
                      "|---|---|---|---|---|---|---|---|\n")

@@ -148,16 +148,18 @@ def summarise(times: dict[str, list[float]], *, batch_size: int) -> dict[str, di
 
 
 def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    """One table: a row per contender, median ms and ratio to softmax per setting."""
+    """One table: a row per contender; per setting median ms, ratio to softmax and samples per second."""
     settings = list(results)
-    head = "| objective | " + " | ".join(f"{s} ms | {s} ×softmax" for s in settings) + " |"
-    rule = "|---|" + "---|---|" * len(settings)
+    head = "| objective | " + " | ".join(f"{s} ms | {s} ×softmax | {s} samples/s" for s in settings) + " |"
+    rule = "|---|" + "---|---|---|" * len(settings)
+
     def cells(name: str, setting: str) -> str:
         row = results[setting][name]
-        return f"{row['median_ms']:.1f} | {row['ratio_to_softmax']:.2f}"
+        return f"{row['median_ms']:.1f} | {row['ratio_to_softmax']:.2f} | {row['samples_per_s']:,.0f}"
 
     rows = [f"| {name} | " + " | ".join(cells(name, s) for s in settings) + " |" for name in results[settings[0]]]
-    return "\n".join([head, rule, *rows])
+    ours_vs_pml = ", ".join(f"{s} {results[s]['arcface']['ratio_to_pml_arcface']:.2f}×" for s in settings)
+    return "\n".join([head, rule, *rows, "", f"arcface step / pml_arcface step: {ours_vs_pml}"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,8 +124,12 @@ def _embed_text_batch(embedder: Any, batch: Sequence[TextItem], batch_size: int,
 
 def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch_size: int = 64,
                  progress: ProgressCallback | None = None, show_progress: bool = True,
-                 on_failure: FailureCallback | None = None) -> EmbeddedCorpus:
+                 on_failure: FailureCallback | None = None,
+                 before_batch: Callable[[], object] | None = None) -> EmbeddedCorpus:
     """Embed ``items`` in batches with a tqdm bar; unreadable images and empty texts are skipped and counted.
+
+    ``before_batch()`` runs before each batch is embedded: a service passes one that waits a moment
+    while queries are being answered, so that a re-index gives way to searches on the same cores.
 
     Each skipped item is reported to ``on_failure(item_id, reason)`` (default: a log warning); the
     callback may raise to abort the whole build (a policy such as "at most N failures").
@@ -147,6 +151,8 @@ def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch
         for start in range(0, len(items), batch_size):
             batch = items[start:start + batch_size]
             report = on_failure or _log_failure
+            if before_batch is not None:
+                before_batch()
             if embedder.modality == "image":
                 vectors, batch_records = _embed_image_batch(embedder, batch, batch_size, report)  # type: ignore[arg-type]
             else:
@@ -166,10 +172,12 @@ def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch
 
 def build_store(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, factory: str = "Flat", batch_size: int = 64,
                 source: str = "", progress: ProgressCallback | None = None, show_progress: bool = True,
-                on_failure: FailureCallback | None = None) -> tuple[IndexStore, EmbeddedCorpus]:
-    """Embed ``items`` and build an in-memory IndexStore; returns it with the embedded corpus."""
+                on_failure: FailureCallback | None = None,
+                before_batch: Callable[[], object] | None = None) -> tuple[IndexStore, EmbeddedCorpus]:
+    """Embed ``items`` and build an in-memory IndexStore; returns it with the embedded corpus
+    (``before_batch``: see ``embed_corpus``)."""
     corpus = embed_corpus(embedder, items, batch_size=batch_size, progress=progress,
-                          show_progress=show_progress, on_failure=on_failure)
+                          show_progress=show_progress, on_failure=on_failure, before_batch=before_batch)
     if not corpus.records:
         raise IndexBuildError(f"none of the {len(items)} items could be read; nothing to index")
     store = IndexStore.build(corpus.vectors, corpus.records, modality=embedder.modality,

@@ -50,6 +50,20 @@ def test_embed_corpus_batches_reports_progress_and_keeps_texts() -> None:
     assert corpus.records[3].metadata == {"extra": 3, "text": "text number 3"}
 
 
+def test_before_batch_runs_before_each_batch_is_embedded() -> None:
+    embedder, calls = FakeTextEmbedder(), []
+    original = embedder.embed_texts
+
+    def embed(batch: list[str], **kwargs: object) -> object:
+        calls.append(("embed", len(batch)))
+        return original(batch, **kwargs)
+
+    embedder.embed_texts = embed  # type: ignore[method-assign]
+    embed_corpus(embedder, texts(10), batch_size=4, show_progress=False,
+                 before_batch=lambda: calls.append(("wait", 0)))
+    assert calls == [("wait", 0), ("embed", 4), ("wait", 0), ("embed", 4), ("wait", 0), ("embed", 2)]
+
+
 def test_embed_corpus_refuses_other_modality_and_duplicate_ids() -> None:
     with pytest.raises(IndexBuildError, match="do not fit the text embedder"):
         embed_corpus(FakeTextEmbedder(), [InlineImage("x", b"")], show_progress=False)

@@ -21,7 +21,8 @@ from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and the small form fields
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # the final boundary and the small form fields
+PART_OVERHEAD_BYTES = 1024  # a boundary and the part headers of each uploaded file
 SHUTDOWN_JOIN_S = 5.0
 
 DESCRIPTION = """Similarity search over images and texts embedded by ArcFace-trained encoders.
@@ -57,8 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.jobs = job_manager
     app.state.metrics = app_metrics
     install_error_handlers(app)
+    image_search_bytes = (settings.max_image_request_bytes + MULTIPART_OVERHEAD_BYTES
+                          + settings.max_batch_images * PART_OVERHEAD_BYTES)
     app.add_middleware(BodySizeLimitMiddleware, default_max_bytes=settings.max_request_bytes,
-                       max_bytes_by_path={"/v1/images/search": settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES})
+                       max_bytes_by_path={"/v1/images/search": image_search_bytes})
     app.add_middleware(ObservabilityMiddleware, metrics=app_metrics)  # outermost: sees 413s too
     for module in (search, reindex, jobs, collections, items, health, metrics, page):
         app.include_router(module.router)

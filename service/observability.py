@@ -9,6 +9,8 @@ Each request ends with one access line on the ``arcsearch.access`` logger (uvico
 turned off by ``service.server``)::
 
     request method=GET path=/v1/collections status=200 duration_ms=3.1 request_id=4f0c...
+
+The same fields are on the record (``extra=``), as separate keys of a JSON log line (service/logformat.py).
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class ObservabilityMiddleware:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
             self.metrics.observe_request(scope["method"], route, status, seconds)
-            access_logger.info("request method=%s path=%s status=%d duration_ms=%.1f request_id=%s", scope["method"],
-                               quote(scope["path"], safe=PATH_SAFE), status, seconds * 1000, request_id)
+            method, path, duration_ms = scope["method"], quote(scope["path"], safe=PATH_SAFE), round(seconds * 1000, 1)
+            access_logger.info("request method=%s path=%s status=%d duration_ms=%.1f request_id=%s", method, path,
+                               status, duration_ms, request_id,
+                               extra={"method": method, "path": path, "status": status, "duration_ms": duration_ms})
             request_id_var.reset(token)

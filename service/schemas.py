@@ -35,10 +35,18 @@ class SearchHit(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict, description="texts keep their text under 'text'")
 
 
+class ImageQueryResults(BaseModel):
+    filename: str | None = Field(None, description="the uploaded part's filename, as sent")
+    results: list[SearchHit]
+
+
 class ImageSearchResponse(BaseModel):
+    """``queries`` holds one entry per uploaded file, in upload order; ``results`` repeats the first one's hits."""
+
     collection: str
     version: str | None = Field(None, description="the index version that answered")
     results: list[SearchHit]
+    queries: list[ImageQueryResults]
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]

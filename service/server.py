@@ -8,7 +8,8 @@ import logging
 import uvicorn
 
 from service.app import create_app
-from service.observability import LOG_FORMAT, install_log_record_factory
+from service.logformat import configure_logging, uvicorn_log_config
+from service.observability import install_log_record_factory
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -55,15 +56,14 @@ def serve(settings: Settings | None = None) -> None:
     """Serve the API on ``settings.host:settings.port`` until interrupted (one process)."""
     settings = settings or Settings()
     install_log_record_factory()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=settings.log_level.upper(),
-                            format=LOG_FORMAT)
+    configure_logging(settings.log_level, log_format=settings.log_format)
     logging.getLogger("arcsearch.access").setLevel(settings.log_level.upper())  # warning and up: no access lines
     check_host(settings)
     logger.info("serving collections of %s on http://%s:%d", settings.collections_dir, settings.host,
                 settings.port)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, timeout_graceful_shutdown=10)  # our middleware logs each request, with its id
+                log_config=uvicorn_log_config(settings.log_format), access_log=False,
+                timeout_graceful_shutdown=10)  # our middleware logs each request, with its id
 
 
 if __name__ == "__main__":

@@ -28,8 +28,13 @@ class Settings(BaseSettings):
     admin_keys: SecretStr = Field(SecretStr(""), description="comma-separated admin API keys")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    max_upload_bytes: int = Field(8 * MiB, ge=1, description="largest image upload, bytes")
-    max_request_bytes: int = Field(64 * MiB, ge=1, description="largest request body of any other route")
+    log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON object per line")
+
+    max_upload_bytes: int = Field(8 * MiB, ge=1, description="largest image upload, bytes (each file of a batch)")
+    max_request_bytes: int = Field(64 * MiB, ge=1, description="largest request body of any route but image "
+                                   "search; there, the most bytes of all files together")
+    max_batch_images: int = Field(16, ge=1, le=1000, description="most image files in one search request "
+                                  "(the multipart parser takes at most 1000)")
     max_text_chars: int = Field(2000, ge=1, description="longest text query, characters")
     max_batch_texts: int = Field(64, ge=1, description="most texts in one batch query")
     max_k: int = Field(100, ge=1, description="most neighbours one query may ask for")
@@ -55,6 +60,12 @@ class Settings(BaseSettings):
     @property
     def jobs_db_path(self) -> Path:
         return self.jobs_db if self.jobs_db is not None else self.collections_dir / "jobs.sqlite"
+
+    @property
+    def max_image_request_bytes(self) -> int:
+        """The most bytes of all files of one image search: ``max_request_bytes``, but no more than
+        ``max_batch_images`` full-size files and never less than one."""
+        return max(self.max_upload_bytes, min(self.max_request_bytes, self.max_batch_images * self.max_upload_bytes))
 
     @property
     def read_key_set(self) -> frozenset[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from typing import Annotated
 
 import numpy as np
@@ -27,6 +26,7 @@ from service.schemas import (
     VectorSearchRequest,
     VectorSearchResponse,
 )
+from service.uploads import decode_reason
 
 router = APIRouter(prefix="/v1/collections", tags=["items"])
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
@@ -48,9 +48,8 @@ def embed_item(target: LoadedCollection, body: ItemUpsert) -> np.ndarray:
     try:
         image = decode_image(data)
     except ImageDecodeError as exc:
-        reason = re.sub(r"\s*<[^>]* at 0x[0-9a-f]+>", "", str(exc))
         raise UnsupportedMediaError("image_base64 is not an image in an accepted format",
-                                    details={"reason": reason}) from exc
+                                    details={"reason": decode_reason(exc)}) from exc
     return target.embedder.embed_images([image])[0]
 
 

@@ -1,29 +1,29 @@
-"""Similarity search: an uploaded image, or one or more texts, against a collection.
+"""Similarity search: one or more uploaded images, or one or more texts, against a collection.
 
-Handlers are ``async``: they check the request on the event loop (cheap), decode an upload in the
-thread pool, and await the collection's micro-batcher (service/batching.py), whose worker thread embeds
-and searches the queries of many concurrent requests at once. A waiting request holds no thread, and
+Handlers are ``async``: they check the request on the event loop (cheap), decode the uploads in the
+thread pool (one hop per request, service/uploads.py), and await the collection's micro-batcher
+(service/batching.py), whose worker thread embeds and searches the queries of many concurrent requests
+at once. A waiting request holds no thread, and
 nothing blocking (decoding, torch, FAISS) runs on the event loop.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from index.preprocess import ALLOWED_IMAGE_FORMATS, ImageDecodeError, decode_image
 from index.store import Hit
 from service.auth import ReadAccess
 from service.deps import RegistryDep, SettingsDep
-from service.errors import EmptyUploadError, PayloadTooLargeError, UnsupportedMediaError, validation_error
+from service.errors import validation_error
 from service.querying import SearchOptions
 from service.schemas import (
     HARD_MAX_K,
     ErrorResponse,
+    ImageQueryResults,
     ImageSearchResponse,
     QueryResults,
     SearchFilter,
@@ -31,6 +31,7 @@ from service.schemas import (
     TextSearchRequest,
     TextSearchResponse,
 )
+from service.uploads import decode_uploads, read_uploads
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[ReadAccess])
 
@@ -50,11 +51,12 @@ def to_schema(hits: list[Hit]) -> list[SearchHit]:
 
 
 @router.post("/images/search", response_model=ImageSearchResponse, responses=ERRORS,
-             summary="Find the images most similar to an uploaded image")
+             summary="Find the images most similar to each uploaded image (one or more `file` parts)")
 async def search_images(
     registry: RegistryDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile, File(description="the query image (JPEG, PNG, PGM, ...)")],
+    files: Annotated[list[UploadFile], File(alias="file", description="the query image (JPEG, PNG, PGM, ...); "
+                                            "repeat the field for a batch, answered in one forward pass")],
     k: Annotated[int, Form(ge=1, le=HARD_MAX_K, description="number of neighbours")] = 5,
     collection: Annotated[str | None, Form(max_length=64, description="default: the image collection")] = None,
     min_score: Annotated[float | None, Form(ge=-1.0, le=1.0, description="drop hits below this score")] = None,
@@ -62,24 +64,17 @@ async def search_images(
 ) -> ImageSearchResponse:
     check_k(k, settings.max_k)
     target = registry.resolve(collection, "image")
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise PayloadTooLargeError(f"the upload exceeds {settings.max_upload_bytes} bytes",
-                                   details={"limit_bytes": settings.max_upload_bytes})
-    if not data:
-        raise EmptyUploadError("the uploaded file is empty")
+    uploads = await read_uploads(files, max_files=settings.max_batch_images, max_file_bytes=settings.max_upload_bytes,
+                                 max_total_bytes=settings.max_image_request_bytes)
     started = time.perf_counter()
-    try:
-        image = await run_in_threadpool(decode_image, data)
-    except ImageDecodeError as exc:
-        reason = re.sub(r"\s*<[^>]* at 0x[0-9a-f]+>", "", str(exc))  # no object reprs in responses
-        raise UnsupportedMediaError("the upload is not an image in an accepted format",
-                                    details={"reason": reason,
-                                             "accepted_formats": sorted(ALLOWED_IMAGE_FORMATS)}) from exc
+    images = await run_in_threadpool(decode_uploads, uploads)
     target.observe_stage("decode", time.perf_counter() - started)
     options = SearchOptions.of(min_score, SearchFilter(label=label) if label is not None else None)
-    answer = await target.query_async([image], k, options)
-    return ImageSearchResponse(collection=target.name, version=answer.version, results=to_schema(answer.hits[0]))
+    answer = await target.query_async(images, k, options)  # one query: all images share one forward pass
+    queries = [ImageQueryResults(filename=upload.filename, results=to_schema(row))
+               for upload, row in zip(uploads, answer.hits, strict=True)]
+    return ImageSearchResponse(collection=target.name, version=answer.version, results=queries[0].results,
+                               queries=queries)
 
 
 @router.post("/texts/search", response_model=TextSearchResponse, responses=ERRORS,

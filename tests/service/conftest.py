@@ -4,6 +4,9 @@ Collections (all built with the real embedders of tests/bundles.py):
 - ``images``: all 400 ORL faces;   ``texts``: 5 glosses of each of 20 WordNet classes (100 texts);
 - ``scratch``: 20 texts, re-indexed by the live-server tests;
 - ``scratch2`` (texts) and ``scratch-images`` (6 faces): re-indexed by the TestClient tests.
+
+``client`` is a TestClient on them; ``server`` a real uvicorn process (``python -m service.server``) on a
+free loopback port, started once for the tests over HTTP, and ``http`` an httpx client of it.
 """
 
 from __future__ import annotations
@@ -11,14 +14,23 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from index.collections import index_collection
 from service.app import create_app
 from tests import bundles
-from tests.service.helpers import ServiceData, service_settings, wait_ready
+from tests.service.helpers import (
+    MAX_REQUEST_BYTES,
+    MAX_UPLOAD_BYTES,
+    ServiceData,
+    live_server,
+    service_settings,
+    wait_ready,
+)
 
 
 def _copy_faces(faces: Path, out: Path, people: list[str], numbers: list[int]) -> Path:
@@ -66,3 +78,18 @@ def client(service_data: ServiceData) -> Iterator[TestClient]:
     with TestClient(create_app(service_settings(service_data))) as test_client:
         wait_ready(test_client)
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def server(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Start the live server, wait for /readyz, yield {"url", "log"}; stop it at the end of the session."""
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    with live_server(service_data.collections_dir, service_data.data_root, log_path, batch_size="8",
+                     max_upload_bytes=str(MAX_UPLOAD_BYTES), max_request_bytes=str(MAX_REQUEST_BYTES)) as (url, _):
+        yield {"url": url, "log": log_path}
+
+
+@pytest.fixture()
+def http(server: dict[str, Any]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server["url"], timeout=60) as client:
+        yield client

@@ -31,10 +31,14 @@ def deep_json(depth: int) -> bytes:
     return b'{"text": ' + b"[" * depth + b"]" * depth + b"}"
 
 
-def image_cases(rng: random.Random, face: bytes) -> list[dict[str, Any]]:
+def as_png(image: bytes) -> bytes:
     png = io.BytesIO()
-    Image.open(io.BytesIO(face)).save(png, format="PNG")
-    real = [face, png.getvalue()]
+    Image.open(io.BytesIO(image)).save(png, format="PNG")
+    return png.getvalue()
+
+
+def image_cases(rng: random.Random, face: bytes) -> list[dict[str, Any]]:
+    real = [face, as_png(face)]
     cases = []
     for _ in range(60):
         blob = rng.randbytes(rng.choice([1, 7, 64, 1000, 20_000]))
@@ -52,6 +56,22 @@ def image_cases(rng: random.Random, face: bytes) -> list[dict[str, Any]]:
         cases.append({"files": {"file": ("f.pgm", face)}, "data": {"collection": str(value)[:200]}})
     cases.append({"content": rng.randbytes(500), "headers": {"content-type": "multipart/form-data; boundary=x"}})
     cases.append({"content": b"--x\r\n\r\n", "headers": {"content-type": "multipart/form-data"}})
+    return [{"method": "POST", "path": "/v1/images/search", **case} for case in cases]
+
+
+def multi_file_cases(rng: random.Random, face: bytes) -> list[dict[str, Any]]:
+    """Several ``file`` parts with one bad among good ones, too many parts, or a text field named ``file``."""
+    good = ("f.pgm", face)
+    cases: list[dict[str, Any]] = [
+        {"files": [("file", good), ("file", ("x.png", rng.randbytes(300)))]},
+        {"files": [("file", ("x", rng.randbytes(50))), ("file", good), ("file", good)]},
+        {"files": [("file", good), ("file", ("t.png", as_png(face)[:400]))]},
+        {"files": [("file", good), ("file", ("empty.pgm", b""))]},
+        {"files": [("file", good), ("file", ("bomb.png", png_bomb()))]},
+        {"files": [("file", (f"{i}.jpg", rng.randbytes(8))) for i in range(40)]},
+        {"files": [("file", good), ("file", (None, b"not a file part"))]},
+        {"files": [("file", good)], "data": {"file": "a text field named file"}},
+    ]
     return [{"method": "POST", "path": "/v1/images/search", **case} for case in cases]
 
 
@@ -87,4 +107,5 @@ def json_cases(rng: random.Random) -> list[dict[str, Any]]:
 
 def all_cases(face_path: Path, seed: int = 4) -> list[dict[str, Any]]:
     rng = random.Random(seed)
-    return image_cases(rng, face_path.read_bytes()) + json_cases(rng)
+    face = face_path.read_bytes()
+    return image_cases(rng, face) + json_cases(rng) + multi_file_cases(rng, face)

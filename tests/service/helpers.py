@@ -21,6 +21,8 @@ from tests.bundles import REPO
 
 HELD_OUT_PEOPLE = [f"s{n}" for n in range(31, 41)]
 START_TIMEOUT_S = 180.0
+MAX_UPLOAD_BYTES = 200_000  # limits of the shared live server (conftest.server): each image file,
+MAX_REQUEST_BYTES = 1_000_000  # and any body (all files of one image search together)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The service through HTTP: a real uvicorn process (``python -m service.server``) on a free loopback port."""
+"""The service through HTTP: a real uvicorn process (``python -m service.server``, conftest.server)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,7 @@ import httpx
 import pytest
 
 from tests.service.fuzz_cases import all_cases
-from tests.service.helpers import HELD_OUT_PEOPLE, ServiceData, assert_error, live_server
-
-MAX_UPLOAD_BYTES = 200_000
-
-
-@pytest.fixture(scope="module")
-def server(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Start the server, wait for /readyz, yield {"url", "log"}; stop it at the end."""
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with live_server(service_data.collections_dir, service_data.data_root, log_path, batch_size="8",
-                     max_upload_bytes=str(MAX_UPLOAD_BYTES)) as (url, _):
-        yield {"url": url, "log": log_path}
-
-
-@pytest.fixture()
-def http(server: dict[str, Any]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server["url"], timeout=60) as client:
-        yield client
+from tests.service.helpers import HELD_OUT_PEOPLE, MAX_UPLOAD_BYTES, ServiceData, assert_error
 
 
 def search_image(http: httpx.Client, path: Path, **form: Any) -> httpx.Response:

@@ -7,7 +7,9 @@ collection takes the first waiting query, then gathers more until ``max_batch`` 
 all inputs at once, search all vectors at once). Queries that pile up while a batch runs go into the
 next one, so under load batches grow without anyone waiting longer than one batch plus ``max_wait_ms``.
 
-The worker is a plain thread: torch and FAISS never run on the event loop.
+The worker is a plain thread: torch and FAISS never run on the event loop. ``wait_idle`` lets background
+work (a re-index job embedding on the same cores) give way to queries: it returns once nothing is queued
+or running, or after a timeout.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class MicroBatcher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._idle = threading.Condition()
+        self._running = False  # a batch is being gathered or processed
         self.batches = 0  # forward passes run so far
         self.queries = 0  # queries answered so far
 
@@ -68,6 +72,17 @@ class MicroBatcher:
     def queue_depth(self) -> int:
         """Queries waiting for a batch (not counting the batch being processed)."""
         return self._queue.qsize()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until no query is queued and no batch runs, or ``timeout_s`` seconds passed; True if idle."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._running or not self._queue.empty():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(min(remaining, 0.01))  # a query may arrive without notifying
+        return True
 
     def enqueue(self, inputs: Sequence[Any], k: int, options: Any = None) -> Future:
         """Queue one query without waiting; its future gets the answer (or the batch's exception)."""
@@ -116,10 +131,17 @@ class MicroBatcher:
             first = self._queue.get()
             if first is None:
                 break
-            batch, stop = self._gather(first)
-            batch = [query for query in batch if query.future.set_running_or_notify_cancel()]  # drop cancelled ones
-            if batch:
-                self._run_batch(batch)
+            with self._idle:
+                self._running = True
+            try:
+                batch, stop = self._gather(first)
+                batch = [query for query in batch if query.future.set_running_or_notify_cancel()]  # drop cancelled
+                if batch:
+                    self._run_batch(batch)
+            finally:
+                with self._idle:
+                    self._running = False
+                    self._idle.notify_all()
 
     def _run_batch(self, batch: list[PendingQuery]) -> None:
         try:

@@ -4,7 +4,9 @@ At most one job per collection runs at a time (a second one is refused with 409)
 using the old index until the new version is published, loaded and swapped in. Job state is kept in
 SQLite (service/jobstore.py): it survives a restart, and a job that was running when the process
 died is reported ``interrupted`` (its half-built staging folder is never served). Items that cannot
-be indexed are recorded per job; more than ``job_max_failures`` of them abort the job.
+be indexed are recorded per job; more than ``job_max_failures`` of them abort the job. Before each
+embedding batch a job waits up to ``job_yield_ms`` for the collection's queries to be answered
+(``MicroBatcher.wait_idle``), so that searches keep their latency while it runs on the same cores.
 """
 
 from __future__ import annotations
@@ -116,6 +118,14 @@ class JobManager:
                                            "allowed (ARCSEARCH_JOB_MAX_FAILURES); see 'failures'")
         return record
 
+    def _give_way_to_queries(self, collection: LoadedCollection) -> Callable[[], object] | None:
+        """Before each embedding batch, wait up to ``job_yield_ms`` while the collection answers queries:
+        on shared cores a search then waits for at most one job batch, not for a run of them."""
+        wait_s = self.settings.job_yield_ms / 1000.0
+        if wait_s <= 0:
+            return None
+        return lambda: collection.batcher is None or collection.batcher.wait_idle(wait_s)
+
     def _run(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader) -> None:
         store = self.store
         store.update(job_id, status="running", started_at=now())
@@ -136,7 +146,8 @@ class JobManager:
             built, _ = build_store(collection.embedder, items, factory=factory, batch_size=self.settings.batch_size,
                                    source=source, show_progress=False, on_failure=on_failure,
                                    progress=lambda done, total: store.update(job_id, done=done + skip,
-                                                                             total=total + skip))
+                                                                             total=total + skip),
+                                   before_batch=self._give_way_to_queries(collection))
             root = self.settings.collections_dir
             staged = staging_dir(root, collection.name)
             built.save(staged)

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     jobs_db: Path | None = Field(None, description="SQLite file of re-index jobs; default "
                                  "<collections_dir>/jobs.sqlite")
     job_max_failures: int = Field(100, ge=0, description="a re-index job aborts when more items than this fail")
+    job_yield_ms: float = Field(200.0, ge=0, le=10_000, description="before each batch a re-index job waits up to "
+                                "this long while queries are being answered (0 = never wait)")
     verify_embedder_hash: bool = Field(True, description="re-hash embedder weights at load")
 
     @property

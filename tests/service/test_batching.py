@@ -45,6 +45,25 @@ def test_concurrent_queries_are_batched_and_answered_in_order() -> None:
         batcher.submit([1], k=1)
 
 
+def test_wait_idle_returns_at_once_when_idle_and_after_the_running_batch_otherwise() -> None:
+    release = threading.Event()
+
+    def slow(batch: list[PendingQuery]) -> list[Any]:
+        release.wait(5)
+        return [list(q.inputs) for q in batch]
+
+    batcher = MicroBatcher("t", slow, max_batch=4, max_wait_ms=0)
+    assert batcher.wait_idle(0.0)  # nothing queued, no worker yet
+    future = batcher.enqueue([1], k=1)
+    started = time.monotonic()
+    assert not batcher.wait_idle(0.1)  # the batch is still running: gives up after the timeout
+    assert 0.09 <= time.monotonic() - started < 2
+    threading.Timer(0.2, release.set).start()
+    assert batcher.wait_idle(5)
+    assert future.done() and future.result() == [1]
+    batcher.close()
+
+
 def test_an_error_reaches_every_query_of_its_batch_and_the_worker_survives() -> None:
     batcher = MicroBatcher("t", SlowDoubler(), max_batch=64, max_wait_ms=100)
     with ThreadPoolExecutor(4) as pool:

@@ -1,11 +1,11 @@
-"""Every objective on the same data, backbone, seeds and time budget: a mean ± std table and pictures.
+"""Every objective on the same data, backbone, seeds and training budget: a mean ± std table and pictures.
 
-``compare_losses`` trains one run per (loss, seed) from a base config, each with the same
-``max_train_seconds``, and scores the held-out classes of that seed's split; baselines (no training)
-are scored once per seed. ``summarise`` folds the per-seed scores into mean and standard deviation and
-``markdown_table`` prints them, with each method's MAP@R minus the first loss's on the same seed
-(``paired_differences``); ``compare_losses`` also writes ``compare.json``, ``compare.md`` and the
-PNG pictures into the output folder.
+``compare_losses`` trains one run per (loss, seed) from a base config, each with the same epochs (and
+``max_train_seconds``, if set), and scores the held-out classes of that seed's split; baselines (no
+training) are scored once per seed. ``summarise`` folds the per-seed scores into mean and standard
+deviation and ``markdown_table`` prints them, with each method's MAP@R minus the first loss's on the same
+seed (``paired_differences``); ``angle_table`` gives the paper's angle statistics. ``compare_losses`` also
+writes ``compare.json``, ``compare.md`` and the PNG pictures into the output folder.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 TABLE_METRICS = (("map_at_r", "MAP@R"), ("r_precision", "R-prec"), ("precision_at_1", "P@1"),
                  ("verification_accuracy_mean", "verif. acc"), ("tar_at_far_1e-3", "TAR@FAR=1e-3"))
+ANGLE_METRICS = (("angle_to_centre_deg", "sample → own centre"),
+                 ("angle_nearest_centre_deg", "centre → nearest centre"),
+                 ("angle_min_between_centres_deg", "min between centres"),
+                 ("angle_positive_pairs_deg", "positive pairs"), ("angle_negative_pairs_deg", "negative pairs"))
 
 Trainer = Callable[..., dict[str, Any]]
 
@@ -111,6 +115,21 @@ def markdown_table(summary: dict[str, dict[str, dict[str, float]]], *, order: Se
     return "\n".join(lines)
 
 
+def angle_table(summary: dict[str, dict[str, dict[str, float]]], *, order: Sequence[str] = ()) -> str:
+    """The ArcFace paper's angle statistics of the held-out embeddings, mean over seeds, in degrees: a
+    markdown row per method (``order`` first) that has them (baselines without dense embeddings have none)."""
+    methods = [m for m in order if m in summary] + sorted(m for m in summary if m not in order)
+    lines = ["| method | " + " | ".join(label for _, label in ANGLE_METRICS) + " |",
+             "|---|" + "---|" * len(ANGLE_METRICS)]
+    for method in methods:
+        stats = [summary[method].get(key) for key, _ in ANGLE_METRICS]
+        if all(stat is None for stat in stats):
+            continue
+        cells = ["–" if stat is None or math.isnan(stat["mean"]) else f"{stat['mean']:.1f}" for stat in stats]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def compare_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], seeds: Sequence[int],
                    out_dir: Path) -> dict[str, Any]:
     """Train ``base`` once per loss and seed with ``train(config, export=False, baselines=...)`` (the
@@ -127,10 +146,13 @@ def compare_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], 
     summary = summarise(runs)
     order = [f"{loss}_finetuned" for loss in losses]
     table = markdown_table(summary, order=order, paired=paired_differences(runs, order[0]), reference=order[0])
+    angles = angle_table(summary, order=order)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"losses": list(losses), "seeds": list(seeds), "max_train_seconds": base.max_train_seconds,
-              "summary": summary, "table": table, "figures": write_compare_figures(runs, out_dir), "runs": runs}
+              "summary": summary, "table": table, "angle_table": angles,
+              "figures": write_compare_figures(runs, out_dir), "runs": runs}
     write_json_atomic(out_dir / "compare.json", result)
-    (out_dir / "compare.md").write_text(table + "\n", encoding="utf-8")
-    logger.info("held-out classes, mean ± std over seeds %s:\n%s", list(seeds), table)
+    (out_dir / "compare.md").write_text(f"{table}\n\nAngles of the held-out embeddings, degrees (mean over seeds):"
+                                        f"\n\n{angles}\n", encoding="utf-8")
+    logger.info("held-out classes, mean ± std over seeds %s:\n%s\n%s", list(seeds), table, angles)
     return result

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from arcsearch.cli import main
-from training.compare import markdown_table, paired_differences, summarise
+from training.compare import angle_table, markdown_table, paired_differences, summarise
 
 
 def _report(loss_map: float, base_map: float, seconds: float) -> dict:
@@ -33,6 +33,19 @@ def test_table_lists_requested_order_first_and_bolds_the_best_map() -> None:
     assert table[2].startswith("| arcface_finetuned | 0.900 ± 0.000")
     assert table[3].startswith("| raw_pixels | **0.950 ± 0.000**")
     assert all(line.count("|") == table[0].count("|") for line in table)
+
+
+def test_angle_table_averages_each_statistic_over_seeds_and_skips_methods_without_angles() -> None:
+    def run(to_centre: float, negatives: float) -> dict:
+        report = _report(0.9, 0.5, 10.0)
+        report["methods"]["arcface_finetuned"]["angles"] = {"to_centre_deg": to_centre,
+                                                            "negative_pairs_deg": negatives}
+        return report
+
+    table = angle_table(summarise([run(30.0, 80.0), run(40.0, 90.0)]), order=["arcface_finetuned"]).splitlines()
+    assert "sample → own centre" in table[0] and "negative pairs" in table[0]
+    assert table[2] == "| arcface_finetuned | 35.0 | – | – | – | 85.0 |"
+    assert len(table) == 3  # raw_pixels has no angles: no row
 
 
 def test_paired_differences_subtract_the_reference_on_the_same_seed() -> None:
@@ -72,6 +85,8 @@ def test_compare_command_trains_each_loss_and_seed_and_writes_the_table(faces_su
     assert ["raw_pixels" in run["methods"] for run in result["runs"]] == [True, False, True, False]
     assert (out / "compare.md").read_text().startswith("| method |")
     assert "Δ MAP@R vs arcface" in result["table"]
+    assert result["angle_table"].splitlines()[2].startswith("| arcface_finetuned | ")
+    assert result["angle_table"] in (out / "compare.md").read_text()
     for picture in ("angles.png", "training_curves.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert result["figures"][picture.removesuffix(".png")] == str(out / picture)

@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(compare)
     compare.add_argument("--losses", nargs="+", default=["all"], help="loss names, or all (default)")
     compare.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one run per loss and seed")
+    compare.add_argument("--overrides", type=Path, help="JSON {loss: {knob: value}} of per-loss hyper-parameters, "
+                         "e.g. the tuned.json that `arcsearch tune` writes")
+
+    tune = commands.add_parser("tune", help="search each loss's own hyper-parameters on validation classes (never "
+                               "the held-out ones); write tuning.md and tuned.json for compare --overrides")
+    _add_training_options(tune)
+    tune.add_argument("--losses", nargs="+", default=["all"], help="loss names, or all (default)")
+    tune.add_argument("--seeds", nargs="+", type=int, default=[0], help="one run per grid point and seed")
 
     demo = commands.add_parser("demo", help="prepare, train, evaluate, export, index and serve the defaults")
     demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -127,6 +135,7 @@ def _run_command(args: argparse.Namespace) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "prepare": commands.prepare, "train": commands.train, "evaluate": commands.evaluate,
         "index": commands.index, "serve": commands.serve, "demo": commands.demo, "compare": commands.compare,
+        "tune": commands.tune,
     }
     return handlers[args.command](args)
 

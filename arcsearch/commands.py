@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable
@@ -76,17 +77,49 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare(args: argparse.Namespace) -> int:
-    from training.compare import compare_losses
+def _loss_names(requested: list[str]) -> list[str]:
+    """``all`` (every loss but the sharded ones, which equal ArcFace in one process) or the names given."""
     from training.loss_params import SHARDED_LOSSES
     from training.losses import LOSSES
 
-    losses = [name for name in LOSSES if name not in SHARDED_LOSSES] if args.losses == ["all"] else args.losses
+    losses = [name for name in LOSSES if name not in SHARDED_LOSSES] if requested == ["all"] else requested
     unknown = [name for name in losses if name not in LOSSES]
     if unknown:
         raise ValueError(f"unknown loss(es) {unknown}; choose from {', '.join(LOSSES)} or 'all'")
+    return losses
+
+
+def _read_overrides(path: Any) -> dict[str, dict[str, Any]]:
+    """The JSON object {loss: {knob: value}} at ``path`` (an empty dict for None)."""
+    import json
+
+    if path is None:
+        return {}
+    overrides = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+        raise ValueError(f"{path}: expected a JSON object {{loss: {{knob: value}}}}")
+    return overrides
+
+
+def compare(args: argparse.Namespace) -> int:
+    from training.compare import compare_losses
+
+    losses = _loss_names(args.losses)
     config, run = _training_config(args)
-    result = compare_losses(config, run, losses=losses, seeds=args.seeds, out_dir=args.out)
+    result = compare_losses(config, run, losses=losses, seeds=args.seeds, out_dir=args.out,
+                            overrides=_read_overrides(args.overrides))
+    sys.stdout.write(result["table"] + "\n")
+    return 0
+
+
+def tune(args: argparse.Namespace) -> int:
+    from training.tuning import tune_losses
+
+    config, run = _training_config(args)
+    if config.validation_fraction <= 0:
+        config = dataclasses.replace(config, validation_fraction=0.25)
+        logger.info("tuning on a quarter of the training classes (--validation-fraction 0.25)")
+    result = tune_losses(config, run, losses=_loss_names(args.losses), seeds=args.seeds, out_dir=args.out)
     sys.stdout.write(result["table"] + "\n")
     return 0
 

@@ -22,6 +22,7 @@ import numpy as np
 from index.bundle import write_json_atomic
 from training.config import TrainConfig
 from training.figures import write_compare_figures
+from training.tuning import apply_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -131,14 +132,21 @@ def angle_table(summary: dict[str, dict[str, dict[str, float]]], *, order: Seque
 
 
 def compare_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], seeds: Sequence[int],
-                   out_dir: Path) -> dict[str, Any]:
+                   out_dir: Path, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train ``base`` once per loss and seed with ``train(config, export=False, baselines=...)`` (the
-    modality's ``training.run`` function); returns and writes {summary, runs, table}."""
+    modality's ``training.run`` function), each loss with its ``overrides`` (knob -> value, as
+    ``training.tuning.apply_overrides`` takes them; e.g. the tuned points); returns and writes {summary,
+    runs, table}."""
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(losses))
+    if unknown:
+        raise ValueError(f"overrides for loss(es) not compared: {unknown}")
     out_dir = Path(out_dir)
     runs: list[dict[str, Any]] = []
     for seed in seeds:
         for position, loss in enumerate(losses):
-            config = dataclasses.replace(base, loss=loss, seed=seed, out_dir=out_dir / "runs" / f"{loss}_seed{seed}")
+            config = dataclasses.replace(apply_overrides(base, overrides.get(loss, {})), loss=loss, seed=seed,
+                                         out_dir=out_dir / "runs" / f"{loss}_seed{seed}")
             logger.info("compare: %s, seed %d (%d/%d)", loss, seed, len(runs) + 1, len(losses) * len(seeds))
             report = train(config, export=False, baselines=position == 0)
             report["loss"], report["seed"] = loss, seed
@@ -149,7 +157,7 @@ def compare_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], 
     angles = angle_table(summary, order=order)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"losses": list(losses), "seeds": list(seeds), "max_train_seconds": base.max_train_seconds,
-              "summary": summary, "table": table, "angle_table": angles,
+              "overrides": overrides, "summary": summary, "table": table, "angle_table": angles,
               "figures": write_compare_figures(runs, out_dir), "runs": runs}
     write_json_atomic(out_dir / "compare.json", result)
     (out_dir / "compare.md").write_text(f"{table}\n\nAngles of the held-out embeddings, degrees (mean over seeds):"

@@ -1,0 +1,134 @@
+"""Each loss's own hyper-parameters, searched on validation classes with the budget of the comparison.
+
+A loss is trained once per point of its grid and per seed, with ``validation_fraction`` of the training
+classes kept back (``base.validation_fraction`` must be > 0). A point's score is the validation MAP@R of
+the last epoch — what a comparison run, which never selects an epoch, would end with — averaged over
+seeds. The held-out classes are not looked at. ``best_overrides`` gives each loss its best point, the
+input of ``arcsearch compare --overrides``.
+
+A point is a dict of overrides: names of ``TrainConfig`` fields (``lr``, ``head_lr``, ...) or of
+``LossParams`` fields (``margin_rad``, ``scale``, ...). The empty point is the default configuration
+and is always in the grid, so a tuned loss is never worse on validation than its defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.bundle import write_json_atomic
+from training.config import TrainConfig
+from training.loss_params import LossParams
+
+logger = logging.getLogger(__name__)
+
+Point = dict[str, float | int | bool]
+Trainer = Callable[..., dict[str, Any]]
+
+# the default ({}) first, then three moves of the loss's own knobs (margins, scale; learning rates for the
+# baselines without a scale)
+DEFAULT_GRIDS: dict[str, list[Point]] = {
+    "arcface": [{}, {"margin_rad": 0.3}, {"margin_rad": 0.7}, {"scale": 16.0}],
+    "cosface": [{}, {"cosface_margin": 0.2}, {"cosface_margin": 0.5}, {"scale": 16.0}],
+    "sphereface": [{}, {"sphereface_m": 1.2}, {"sphereface_m": 1.7}, {"scale": 16.0}],
+    "combined": [{}, {"combined_m2": 0.2, "combined_m3": 0.1}, {"combined_m2": 0.4, "combined_m3": 0.3},
+                 {"scale": 16.0}],
+    "subcenter_arcface": [{}, {"subcenters": 2}, {"margin_rad": 0.3}, {"scale": 16.0}],
+    "softmax": [{}, {"head_lr": 3e-3}, {"head_lr": 1e-1}, {"lr_factor": 3.0}],
+    "norm_softmax": [{}, {"scale": 10.0}, {"scale": 16.0}, {"scale": 64.0}],
+    "triplet": [{}, {"triplet_margin": 0.1}, {"triplet_margin": 0.4}, {"lr_factor": 3.0}],
+    "arcface_triplet": [{}, {"triplet_weight": 0.5}, {"triplet_weight": 2.0}, {"margin_rad": 0.3}],
+}
+LOSS_KNOBS = frozenset(f.name for f in dataclasses.fields(LossParams))
+CONFIG_KNOBS = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - {"loss", "loss_params", "seed"}
+
+
+def apply_overrides(base: TrainConfig, point: Point) -> TrainConfig:
+    """``base`` with the point's values: ``LossParams`` fields go into ``loss_params``, others replace config
+    fields; ``lr_factor`` multiplies the encoder's ``lr``. ValueError names an unknown key."""
+    unknown = set(point) - LOSS_KNOBS - CONFIG_KNOBS - {"lr_factor"}
+    if unknown:
+        raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; use TrainConfig or LossParams field names")
+    knobs = {key: value for key, value in point.items() if key in LOSS_KNOBS}
+    fields = {key: value for key, value in point.items() if key in CONFIG_KNOBS}
+    if "lr_factor" in point:
+        fields["lr"] = base.lr * float(point["lr_factor"])
+    return dataclasses.replace(base, loss_params=dataclasses.replace(base.loss_params, **knobs), **fields)
+
+
+def point_name(point: Point) -> str:
+    """A short readable name: ``default`` or ``margin_rad=0.3,scale=16``."""
+    return ",".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                    for key, value in sorted(point.items())) or "default"
+
+
+def _last_validation_score(report: dict[str, Any]) -> float:
+    scores = report["fit"].get("validation_map_at_r") or []
+    return float(scores[-1]) if scores else math.nan
+
+
+def tune_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], seeds: Sequence[int], out_dir: Path,
+                grids: dict[str, list[Point]] | None = None) -> dict[str, Any]:
+    """Train every grid point of every loss on every seed with ``train(config, export=False,
+    baselines=False)``; returns and writes ``tuning.json`` ({points: [...], best: {loss: point}}) and a
+    markdown table ``tuning.md`` into ``out_dir``."""
+    if base.validation_fraction <= 0:
+        raise ValueError("tuning needs validation classes: set validation_fraction > 0 (e.g. 0.25)")
+    grids = grids or DEFAULT_GRIDS
+    missing = [loss for loss in losses if loss not in grids]
+    if missing:
+        raise ValueError(f"no tuning grid for {missing}; grids exist for {sorted(grids)}")
+    out_dir = Path(out_dir)
+    total = sum(len(grids[loss]) for loss in losses) * len(seeds)
+    points: list[dict[str, Any]] = []
+    for loss in losses:
+        for point in grids[loss]:
+            scores = []
+            for seed in seeds:
+                name = f"{loss}_{point_name(point)}_seed{seed}".replace("=", "-").replace(",", "_")
+                config = dataclasses.replace(apply_overrides(base, point), loss=loss, seed=seed,
+                                             out_dir=out_dir / "runs" / name)
+                logger.info("tune: %s %s, seed %d (%d/%d)", loss, point_name(point), seed,
+                            len(points) * len(seeds) + len(scores) + 1, total)
+                scores.append(_last_validation_score(train(config, export=False, baselines=False)))
+            points.append({"loss": loss, "point": point, "name": point_name(point), "scores": scores,
+                           "mean": float(np.nanmean(scores)) if not all(map(math.isnan, scores)) else math.nan})
+    best = best_overrides(points)
+    table = tuning_table(points, best)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {"losses": list(losses), "seeds": list(seeds), "validation_fraction": base.validation_fraction,
+              "points": points, "best": best, "table": table}
+    write_json_atomic(out_dir / "tuning.json", result)
+    write_json_atomic(out_dir / "tuned.json", best)
+    (out_dir / "tuning.md").write_text(table + "\n", encoding="utf-8")
+    logger.info("validation MAP@R per grid point (mean over seeds %s):\n%s", list(seeds), table)
+    return result
+
+
+def best_overrides(points: Sequence[dict[str, Any]]) -> dict[str, Point]:
+    """Per loss, the point with the highest mean validation score (the earlier point on a tie, so the
+    default wins ties); NaN scores never win."""
+    best: dict[str, tuple[float, Point]] = {}
+    for entry in points:
+        score = entry["mean"]
+        current = best.get(entry["loss"])
+        if current is None or (not math.isnan(score) and (math.isnan(current[0]) or score > current[0])):
+            best[entry["loss"]] = (score, entry["point"])
+    return {loss: point for loss, (_, point) in best.items()}
+
+
+def tuning_table(points: Sequence[dict[str, Any]], best: dict[str, Point]) -> str:
+    """A markdown row per (loss, point): its validation MAP@R per seed and mean; the chosen point in bold."""
+    lines = ["| loss | hyper-parameters | validation MAP@R (per seed) | mean |", "|---|---|---|---|"]
+    for entry in points:
+        chosen = best.get(entry["loss"]) == entry["point"]
+        mean = "–" if math.isnan(entry["mean"]) else f"{entry['mean']:.3f}"
+        per_seed = ", ".join("–" if math.isnan(s) else f"{s:.3f}" for s in entry["scores"])
+        lines.append(f"| {entry['loss']} | {entry['name']} | {per_seed} | {f'**{mean}**' if chosen else mean} |")
+    return "\n".join(lines)

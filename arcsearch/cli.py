@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one run per loss and seed")
     compare.add_argument("--overrides", type=Path, help="JSON {loss: {knob: value}} of per-loss hyper-parameters, "
                          "e.g. the tuned.json that `arcsearch tune` writes")
+    compare.add_argument("--reuse", type=Path, help="an earlier compare --out folder: its runs with the very same "
+                         "configuration are taken as they are instead of trained again")
 
     tune = commands.add_parser("tune", help="search each loss's own hyper-parameters on validation classes (never "
                                "the held-out ones); write tuning.md and tuned.json for compare --overrides")

@@ -107,7 +107,7 @@ def compare(args: argparse.Namespace) -> int:
     losses = _loss_names(args.losses)
     config, run = _training_config(args)
     result = compare_losses(config, run, losses=losses, seeds=args.seeds, out_dir=args.out,
-                            overrides=_read_overrides(args.overrides))
+                            overrides=_read_overrides(args.overrides), reuse_dir=args.reuse)
     sys.stdout.write(result["table"] + "\n")
     return 0
 

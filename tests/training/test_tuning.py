@@ -67,6 +67,15 @@ def test_tune_then_compare_with_the_tuned_overrides(faces_subset: Path, tmp_path
     assert runs["arcface"]["config"]["loss_params"]["margin_rad"] == 0.3
     assert runs["softmax"]["config"]["head_lr"] == 3e-3
     assert runs["softmax"]["config"]["loss_params"]["margin_rad"] == 0.5  # arcface's override stays arcface's
+    # a second comparison that changes softmax only takes arcface's run as it is
+    tuned.write_text(json.dumps({"arcface": {"margin_rad": 0.3}, "softmax": {"head_lr": 1e-2}}))
+    assert main(["compare", *common, "--losses", "arcface", "softmax", "--out", str(tmp_path / "again"),
+                 "--seeds", "0", "--overrides", str(tuned), "--reuse", str(tmp_path / "compare")]) == 0
+    again = {run["loss"]: run for run in json.loads((tmp_path / "again" / "compare.json").read_text())["runs"]}
+    assert again["arcface"]["methods"] == runs["arcface"]["methods"]
+    assert not (tmp_path / "again" / "runs" / "arcface_seed0_report.json").exists()
+    assert (tmp_path / "again" / "runs" / "softmax_seed0_report.json").exists()
+    assert again["softmax"]["config"]["head_lr"] == 1e-2
 
 
 def test_overrides_for_a_loss_not_compared_are_refused(faces_subset: Path, tmp_path: Path) -> None:

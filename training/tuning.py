@@ -28,13 +28,14 @@ from training.loss_params import LossParams
 
 logger = logging.getLogger(__name__)
 
-Point = dict[str, float | int | bool]
+Point = dict[str, float | int | bool | str]
 Trainer = Callable[..., dict[str, Any]]
 
 # the default ({}) first, then three moves of the loss's own knobs (margins, scale; learning rates for the
-# baselines without a scale)
+# baselines without a scale); ArcFace also with the P x K batches the triplet losses train on, so that a
+# gain of arcface_triplet over arcface can be told apart from a gain of its sampler
 DEFAULT_GRIDS: dict[str, list[Point]] = {
-    "arcface": [{}, {"margin_rad": 0.3}, {"margin_rad": 0.7}, {"scale": 16.0}],
+    "arcface": [{}, {"margin_rad": 0.3}, {"margin_rad": 0.7}, {"scale": 16.0}, {"sampler": "pk"}],
     "cosface": [{}, {"cosface_margin": 0.2}, {"cosface_margin": 0.5}, {"scale": 16.0}],
     "sphereface": [{}, {"sphereface_m": 1.2}, {"sphereface_m": 1.7}, {"scale": 16.0}],
     "combined": [{}, {"combined_m2": 0.2, "combined_m3": 0.1}, {"combined_m2": 0.4, "combined_m3": 0.3},

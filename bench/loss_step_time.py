@@ -32,6 +32,7 @@ from training.losses import LOSSES, LossParams, Objective, ObjectiveOutput, buil
 from training.optimiser import make_optimizer
 
 logger = logging.getLogger(__name__)
+CPU = torch.device("cpu")
 
 Step = Callable[[], None]
 
@@ -49,10 +50,11 @@ class PmlArcFace(Objective):
         return ObjectiveOutput(self.loss(embeddings, labels))
 
 
-def time_rounds(steps: dict[str, Step], *, rounds: int, warmup: int) -> dict[str, list[float]]:
+def time_rounds(steps: dict[str, Step], *, rounds: int, warmup: int,
+                device: torch.device = CPU) -> dict[str, list[float]]:
     """Seconds per call of each step, ``rounds`` times after ``warmup`` untimed rounds; every round runs all
     steps, in an order rotated by one each round, so that no step always runs first or after the same one
-    (a fixed order showed a 7% bias between positions)."""
+    (a fixed order showed a 7% bias between positions). On cuda each step is timed to its completion."""
     times: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for round_index in range(warmup + rounds):
@@ -60,6 +62,8 @@ def time_rounds(steps: dict[str, Step], *, rounds: int, warmup: int) -> dict[str
         for name in names[shift:] + names[:shift]:
             started = time.perf_counter()
             steps[name]()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             if round_index >= warmup:
                 times[name].append(time.perf_counter() - started)
     return times
@@ -94,46 +98,46 @@ def pk_labels(batch_size: int, num_classes: int, per_class: int = 4) -> torch.Te
     return (torch.arange(batch_size) // per_class) % num_classes
 
 
-def head_steps(*, batch_size: int, dim: int, num_classes: int) -> dict[str, Step]:
+def head_steps(*, batch_size: int, dim: int, num_classes: int, device: torch.device = CPU) -> dict[str, Step]:
     """Objective-only steps: a fixed trainable (N, D) embedding matrix stands in for the encoder."""
     labels = pk_labels(batch_size, num_classes)
     steps = {}
     for name, objective in objectives(num_classes, dim, with_pml=True).items():
         torch.manual_seed(1)
-        encoder = nn.Linear(dim, dim, bias=False)
-        inputs = torch.randn(batch_size, dim)
-        steps[name] = training_step(encoder, objective, inputs, labels, encoder)
+        encoder = nn.Linear(dim, dim, bias=False).to(device)
+        inputs = torch.randn(batch_size, dim).to(device)
+        steps[name] = training_step(encoder, objective.to(device), inputs, labels.to(device), encoder)
     return steps
 
 
-def image_steps(data_dir: Path, *, batch_size: int, num_classes: int) -> dict[str, Step]:
+def image_steps(data_dir: Path, *, batch_size: int, num_classes: int,
+                device: torch.device = CPU) -> dict[str, Step]:
     """Whole steps of the default image encoder (pretrained MobileNetV2, 112 px, 128-d) per objective."""
     from training.backbones import build_image_encoder
 
-    labels = pk_labels(batch_size, num_classes)
-    pixels = torch.randn(batch_size, 3, 112, 112)
+    labels = pk_labels(batch_size, num_classes).to(device)
+    pixels = torch.randn(batch_size, 3, 112, 112).to(device)
     steps = {}
     for name, objective in objectives(num_classes, 128, with_pml=True).items():
         encoder = build_image_encoder("mobilenet_v2", embedding_dim=128,
-                                      checkpoint=data_dir / "pretrained" / "mobilenet_v2-b0353104.pth")
+                                      checkpoint=data_dir / "pretrained" / "mobilenet_v2-b0353104.pth").to(device)
         encoder.train()
-        steps[name] = training_step(encoder, objective, pixels, labels, encoder)
+        steps[name] = training_step(encoder, objective.to(device), pixels, labels, encoder)
     return steps
 
 
-def text_steps(data_dir: Path, *, batch_size: int, num_classes: int) -> dict[str, Step]:
+def text_steps(data_dir: Path, *, batch_size: int, num_classes: int, device: torch.device = CPU) -> dict[str, Step]:
     """Whole steps of the default text encoder (all-MiniLM-L6-v2) on real glosses, per objective."""
     from training.text_trainer import load_sentence_model, tokenize
 
     texts = [item.text for item in read_text_file(data_dir / "wordnet_glosses.jsonl")[:batch_size]]
-    labels = pk_labels(batch_size, num_classes)
+    labels = pk_labels(batch_size, num_classes).to(device)
     steps = {}
-    cpu = torch.device("cpu")
     for name, objective in objectives(num_classes, 384, with_pml=True).items():
-        model = load_sentence_model(str(data_dir / "pretrained" / "all-MiniLM-L6-v2"), device=cpu)
+        model = load_sentence_model(str(data_dir / "pretrained" / "all-MiniLM-L6-v2"), device=device)
         model.train()
-        features = tokenize(model, texts, cpu)
-        steps[name] = training_step(model, objective, features, labels,
+        features = tokenize(model, texts, device)
+        steps[name] = training_step(model, objective.to(device), features, labels,
                                     lambda f, m=model: m(dict(f))["sentence_embedding"])
     return steps
 
@@ -171,19 +175,22 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["head", "image", "text"])
     parser.add_argument("--head-classes", type=int, default=10_000)
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (steps are timed to completion)")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    builders = {"head": (lambda: head_steps(batch_size=256, dim=128, num_classes=args.head_classes), 256),
-                "image": (lambda: image_steps(args.data_dir, batch_size=32, num_classes=30), 32),
-                "text": (lambda: text_steps(args.data_dir, batch_size=64, num_classes=450), 64)}
+    builders = {"head": (lambda: head_steps(batch_size=256, dim=128, num_classes=args.head_classes,
+                                            device=device), 256),
+                "image": (lambda: image_steps(args.data_dir, batch_size=32, num_classes=30, device=device), 32),
+                "text": (lambda: text_steps(args.data_dir, batch_size=64, num_classes=450, device=device), 64)}
     results = {}
     for setting in args.settings:
         build, batch_size = builders[setting]
         logger.info("timing %s steps (%d rounds)", setting, args.rounds)
-        results[setting] = summarise(time_rounds(build(), rounds=args.rounds, warmup=args.warmup),
+        results[setting] = summarise(time_rounds(build(), rounds=args.rounds, warmup=args.warmup, device=device),
                                      batch_size=batch_size)
     table = markdown(results)
-    logger.info("step time, medians over %d interleaved rounds (torch %s, %d threads):\n%s", args.rounds,
+    logger.info("step time on %s, medians over %d interleaved rounds (torch %s, %d threads):\n%s", device, args.rounds,
                 torch.__version__, torch.get_num_threads(), table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ writes ``compare.json``, ``compare.md`` and the PNG pictures into the output fol
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 from index.bundle import write_json_atomic
 from training.config import TrainConfig
 from training.figures import write_compare_figures
-from training.run import report_path
+from training.reuse import reusable_report
 from training.tuning import apply_overrides
 
 logger = logging.getLogger(__name__)
@@ -133,21 +132,6 @@ def angle_table(summary: dict[str, dict[str, dict[str, float]]], *, order: Seque
     return "\n".join(lines)
 
 
-def _reusable_run(reuse_dir: Path, config: TrainConfig, *, with_baselines: bool) -> dict[str, Any] | None:
-    """The report of ``reuse_dir``'s run of the same loss and seed if it was trained with the same
-    configuration (all but the output folder) and has the baselines when they are wanted; else None."""
-    path = report_path(Path(reuse_dir) / "runs" / Path(config.out_dir).name)
-    if not path.exists():
-        return None
-    report = json.loads(path.read_text(encoding="utf-8"))
-    wanted = {key: value for key, value in config.to_dict().items() if key != "out_dir"}
-    earlier = {key: value for key, value in report.get("config", {}).items() if key != "out_dir"}
-    if json.loads(json.dumps(wanted)) != earlier or (with_baselines and len(report.get("methods", {})) < 2):
-        return None
-    logger.info("compare: reusing %s (same configuration)", path)
-    return report
-
-
 def compare_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], seeds: Sequence[int],
                    out_dir: Path, overrides: dict[str, dict[str, Any]] | None = None,
                    reuse_dir: Path | None = None) -> dict[str, Any]:
@@ -167,7 +151,7 @@ def compare_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], 
             config = dataclasses.replace(apply_overrides(base, overrides.get(loss, {})), loss=loss, seed=seed,
                                          out_dir=out_dir / "runs" / f"{loss}_seed{seed}")
             logger.info("compare: %s, seed %d (%d/%d)", loss, seed, len(runs) + 1, len(losses) * len(seeds))
-            report = _reusable_run(reuse_dir, config, with_baselines=position == 0) if reuse_dir else None
+            report = reusable_report(reuse_dir, config, with_baselines=position == 0) if reuse_dir else None
             if report is None:
                 report = train(config, export=False, baselines=position == 0)
             report["loss"], report["seed"] = loss, seed

@@ -59,6 +59,13 @@ def test_tune_then_compare_with_the_tuned_overrides(faces_subset: Path, tmp_path
     assert all(0.0 <= p["mean"] <= 1.0 for p in tuning["points"])
     assert tuning["best"]["arcface"] == max(tuning["points"], key=lambda p: p["mean"])["point"]
     assert json.loads((tmp_path / "tune" / "tuned.json").read_text()) == tuning["best"]
+    # the same search again takes every run from the folder instead of training it again
+    written = {path: path.stat().st_mtime_ns for path in (tmp_path / "tune" / "runs").glob("*_report.json")}
+    assert len(written) == len(DEFAULT_GRIDS["arcface"])
+    assert main(["tune", *common, "--losses", "arcface", "--out", str(tmp_path / "tune"),
+                 "--validation-fraction", "0.34"]) == 0
+    assert {path: path.stat().st_mtime_ns for path in written} == written
+    assert json.loads((tmp_path / "tune" / "tuning.json").read_text())["points"] == tuning["points"]
     tuned = tmp_path / "tuned.json"
     tuned.write_text(json.dumps({"arcface": {"margin_rad": 0.3}, "softmax": {"head_lr": 3e-3}}))
     assert main(["compare", *common, "--losses", "arcface", "softmax", "--out", str(tmp_path / "compare"),

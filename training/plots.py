@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ ANGLE_PANELS_PER_ROW = 3
 # (fit summary key, panel, line style): the MAP@R series share one panel.
 CURVES = (("epoch_losses", "training loss", "-"), ("epoch_head_accuracy", "head accuracy (train batches)", "-"),
           ("validation_map_at_r", "MAP@R", "-"), ("heldout_map_at_r", "MAP@R", "--"))
+MAP_TITLES = {("-",): "MAP@R (validation)", ("--",): "MAP@R (held-out)",
+              ("-", "--"): "MAP@R (solid: validation, dashed: held-out)"}
 
 
 def _save(figure: Figure, path: str | Path) -> Path:
@@ -64,9 +67,17 @@ def plot_angle_distributions(curves: dict[str, tuple[Sequence[float], Sequence[f
     return _save(figure, path)
 
 
+def method_colours(names: Sequence[str]) -> dict[str, Any]:
+    """One colour per method, by its position in ``names`` (tab10, tab20 past ten methods), so that a method
+    keeps its colour in every panel even where another method has no series."""
+    palette = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: palette(position % palette.N) for position, name in enumerate(names)}
+
+
 def plot_training_curves(fits: dict[str, dict[str, Any]], path: str | Path) -> Path:
     """Per-epoch curves of each method's fit summary (``report["fit"]``): training loss, head accuracy and
-    validation (solid) / held-out (dashed) MAP@R; missing or empty series are left out. Returns path."""
+    validation (solid) / held-out (dashed) MAP@R; missing or empty series are left out. A method has one
+    colour in every panel and one legend entry below the panels. Returns path."""
     if not fits:
         raise ValueError("no fit summaries to plot")
     panels: dict[str, list[tuple[str, str, list[float]]]] = {}
@@ -74,18 +85,20 @@ def plot_training_curves(fits: dict[str, dict[str, Any]], path: str | Path) -> P
         for name, fit in fits.items():
             series = fit.get(key) or []
             if series:
-                panels.setdefault(panel, []).append((f"{name} ({key})" if panel == "MAP@R" else name, style,
-                                                     [float(value) for value in series]))
+                panels.setdefault(panel, []).append((name, style, [float(value) for value in series]))
     if not panels:
         raise ValueError(f"no per-epoch series in the fit summaries (looked for {[key for key, _, _ in CURVES]})")
-    figure = Figure(figsize=(4.2 * len(panels), 3.4), layout="constrained")
+    colours = method_colours(list(fits))
+    figure = Figure(figsize=(4.2 * len(panels), 3.4 + 0.25 * -(-len(fits) // 5)), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for axis, (panel, lines) in zip(axes, panels.items(), strict=True):
-        for label, style, values in lines:
-            axis.plot(np.arange(1, len(values) + 1), values, style, marker="o", markersize=3, label=label)
-        axis.set(title=panel, xlabel="epoch")
+        for name, style, values in lines:
+            axis.plot(np.arange(1, len(values) + 1), values, style, color=colours[name], marker="o", markersize=3)
+        styles = tuple(sorted({style for _, style, _ in lines}))
+        axis.set(title=MAP_TITLES.get(styles, panel) if panel == "MAP@R" else panel, xlabel="epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.legend(fontsize="small")
+    handles = [Line2D([], [], color=colours[name], marker="o", markersize=3, label=name) for name in fits]
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(fits), 5), fontsize="small")
     return _save(figure, path)
 
 

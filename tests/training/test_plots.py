@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from training.metrics import pair_angles
-from training.plots import plot_angle_distributions, plot_projection_2d, plot_training_curves
+from training.plots import method_colours, plot_angle_distributions, plot_projection_2d, plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -81,3 +81,23 @@ def test_projection_refuses_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown projection"):
         plot_projection_2d(np.eye(4), list("abcd"), tmp_path / "p.png", method="umap")
     assert not (tmp_path / "p.png").exists()
+
+
+def test_a_method_keeps_its_colour_where_another_has_no_series(tmp_path: Path) -> None:
+    """triplet has no head accuracy: arcface_triplet must still be drawn in its own colour (tab:orange) in that
+    panel, not take triplet's (tab:blue), as a colour cycle per panel would."""
+    fits = {"triplet": {"epoch_losses": [0.3, 0.2, 0.1], "epoch_head_accuracy": []},
+            "arcface_triplet": {"epoch_losses": [4.0, 2.0, 1.0], "epoch_head_accuracy": [0.2, 0.5, 0.9]}}
+    colours = method_colours(list(fits))
+    assert colours["triplet"] != colours["arcface_triplet"]
+    path = plot_training_curves(fits, tmp_path / "curves.png")
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    accuracy_panel = pixels[: int(pixels.shape[0] * 0.75), pixels.shape[1] // 2:]  # right panel, above the legend
+
+    def count(colour: tuple[float, ...]) -> int:
+        rgb = np.array([round(255 * c) for c in colour[:3]], dtype=np.int16)
+        return int((np.abs(accuracy_panel - rgb).max(axis=2) < 12).sum())
+
+    assert count(colours["arcface_triplet"]) > 50
+    assert count(colours["triplet"]) == 0

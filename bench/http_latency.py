@@ -1,8 +1,14 @@
 """Query latency over HTTP against the same work done in-process (embed + FAISS search), one client.
 
+The in-process path is what the service runs for one query: the same embedder and index, with the service's
+``ThreadPolicy`` (a single input gets one torch thread), so the difference is what HTTP, validation and
+the micro-batcher add. A second in-process column uses torch's default threads (all cores), what a caller
+embedding in its own process would get. The paths are timed in alternation, query by query, so the drift
+of a shared machine hits them alike.
+
 Usage (after `make demo` or `arcsearch index ...` wrote the collections):
     .venv/bin/python -m bench.http_latency --collections-dir artifacts/collections --requests 200
-Prints p50/p99 in ms for each path and the HTTP/in-process ratio at p50 (target <= 1.5).
+Prints p50/p99 in ms for each path, the HTTP/in-process ratio at p50 (target <= 1.5) and the added ms.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
 
 from bench.server_process import running_server
 from index.collections import current_index_dir, embedder_dir
 from index.corpus import read_image_folder, read_text_file
-from index.embedder import load_embedder
+from index.embedder import ThreadPolicy, load_embedder
 from index.preprocess import decode_image
 from index.store import IndexStore
 
@@ -33,16 +40,28 @@ def percentile_ms(samples_s: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples_s) * 1000.0, q))
 
 
-def time_calls(call: Callable[[int], object], *, count: int, warmup: int) -> list[float]:
-    """Durations in seconds of ``call(i)`` for i in range(count), after ``warmup`` untimed calls."""
+def time_alternating(calls: dict[str, Callable[[int], object]], *, count: int, warmup: int) -> dict[str, list[float]]:
+    """Durations in seconds of each ``call(i)`` for i in range(count), the calls taken in turn for every i,
+    after ``warmup`` untimed rounds."""
     for i in range(warmup):
-        call(i)
-    durations = []
+        for call in calls.values():
+            call(i)
+    durations: dict[str, list[float]] = {name: [] for name in calls}
     for i in range(count):
-        started = time.perf_counter()
-        call(i)
-        durations.append(time.perf_counter() - started)
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call(i)
+            durations[name].append(time.perf_counter() - started)
     return durations
+
+
+def with_threads(call: Callable[[int], object], threads: Callable[[], None]) -> Callable[[int], object]:
+    """``call`` with torch's intra-op threads set by ``threads()`` first; that is timed too, as the service's
+    worker also sets them before every pass."""
+    def wrapped(i: int) -> object:
+        threads()
+        return call(i)
+    return wrapped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,14 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     image_paths = [item.path for item in read_image_folder(args.data_dir / "faces")]
     image_bytes = [path.read_bytes() for path in image_paths]
 
-    def in_process(name: str) -> tuple[Callable[[int], object], object]:
+    def in_process(name: str) -> Callable[[int], object]:
         embedder = load_embedder(embedder_dir(args.collections_dir, name), device="cpu")
         store = IndexStore.load(current_index_dir(args.collections_dir, name))
         if name == "texts":
-            return (lambda i: store.search(embedder.embed_texts([texts[i % len(texts)]]), args.k)), embedder
-        return (lambda i: store.search(embedder.embed_images([decode_image(image_bytes[i % len(image_bytes)])]),
-                                       args.k)), embedder
+            return lambda i: store.search(embedder.embed_texts([texts[i % len(texts)]]), args.k)
+        return lambda i: store.search(embedder.embed_images([decode_image(image_bytes[i % len(image_bytes)])]),
+                                      args.k)
 
+    policy = ThreadPolicy()
+    default_threads = torch.get_num_threads()
     rows = []
     with running_server(args.collections_dir, args.data_dir.resolve()) as base, httpx.Client(timeout=30) as client:
         http_calls = {
@@ -78,17 +99,20 @@ def main(argv: list[str] | None = None) -> int:
             ).raise_for_status(),
         }
         for name in ("texts", "images"):
-            local_call, _ = in_process(name)
-            local = time_calls(local_call, count=args.requests, warmup=args.warmup)
-            remote = time_calls(http_calls[name], count=args.requests, warmup=args.warmup)
-            rows.append((name, local, remote))
+            local_call = in_process(name)
+            times = time_alternating({
+                "policy": with_threads(local_call, lambda: policy.apply(1)),
+                "default": with_threads(local_call, lambda: torch.set_num_threads(default_threads)),
+                "http": http_calls[name]}, count=args.requests, warmup=args.warmup)
+            rows.append((name, times))
 
-    sys.stdout.write("| collection | in-process p50 / p99 ms | HTTP p50 / p99 ms | HTTP / in-process (p50) |\n"
-                     "|---|---|---|---|\n")
-    for name, local, remote in rows:
-        ratio = statistics.median(remote) / statistics.median(local)
-        sys.stdout.write(f"| {name} | {percentile_ms(local, 50):.1f} / {percentile_ms(local, 99):.1f} | "
-                         f"{percentile_ms(remote, 50):.1f} / {percentile_ms(remote, 99):.1f} | {ratio:.2f}x |\n")
+    sys.stdout.write("| collection | in-process, service threads: p50 / p99 ms | in-process, all cores: p50 / p99 ms "
+                     "| HTTP p50 / p99 ms | HTTP / in-process (p50) | added p50 ms |\n|---|---|---|---|---|---|\n")
+    for name, times in rows:
+        local, remote = statistics.median(times["policy"]), statistics.median(times["http"])
+        cells = [f"{percentile_ms(times[key], 50):.1f} / {percentile_ms(times[key], 99):.1f}"
+                 for key in ("policy", "default", "http")]
+        sys.stdout.write(f"| {name} | {' | '.join(cells)} | {remote / local:.2f}x | {(remote - local) * 1000:.1f} |\n")
     return 0
 
 

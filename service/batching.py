@@ -2,10 +2,12 @@
 
 Request threads call ``MicroBatcher.submit(inputs, k)`` and block on a future; async handlers await
 the future of ``enqueue`` instead, so a waiting request holds no thread. One worker thread per
-collection takes the first waiting query, then gathers more until ``max_batch`` inputs are collected or
-``max_wait_ms`` has passed since the first one arrived, and hands the whole batch to ``process`` (embed
-all inputs at once, search all vectors at once). Queries that pile up while a batch runs go into the
-next one, so under load batches grow without anyone waiting longer than one batch plus ``max_wait_ms``.
+collection takes the first waiting query, then gathers the queued ones and, while other queries are on
+their way (``arriving``: a request being read and decoded), waits for them until ``max_batch`` inputs are
+collected or ``max_wait_ms`` has passed since the first one arrived; then it hands the whole batch to
+``process`` (embed all inputs at once, search all vectors at once). With nothing on its way a batch goes
+at once, so a lone query pays no wait. Queries that pile up while a batch runs go into the next one, so
+under load batches grow without anyone waiting longer than one batch plus ``max_wait_ms``.
 
 The worker is a plain thread: torch and FAISS never run on the event loop. ``wait_idle`` lets background
 work (a re-index job embedding on the same cores) give way to queries: it returns once nothing is queued
@@ -14,11 +16,12 @@ or running, or after a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +40,15 @@ class PendingQuery:
     options: Any = None
     future: Future = field(default_factory=Future)
     enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class Arrival:
+    """A query on its way to ``MicroBatcher.enqueue``; ``open`` until it is enqueued or withdrawn."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open = True
 
 
 BatchProcessor = Callable[[list[PendingQuery]], list[Any]]
@@ -65,6 +77,7 @@ class MicroBatcher:
         self._closed = False
         self._idle = threading.Condition()
         self._running = False  # a batch is being gathered or processed
+        self._arriving = 0  # queries on their way to enqueue (see arriving)
         self.batches = 0  # forward passes run so far
         self.queries = 0  # queries answered so far
 
@@ -72,6 +85,11 @@ class MicroBatcher:
     def queue_depth(self) -> int:
         """Queries waiting for a batch (not counting the batch being processed)."""
         return self._queue.qsize()
+
+    @property
+    def arrivals(self) -> int:
+        """Queries announced by ``arriving`` and not yet enqueued or withdrawn."""
+        return self._arriving
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Block until no query is queued and no batch runs, or ``timeout_s`` seconds passed; True if idle."""
@@ -84,8 +102,29 @@ class MicroBatcher:
                 self._idle.wait(min(remaining, 0.01))  # a query may arrive without notifying
         return True
 
-    def enqueue(self, inputs: Sequence[Any], k: int, options: Any = None) -> Future:
-        """Queue one query without waiting; its future gets the answer (or the batch's exception)."""
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[Arrival]:
+        """Count one query as on its way while the block runs (its request being read and decoded), until
+        ``enqueue(..., arrival=...)`` takes it: meanwhile a batch being gathered waits for it, at most
+        ``max_wait_ms``. Leaving the block without enqueueing (an error) withdraws it."""
+        arrival = Arrival()
+        with self._lock:
+            self._arriving += 1
+        try:
+            yield arrival
+        finally:
+            with self._lock:
+                self._close_arrival(arrival)
+
+    def _close_arrival(self, arrival: Arrival | None) -> None:
+        """Stop counting ``arrival`` (call with ``_lock`` held); idempotent."""
+        if arrival is not None and arrival.open:
+            arrival.open = False
+            self._arriving -= 1
+
+    def enqueue(self, inputs: Sequence[Any], k: int, options: Any = None, *, arrival: Arrival | None = None) -> Future:
+        """Queue one query without waiting; its future gets the answer (or the batch's exception). ``arrival``
+        (from ``arriving``) is the same query, announced earlier: it stops being counted as on its way."""
         query = PendingQuery(inputs=inputs, k=k, options=options)
         with self._lock:
             if self._closed:
@@ -94,6 +133,7 @@ class MicroBatcher:
                 self._thread = threading.Thread(target=self._run, name=f"batcher-{self.name}", daemon=True)
                 self._thread.start()
             self._queue.put(query)
+            self._close_arrival(arrival)
         return query.future
 
     def submit(self, inputs: Sequence[Any], k: int, options: Any = None, *,
@@ -114,9 +154,10 @@ class MicroBatcher:
         batch, size = [first], len(first.inputs)
         deadline = first.enqueued_at + self.max_wait_s
         while size < self.max_batch:
+            remaining = deadline - time.perf_counter()
+            wait = remaining > 0 and self._arriving > 0  # a query is on its way: wait for it, up to the deadline
             try:
-                remaining = deadline - time.perf_counter()
-                nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                nxt = self._queue.get(timeout=remaining) if wait else self._queue.get_nowait()
             except queue.Empty:
                 break
             if nxt is None:
@@ -144,19 +185,24 @@ class MicroBatcher:
                     self._idle.notify_all()
 
     def _run_batch(self, batch: list[PendingQuery]) -> None:
+        """Process ``batch`` and answer its queries; the batch is counted and observed first, so a caller
+        that has its answer finds its batch in the metrics."""
+        error: BaseException | None = None
         try:
             results = self._process(batch)
             if len(results) != len(batch):
                 raise RuntimeError(f"batch processor returned {len(results)} results for {len(batch)} queries")
         except BaseException as exc:  # every waiting request gets the error instead of hanging
-            for query in batch:
-                query.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            for query, result in zip(batch, results, strict=True):
-                query.future.set_result(result)
+            error = exc
         self.batches += 1
         self.queries += len(batch)
         if self._observe is not None:
             self._observe(len(batch), sum(len(q.inputs) for q in batch))
+        if error is not None:
+            for query in batch:
+                query.future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise error
+            return
+        for query, result in zip(batch, results, strict=True):
+            query.future.set_result(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -24,7 +25,14 @@ from index.collections import (
 from index.embedder import ThreadPolicy, load_embedder
 from index.items import Change, ChangeLog, ItemRecord
 from index.store import EmbedderMismatchError, IndexStore, check_embedder_pairing
-from service.batching import SUBMIT_TIMEOUT_S, BatcherClosedError, BatchObserver, MicroBatcher, PendingQuery
+from service.batching import (
+    SUBMIT_TIMEOUT_S,
+    Arrival,
+    BatcherClosedError,
+    BatchObserver,
+    MicroBatcher,
+    PendingQuery,
+)
 from service.errors import (
     CollectionEmptyError,
     NotReadyError,
@@ -116,12 +124,19 @@ class LoadedCollection:
         except BatcherClosedError:
             raise NotReadyError("the service is shutting down; retry on another instance") from None
 
-    async def query_async(self, inputs: Sequence[Any], k: int, options: SearchOptions | None = None) -> QueryAnswer:
-        """``query`` for async handlers: awaits the micro-batch without holding a thread while it waits."""
+    def arriving(self) -> contextlib.AbstractContextManager[Arrival | None]:
+        """Announce a query while its request is read and decoded (``MicroBatcher.arriving``), so that a batch
+        being gathered waits for it; yields the ``arrival`` to pass to ``query_async`` (None without batching)."""
+        return self.batcher.arriving() if self.batcher is not None else contextlib.nullcontext()
+
+    async def query_async(self, inputs: Sequence[Any], k: int, options: SearchOptions | None = None, *,
+                          arrival: Arrival | None = None) -> QueryAnswer:
+        """``query`` for async handlers: awaits the micro-batch without holding a thread while it waits;
+        ``arrival`` is the announcement of this query by ``arriving``, if any."""
         if self.batcher is None:
             return await run_in_threadpool(self.query, inputs, k, options)
         try:
-            future = self.batcher.enqueue(inputs, k, options)
+            future = self.batcher.enqueue(inputs, k, options, arrival=arrival)
         except BatcherClosedError:
             raise NotReadyError("the service is shutting down; retry on another instance") from None
         return await asyncio.wait_for(asyncio.wrap_future(future), SUBMIT_TIMEOUT_S)

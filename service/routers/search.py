@@ -64,13 +64,16 @@ async def search_images(
 ) -> ImageSearchResponse:
     check_k(k, settings.max_k)
     target = registry.resolve(collection, "image")
-    uploads = await read_uploads(files, max_files=settings.max_batch_images, max_file_bytes=settings.max_upload_bytes,
-                                 max_total_bytes=settings.max_image_request_bytes)
-    started = time.perf_counter()
-    images = await run_in_threadpool(decode_uploads, uploads)
-    target.observe_stage("decode", time.perf_counter() - started)
-    options = SearchOptions.of(min_score, SearchFilter(label=label) if label is not None else None)
-    answer = await target.query_async(images, k, options)  # one query: all images share one forward pass
+    with target.arriving() as arrival:  # a batch being gathered waits for this query while it is decoded
+        uploads = await read_uploads(files, max_files=settings.max_batch_images,
+                                     max_file_bytes=settings.max_upload_bytes,
+                                     max_total_bytes=settings.max_image_request_bytes)
+        started = time.perf_counter()
+        images = await run_in_threadpool(decode_uploads, uploads)
+        target.observe_stage("decode", time.perf_counter() - started)
+        options = SearchOptions.of(min_score, SearchFilter(label=label) if label is not None else None)
+        # one query: all images share one forward pass
+        answer = await target.query_async(images, k, options, arrival=arrival)
     queries = [ImageQueryResults(filename=upload.filename, results=to_schema(row))
                for upload, row in zip(uploads, answer.hits, strict=True)]
     return ImageSearchResponse(collection=target.name, version=answer.version, results=queries[0].results,

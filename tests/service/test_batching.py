@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -65,10 +66,11 @@ def test_wait_idle_returns_at_once_when_idle_and_after_the_running_batch_otherwi
 
 
 def test_an_error_reaches_every_query_of_its_batch_and_the_worker_survives() -> None:
-    batcher = MicroBatcher("t", SlowDoubler(), max_batch=64, max_wait_ms=100)
-    with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(batcher.submit, [x], 1) for x in ("boom", 1, 2, 3)]
-        errors = [f.exception(timeout=10) for f in futures]
+    batcher = MicroBatcher("t", SlowDoubler(), max_batch=64, max_wait_ms=5_000)
+    with contextlib.ExitStack() as stack:  # all four announced first, so the worker waits for all of them
+        arrivals = [stack.enter_context(batcher.arriving()) for _ in range(4)]
+        futures = [batcher.enqueue([x], 1, arrival=a) for x, a in zip(("boom", 1, 2, 3), arrivals, strict=True)]
+    errors = [f.exception(timeout=10) for f in futures]
     assert all(isinstance(e, ValueError) for e in errors), errors  # one batch: all four share the failure
     assert batcher.submit([5], k=1) == [10]
     batcher.close()
@@ -80,6 +82,45 @@ def test_a_lone_query_waits_at_most_max_wait() -> None:
     assert batcher.submit(["x"], k=1) == ["x"]
     assert time.perf_counter() - started < 1.0
     batcher.close()
+
+
+def test_a_lone_query_does_not_wait_when_nothing_is_on_its_way() -> None:
+    process = SlowDoubler()
+    batcher = MicroBatcher("t", process, max_batch=64, max_wait_ms=5_000)
+    started = time.perf_counter()
+    assert batcher.submit([1], k=1) == [2]
+    assert time.perf_counter() - started < 2.5  # not the 5 s window
+    batcher.close()
+
+
+def test_a_batch_waits_for_a_query_on_its_way_and_not_after_it_is_withdrawn() -> None:
+    process = SlowDoubler()
+    batcher = MicroBatcher("t", process, max_batch=64, max_wait_ms=5_000)
+    with batcher.arriving() as arrival:
+        first = batcher.enqueue([1], k=1)
+        time.sleep(0.2)  # the worker holds the batch open for the announced query
+        assert not first.done()
+        second = batcher.enqueue([2], k=1, arrival=arrival)
+        assert [first.result(timeout=5), second.result(timeout=5)] == [[2], [4]]
+    assert process.sizes == [2]  # one forward pass for both
+    with batcher.arriving():
+        pass  # withdrawn without a query (a request that failed to decode): nobody waits for it
+    started = time.perf_counter()
+    assert batcher.submit([3], k=1) == [6]
+    assert time.perf_counter() - started < 2.5
+    batcher.close()
+
+
+def test_image_searches_announce_their_arrival_and_withdraw_it_on_failure(client: TestClient,
+                                                                          service_data: ServiceData) -> None:
+    batcher = client.app.state.registry.get("images").batcher  # type: ignore[attr-defined]
+    bad = client.post("/v1/images/search", files={"file": ("x.png", b"not an image", "image/png")})
+    assert_error(bad, 415, "unsupported_media_type")
+    assert batcher.arrivals == 0  # a failed request leaves nothing for later batches to wait for
+    image = service_data.faces_dir.joinpath("s1", "1.pgm").read_bytes()
+    good = client.post("/v1/images/search", files={"file": ("1.pgm", image, "image/x-portable-graymap")})
+    assert good.status_code == 200 and good.json()["results"][0]["label"] == "s1"
+    assert batcher.arrivals == 0
 
 
 def test_concurrent_http_queries_share_forward_passes(client: TestClient, service_data: ServiceData) -> None:

@@ -48,11 +48,15 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, help="AdamW weight decay of the encoder (default 1e-4)")
     parser.add_argument("--head-weight-decay", type=float, help="AdamW weight decay of the class centres (default 0)")
     parser.add_argument("--lr-schedule", choices=["cosine", "poly"], help="decay after warmup (default cosine)")
+    parser.add_argument("--margin-warmup-fraction", type=float,
+                        help="share of the steps over which a margin grows from nothing (default 0.2)")
     parser.add_argument("--loss", choices=LOSS_NAMES, help="training objective (default: arcface)")
     _add_loss_params(parser)
     parser.add_argument("--embedding-dim", type=int, help="image embedding size (texts keep the model's)")
     parser.add_argument("--holdout-fraction", type=float, help="share of classes held out for evaluation")
-    parser.add_argument("--max-train-seconds", type=float, help="stop training after this many seconds")
+    parser.add_argument("--max-train-seconds", type=float,
+                        help="stop training after this many seconds (the learning-rate schedule then follows "
+                        "the clock, so the run is no longer deterministic)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--sampler", choices=["auto", "shuffle", "class_balanced", "pk"],
@@ -60,7 +64,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-per-class", type=int, help="K of the pk sampler (default 4)")
     parser.add_argument("--validation-fraction", type=float,
                         help="share of the training classes kept for choosing the best epoch (default 0)")
-    parser.add_argument("--patience", type=int, help="epochs without validation gain before stopping")
+    parser.add_argument("--patience", type=int,
+                        help="epochs without validation gain before stopping (needs --validation-fraction)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
                         help="mixed precision of the encoder (fp16 on cuda only); the margin math stays fp32")
     parser.add_argument("--checkpoint-every", type=int, help="write a training checkpoint every N steps")
@@ -78,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="fetch and write the default data sets and pretrained weights")
     prepare.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
 
-    train = commands.add_parser("train", help="train an encoder with an ArcFace head, evaluate, export it")
+    train = commands.add_parser("train",
+                                help="train an encoder with an ArcFace (or another --loss) head, evaluate, export it")
     _add_training_options(train)
 
     evaluate = commands.add_parser("evaluate", help="retrieval metrics of an exported embedder on a corpus")

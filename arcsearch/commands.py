@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "loss", "embedding_dim", "holdout_fraction",
                   "max_train_seconds", "seed", "device", "sampler", "samples_per_class", "validation_fraction",
                   "patience", "precision", "checkpoint_every", "checkpoint_dir", "resume", "weight_decay",
-                  "head_weight_decay", "lr_schedule")
+                  "head_weight_decay", "lr_schedule", "margin_warmup_fraction")
 
 
 def _config_kwargs(config_type: type, args: argparse.Namespace, **given: Any) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def train(args: argparse.Namespace) -> int:
     from training.distributed import distributed_session, is_main_process
 
     config, run = _training_config(args)
-    with distributed_session():  # a no-op unless started by torchrun with more than one process
+    with distributed_session(device=config.device):  # a no-op unless started by torchrun with several processes
         report = run(config)
         if not is_main_process():
             return 0
@@ -101,9 +101,19 @@ def _read_overrides(path: Any) -> dict[str, dict[str, Any]]:
     return overrides
 
 
+def _refuse_torchrun(command: str) -> None:
+    """ValueError when started by torchrun with several processes: only ``train`` runs data-parallel."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"`arcsearch {command}` runs in one process; start it without torchrun "
+                         "(only `arcsearch train` runs data-parallel)")
+
+
 def compare(args: argparse.Namespace) -> int:
     from training.compare import compare_losses
 
+    _refuse_torchrun("compare")
     losses = _loss_names(args.losses)
     config, run = _training_config(args)
     result = compare_losses(config, run, losses=losses, seeds=args.seeds, out_dir=args.out,
@@ -115,6 +125,7 @@ def compare(args: argparse.Namespace) -> int:
 def tune(args: argparse.Namespace) -> int:
     from training.tuning import tune_losses
 
+    _refuse_torchrun("tune")
     config, run = _training_config(args)
     if config.validation_fraction <= 0:
         config = dataclasses.replace(config, validation_fraction=0.25)

@@ -19,8 +19,14 @@ def test_train_evaluate_index_through_the_cli(prepared, tmp_path, capsys):
         shutil.copytree(person, faces / person.name)
     bundle = tmp_path / "embedder"
     status = main(["train", "--images", str(faces), "--out", str(bundle), "--backbone", "small_cnn",
-                   "--epochs", "2", "--embedding-dim", "32", "--holdout-fraction", "0.25", "--device", "cpu"])
+                   "--epochs", "2", "--embedding-dim", "32", "--holdout-fraction", "0.25", "--device", "cpu",
+                   "--validation-fraction", "0.34", "--margin-warmup-fraction", "0.5"])
     assert status == 0
+    report = json.loads(report_path(bundle).read_text())
+    assert report["config"]["margin_warmup_fraction"] == 0.5
+    assert len(report["validation_classes"]) == 2 and len(report["fit"]["validation_map_at_r"]) == 2
+    scores = report["fit"]["validation_map_at_r"]
+    assert report["fit"]["best_epoch"] == 1 + scores.index(max(scores))  # 1-based, as logged
     manifest = read_embedder_manifest(bundle)
     assert manifest.modality == "image" and manifest.embedding_dim == 32
     assert len(manifest.training["heldout_classes"]) == 2
@@ -48,4 +54,13 @@ def test_user_mistakes_exit_with_status_2_and_a_message(tmp_path, caplog):
                    "--collections-dir", str(tmp_path / "c")])
     assert status == 2
     assert "manifest.json is missing" in caplog.text
+
+
+@pytest.mark.parametrize("command", ["compare", "tune"])
+def test_compare_and_tune_refuse_to_run_once_per_torchrun_rank(command, tmp_path, caplog, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    status = main([command, "--images", str(tmp_path), "--backbone", "small_cnn", "--out", str(tmp_path / "o")])
+    assert status == 2
+    assert f"`arcsearch {command}` runs in one process" in caplog.text
+    assert not (tmp_path / "o").exists()
 

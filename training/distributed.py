@@ -2,7 +2,7 @@
 
 Launch the ordinary CLI under torchrun (one process per device)::
 
-    torchrun --nproc-per-node 2 -m arcsearch train images ...
+    torchrun --nproc-per-node 2 -m arcsearch train --images photos/ --out artifacts/my_images ...
 
 ``distributed_session()`` (entered by the CLI around a training command) reads torchrun's environment
 (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``), starts the process group
@@ -62,22 +62,27 @@ def barrier() -> None:
         dist.barrier()
 
 
+def process_group_backend(device: str, *, cuda_available: bool) -> str:
+    """``nccl`` when the ranks train on cuda (``device`` ``auto`` with CUDA available, or ``cuda``), else ``gloo``."""
+    return "nccl" if device != "cpu" and cuda_available else "gloo"
+
+
 @contextlib.contextmanager
-def distributed_session(*, timeout_minutes: float = 30.0) -> Iterator[None]:
+def distributed_session(*, device: str = "auto", timeout_minutes: float = 30.0) -> Iterator[None]:
     """Start the process group from torchrun's environment if ``WORLD_SIZE`` > 1, and end it on exit.
 
-    nccl when CUDA is available (each rank on ``cuda:LOCAL_RANK``), gloo otherwise. Ranks other than 0 log
-    warnings and errors only.
+    ``device`` is the training's ``--device``: nccl when the ranks train on cuda (each rank on
+    ``cuda:LOCAL_RANK``), gloo otherwise. Ranks other than 0 log warnings and errors only.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         yield
         return
     from datetime import timedelta
 
-    use_cuda = torch.cuda.is_available()
-    if use_cuda:
+    backend = process_group_backend(device, cuda_available=torch.cuda.is_available())
+    if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=timeout_minutes))
+    dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
     if dist.get_rank() != 0:
         logging.getLogger().setLevel(logging.WARNING)
     logger.info("data-parallel training on %d ranks (%s)", dist.get_world_size(), dist.get_backend())

@@ -18,11 +18,13 @@ def class_centres(embeddings: np.ndarray, codes: np.ndarray) -> Tensor:
     return torch.from_numpy(centres)
 
 
-def make_objective(loss: str, num_classes: int, embedding_dim: int, params: LossParams, *,
+def make_objective(loss: str, num_classes: int, embedding_dim: int, params: LossParams, *, seed: int,
                    centres: Callable[[], Tensor] | None = None) -> Objective:
-    """``build_objective``; an objective with normalised class centres starts at ``centres()`` (C, D) when
-    that is given (computed only then, since it embeds the training data once)."""
+    """``build_objective``, its own random draws seeded with the run's ``seed``; an objective with normalised
+    class centres starts at ``centres()`` (C, D) when that is given (computed only then, since it embeds the
+    training data once)."""
     objective = build_objective(loss, num_classes, embedding_dim, params)
+    objective.reseed(seed)
     init = getattr(objective, "init_from_centres", None)
     if init is not None and centres is not None:
         init(centres())

@@ -76,7 +76,7 @@ def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: 
     """
     num_classes = int(codes.max()) + 1
     objective = make_objective(
-        config.loss, num_classes, config.embedding_dim, config.loss_params,
+        config.loss, num_classes, config.embedding_dim, config.loss_params, seed=config.seed,
         centres=(lambda: class_centres(embed_images(encoder, images, params, device=device), codes))
         if config.uses_centre_init else None).to(device)
     rng = np.random.default_rng(config.seed)

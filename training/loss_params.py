@@ -25,13 +25,14 @@ class LossParams:
 
     scale: float = _knob(30.0, "scale s of the normalised logits (margin losses and norm_softmax)")
     margin_rad: float = _knob(0.5, "ArcFace additive angular margin m, radians (also subcenter_arcface, "
-                                   "arcface_triplet)")
-    easy_margin: bool = _knob(False, "ArcFace: apply the margin only where cos(theta) > 0")
+                                   "arcface_triplet, partial_fc_arcface)")
+    easy_margin: bool = _knob(False, "ArcFace and its variants: apply the margin only where cos(theta) > 0")
     cosface_margin: float = _knob(0.35, "CosFace additive cosine margin m: target logit cos(theta) - m "
                                         "(a cosine, not an angle)")
     sphereface_m: float = _knob(1.35, "SphereFace multiplicative angular margin m >= 1: target cos(m theta) "
-                                      "on normalised features, no annealing (1.35 as in the ArcFace paper; "
-                                      "the original m=4 needs unnormalised features and annealing)")
+                                      "(extended to keep falling past theta = pi/m) on normalised features, no "
+                                      "annealing (1.35 as in the ArcFace paper; the original m=4 needs "
+                                      "unnormalised features and annealing)")
     combined_m1: float = _knob(1.0, "combined margin cos(m1 theta + m2) - m3: multiplicative angular m1")
     combined_m2: float = _knob(0.3, "combined margin: additive angular m2, radians")
     combined_m3: float = _knob(0.2, "combined margin: additive cosine m3")

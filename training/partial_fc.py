@@ -160,6 +160,10 @@ class PartialFCArcFace(Objective):
         self.generator = torch.Generator().manual_seed(seed + self.rank)
         self.last_sampled: Tensor | None = None
 
+    def reseed(self, seed: int) -> None:
+        """Draw negative centres from ``seed + rank`` from now on (the training run's seed)."""
+        self.generator.manual_seed(seed + self.rank)
+
     def extra_repr(self) -> str:
         return (f"classes [{self.start}, {self.end}) of {self.num_classes}, rank {self.rank}/{self.world_size}, "
                 f"scale={self.scale}, margin_rad={self.margin_rad}, sample_rate={self.sample_rate}")

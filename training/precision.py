@@ -28,8 +28,8 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, step: int, loss: float, what: str) -> None:
         self.step, self.loss = step, loss
         super().__init__(
-            f"training diverged at step {step}: {what} (loss {loss!r}). Try a lower lr and/or head_lr, a lower "
-            "scale (loss_params.scale), a margin warmup (margin_warmup_fraction > 0), or precision fp32.")
+            f"training diverged at step {step}: {what} (loss {loss!r}). Try a lower --lr and/or --head-lr, a "
+            "lower --scale, a longer margin warmup (--margin-warmup-fraction), or --precision fp32.")
 
 
 def check_precision(precision: str, device: torch.device) -> None:

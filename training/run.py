@@ -78,6 +78,8 @@ def _fit_summary(result: Any) -> dict[str, Any]:
     return {"train_seconds": result.train_seconds, "steps": result.steps, "epoch_losses": result.epoch_losses,
             "epoch_head_accuracy": result.epoch_head_accuracy,
             "validation_map_at_r": result.validation_scores, "heldout_map_at_r": result.monitor_scores,
+            # 1-based, as logged; None without validation classes
+            "best_epoch": None if result.best_epoch is None else result.best_epoch + 1,
             "stop_reason": result.stop_reason}
 
 

@@ -63,7 +63,7 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
     Under torchrun each rank trains on its slice of every global batch (``training.distributed``).
     """
     dim = sentence_dimension(model)
-    objective = make_objective(config.loss, int(codes.max()) + 1, dim, config.loss_params,
+    objective = make_objective(config.loss, int(codes.max()) + 1, dim, config.loss_params, seed=config.seed,
                                centres=(lambda: class_centres(embed_texts(model, texts), codes))
                                if config.uses_centre_init else None).to(device)
     rng = np.random.default_rng(config.seed)

@@ -129,3 +129,10 @@ def test_each_rank_augments_its_slice_as_any_rank_would(ranks: tuple[Path, list[
         assert report["view_index"].tolist() == list(range(5))[r::WORLD]
         assert torch.equal(report["views"], torch.cat(expected[r::WORLD]))
         assert report["rng_after"] == after
+
+
+def test_the_process_group_backend_follows_the_training_device() -> None:
+    assert distributed.process_group_backend("auto", cuda_available=True) == "nccl"
+    assert distributed.process_group_backend("cuda", cuda_available=True) == "nccl"
+    assert distributed.process_group_backend("cpu", cuda_available=True) == "gloo"  # --device cpu on a GPU host
+    assert distributed.process_group_backend("auto", cuda_available=False) == "gloo"

@@ -14,6 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
+from training.heads import make_objective
 from training.loss_params import LossParams
 from training.losses.registry import build_objective
 from training.partial_fc import PartialFCArcFace, shard_bounds
@@ -193,6 +194,16 @@ def test_single_process_sampling_is_seeded_and_keeps_the_positives(data: dict[st
     _assert_close(first["loss"], ref["loss"])
     _assert_close(first["weight_grad"][first["sampled"]], ref["weight_grad"])
     _assert_close(first["embedding_grad"], ref["embedding_grad"])
+
+
+def test_a_training_run_seeds_the_negative_sampling_with_its_own_seed(data: dict[str, Tensor]) -> None:
+    def sampled(seed: int) -> Tensor:
+        objective = make_objective("partial_fc_arcface", NUM_CLASSES, DIM, LossParams(sample_rate=0.5), seed=seed)
+        return _step(objective.double(), data, slice(None))["sampled"]
+
+    direct = _step(PartialFCArcFace(NUM_CLASSES, DIM, sample_rate=0.5, seed=3).double(), data, slice(None))
+    assert torch.equal(sampled(3), direct["sampled"])
+    assert not torch.equal(sampled(3), sampled(4))
 
 
 def test_rejects_bad_arguments() -> None:

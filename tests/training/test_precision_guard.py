@@ -40,7 +40,7 @@ def test_a_nan_in_a_batch_stops_training_at_that_step() -> None:
     assert caught.value.step == step and math.isnan(caught.value.loss)
     message = str(caught.value)
     assert f"step {step}" in message and "loss nan" in message
-    for advice in ("lr", "head_lr", "scale", "margin_warmup_fraction", "fp32"):
+    for advice in ("--lr", "--head-lr", "--scale", "--margin-warmup-fraction", "--precision fp32"):
         assert advice in message
     assert finite(encoder, head), "the weights must not have been stepped on the nan gradients"
 

@@ -31,3 +31,6 @@ class Objective(nn.Module):
     def class_weights(self) -> Tensor | None:
         """(C, D) class centres the objective learns (None if it has none), e.g. for angle statistics."""
         return None
+
+    def reseed(self, seed: int) -> None:
+        """Seed the objective's own random draws (e.g. sampled negative centres); most objectives have none."""

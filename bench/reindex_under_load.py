@@ -32,11 +32,12 @@ from index.corpus import read_text_file
 JOB_DONE = {"succeeded", "failed", "interrupted"}
 
 
-def wait_for_job(base: str, job_id: str, *, timeout_s: float, poll_s: float = 0.5) -> dict[str, Any]:
+def wait_for_job(base: str, job_id: str, *, timeout_s: float, poll_s: float = 0.5,
+                 headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Poll ``GET /v1/jobs/{job_id}`` until the job has finished or ``timeout_s`` passed; its last state."""
     deadline = time.monotonic() + timeout_s
     while True:
-        job = httpx.get(f"{base}/v1/jobs/{job_id}", timeout=10).json()
+        job = httpx.get(f"{base}/v1/jobs/{job_id}", headers=headers, timeout=10).json()
         if job["status"] in JOB_DONE or time.monotonic() > deadline:
             return job
         time.sleep(poll_s)

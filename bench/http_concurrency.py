@@ -40,6 +40,22 @@ def make_collections(out: Path, data_dir: Path) -> None:
                      device="cpu")
 
 
+def add_collection_args(parser: argparse.ArgumentParser) -> None:
+    """--collections-dir, --make-collections and --data-dir, as every HTTP bench takes them."""
+    parser.add_argument("--collections-dir", type=Path, default=Path("artifacts/collections"))
+    parser.add_argument("--make-collections", type=Path, default=None, help="build a bench set here first")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+
+
+def bench_collections(args: argparse.Namespace) -> Path:
+    """The collections folder to serve: ``--make-collections`` (built first if empty) or ``--collections-dir``."""
+    if args.make_collections is None:
+        return args.collections_dir
+    if not (args.make_collections / "texts").is_dir():
+        make_collections(args.make_collections, args.data_dir)
+    return args.make_collections
+
+
 def forward_passes(base: str, name: str) -> int:
     """Batches run so far by ``name``'s micro-batcher, read from /metrics (0 if not exposed)."""
     try:
@@ -70,9 +86,7 @@ def batching_ceiling(embedder_dir: Path, inputs: list, batch: int, *, repeats: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--collections-dir", type=Path, default=Path("artifacts/collections"))
-    parser.add_argument("--make-collections", type=Path, default=None, help="build a bench set here first")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    add_collection_args(parser)
     parser.add_argument("--requests", type=int, default=400, help="requests per level (bounded)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time cap per level")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 16])
@@ -80,11 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait-ms", type=float, default=None, help="ARCSEARCH_BATCH_MAX_WAIT_MS")
     parser.add_argument("--only", choices=["texts", "images"], default=None, help="bench one collection")
     args = parser.parse_args(argv)
-    collections_dir = args.collections_dir
-    if args.make_collections is not None:
-        collections_dir = args.make_collections
-        if not (collections_dir / "texts").is_dir():
-            make_collections(collections_dir, args.data_dir)
+    collections_dir = bench_collections(args)
     if args.max_wait_ms is not None:
         os.environ["ARCSEARCH_BATCH_MAX_WAIT_MS"] = str(args.max_wait_ms)
 

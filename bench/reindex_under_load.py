@@ -18,12 +18,11 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.http_concurrency import make_collections
+from bench.http_concurrency import add_collection_args, bench_collections
 from bench.http_latency import percentile_ms
 from bench.load import LoadResult, run_load
 from bench.server_process import running_server
@@ -82,9 +81,7 @@ def row(phase: str, load: LoadResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--collections-dir", type=Path, default=Path("artifacts/collections"))
-    parser.add_argument("--make-collections", type=Path, default=None, help="build a bench set here first")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    add_collection_args(parser)
     parser.add_argument("--source", default="wordnet_glosses.jsonl", help="re-index source under --data-dir")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
@@ -93,11 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.job_yield_ms is not None:
         os.environ["ARCSEARCH_JOB_YIELD_MS"] = str(args.job_yield_ms)
-    collections_dir = args.collections_dir
-    if args.make_collections is not None:
-        collections_dir = args.make_collections
-        if not (collections_dir / "texts").is_dir():
-            make_collections(collections_dir, args.data_dir)
+    collections_dir = bench_collections(args)
     texts = [item.text for item in read_text_file(args.data_dir / args.source)]
 
     def call(client: httpx.Client, i: int) -> httpx.Response:

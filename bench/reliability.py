@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.http_concurrency import make_collections
+from bench.http_concurrency import add_collection_args, bench_collections
 from bench.http_latency import percentile_ms
 from bench.load import LoadResult, run_load
 from bench.reindex_under_load import wait_for_job
@@ -122,20 +122,14 @@ def sample_rss(pid: int, stop: threading.Event, samples: list[int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--collections-dir", type=Path, default=Path("artifacts/collections"))
-    parser.add_argument("--make-collections", type=Path, default=None, help="build a bench set here first")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    add_collection_args(parser)
     parser.add_argument("--source", default="wordnet_glosses.jsonl", help="re-index source under --data-dir")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--burst-rounds", type=int, default=5, help="rounds of hostile requests")
     parser.add_argument("--json-mib", type=int, default=16, help="size of each large unauthenticated JSON body")
     args = parser.parse_args(argv)
-    collections_dir = args.collections_dir
-    if args.make_collections is not None:
-        collections_dir = args.make_collections
-        if not (collections_dir / "texts").is_dir():
-            make_collections(collections_dir, args.data_dir)
+    collections_dir = bench_collections(args)
     texts = [item.text for item in read_text_file(args.data_dir / args.source)]
     images = [item.path.read_bytes() for item in read_image_folder(args.data_dir / "faces")]
     read_key, admin_key = secrets.token_hex(16), secrets.token_hex(16)

@@ -17,8 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 import pytest
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
 
 from arcsearch.cli import build_parser
 from service.settings import Settings
@@ -30,6 +33,7 @@ SEPARATORS = {";", "&&", "||", "|", "&", "(", ")", ";;"}
 REPO_DIRS = ("arcsearch", "bench", "docker", "docs", "index", "service", "tests", "training")
 SETTINGS_ROW = re.compile(r"^\|\s*`(ARCSEARCH_[A-Z0-9_]+)`\s*\|", re.MULTILINE)
 RUN_TIMEOUT_S = 120
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -273,16 +277,39 @@ def test_every_arcsearch_variable_in_the_docs_is_a_setting() -> None:
     assert unknown_variables() == []
 
 
-def settings_rows(names: set[str]) -> str:
-    """Rows of docs/service.md's settings table for ``names``, from Settings' defaults and descriptions."""
+def _kind(field: FieldInfo) -> str:
+    """A setting's values in words: the choices of a Literal, else the type, with its bounds."""
+    if get_origin(field.annotation) is Literal:
+        return " \\| ".join(f"`{choice}`" for choice in get_args(field.annotation))
+    names = {int: "integer", float: "number", bool: "`true` \\| `false`", str: "text", SecretStr: "secret text"}
+    kind = next((name for kind, name in names.items() if field.annotation is kind), "path")
+    bounds = {key: getattr(rule, key) for rule in field.metadata for key in ("ge", "le") if hasattr(rule, key)}
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} {bounds['ge']}–{bounds['le']}"
+    return f"{kind} ≥ {bounds['ge']}" if "ge" in bounds else kind
+
+
+def _default(field: FieldInfo) -> str:
+    value = field.default.get_secret_value() if isinstance(field.default, SecretStr) else field.default
+    if value in ("", None):
+        return "(none)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, int) and value >= MIB and value % MIB == 0:
+        return f"`{value}` ({value // MIB} MiB)"
+    return f"`{value}`"
+
+
+def _cell(text: str | None) -> str:
+    return (text or "").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def settings_rows(names: set[str] | None = None) -> str:
+    """Rows of docs/service.md's settings table (all, or those in ``names``), from ``Settings``' fields."""
     prefix = Settings.model_config["env_prefix"]
-    rows = []
-    for name, field in Settings.model_fields.items():
-        if prefix + name.upper() in names:
-            default = field.default.get_secret_value() if hasattr(field.default, "get_secret_value") else field.default
-            shown = "(empty)" if default in ("", None) else f"`{default}`"
-            rows.append(f"| `{prefix}{name.upper()}` | {shown} | {field.description or ''} |")
-    return "\n".join(rows)
+    return "\n".join(f"| `{prefix}{name.upper()}` | {_kind(field)} | {_default(field)} | {_cell(field.description)} |"
+                     for name, field in Settings.model_fields.items()
+                     if names is None or prefix + name.upper() in names)
 
 
 def test_the_settings_table_lists_every_setting() -> None:

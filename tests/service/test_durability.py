@@ -18,9 +18,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from index.bundle import BundleError
 from index.changes import ChangeLog
-from index.collections import index_collection
+from index.collections import current_version, index_collection, read_collection
+from index.items import ItemRecord
 from service.app import create_app
+from service.collection import load_collection
 from tests import bundles
 from tests.bundles import REPO
 from tests.service.helpers import (
@@ -244,3 +247,21 @@ def test_an_upsert_on_a_full_disk_answers_507_and_is_not_findable(template: dict
         assert_error(client.get("/v1/collections/notes/items/big"), 404, "item_not_found")
         assert len(client.post("/v1/texts/search", json={"text": "a", "k": 50, "collection": "notes"})
                    .json()["results"]) == 20
+
+
+def test_a_publish_that_fails_keeps_the_old_version_and_every_change(template: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    root = served_copy(template["collections"], tmp_path / "collections")
+    info, embedders = read_collection(root, "notes"), {}
+    notes = load_collection(root, info, device="cpu", embedders=embedders)
+    old = notes.snapshot.version
+    mark = notes.change_mark()
+    notes.upsert(ItemRecord("kept", "x"), notes.embedder.embed_texts(["kept while a re-index ran"])[0])
+    half_written = root / "notes" / "staging" / "half"
+    half_written.mkdir()
+    with pytest.raises(BundleError):
+        notes.publish(root, half_written, since=mark)
+    assert current_version(root, "notes") == old and notes.snapshot.version == old
+    assert notes.live_store()[0].get("kept") is not None
+    restarted = load_collection(root, info, device="cpu", embedders=embedders)
+    assert restarted.snapshot.version == old and restarted.live_store()[0].get("kept") is not None

@@ -205,17 +205,21 @@ def _check_staged(info: CollectionInfo, staged: Path) -> IndexManifest:
     return manifest
 
 
-def publish_version(collections_dir: Path, name: str, staged: Path, *, keep: int = KEEP_VERSIONS) -> str:
-    """Make the complete index bundle at ``staged`` the live version of ``name``; returns its id.
+def publish_version(collections_dir: Path, name: str, staged: Path, *, keep: int = KEEP_VERSIONS,
+                    version: str | None = None) -> str:
+    """Make the complete index bundle at ``staged`` the live version of ``name``; returns its id
+    (``version`` if given: one from ``new_version_id`` that the caller prepared things for).
 
     Steps: check manifest and embedder hash, fsync, rename into ``versions/``, fsync, replace CURRENT,
     then remove old versions (keeping ``keep``, CURRENT always among them).
     """
+    if version is not None and not VERSION_PATTERN.fullmatch(version):
+        raise CollectionError(f"{version!r} is not a version id")
     info = read_collection(collections_dir, name)
     _check_staged(info, Path(staged))
     folder = collection_dir(collections_dir, name)
     with collection_lock(collections_dir, name):
-        version = new_version_id()
+        version = version or new_version_id()
         target = folder / VERSIONS_DIR / version
         target.parent.mkdir(exist_ok=True)
         fsync_tree(Path(staged))

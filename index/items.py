@@ -1,7 +1,7 @@
 """The item table of an index bundle: FAISS id -> external id, label, source, metadata.
 
-Published tables are immutable; ``OverlayItems`` layers upserts and deletes over one, and ``ChangeLog``
-keeps those changes durable beside the collection until the next re-index replaces them.
+Published tables are immutable; ``OverlayItems`` layers upserts and deletes over one (index.changes keeps
+those changes durable beside the collection).
 
 On disk it is ``items.sqlite`` with one table::
 
@@ -221,56 +221,3 @@ class OverlayItems:
             self._added_ids.pop(record.external_id, None)
         elif faiss_id < len(self.base):
             self.deleted.add(faiss_id)
-
-
-CHANGES_SCHEMA = ("CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                  "base_version TEXT NOT NULL, op TEXT NOT NULL, external_id TEXT NOT NULL, faiss_id INTEGER, "
-                  "label TEXT, source TEXT, metadata JSON, vector BLOB)")
-
-
-@dataclass(frozen=True)
-class Change:
-    """One upsert (with its record, FAISS id and float32 vector) or delete, made on top of ``base_version``."""
-
-    op: str
-    external_id: str
-    faiss_id: int | None = None
-    record: ItemRecord | None = None
-    vector: bytes | None = None
-
-
-class ChangeLog:
-    """Durable upserts and deletes of a collection since its live version was published (SQLite, WAL)."""
-
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute(CHANGES_SCHEMA)
-
-    def append(self, base_version: str, change: Change) -> None:
-        r = change.record
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO changes (base_version, op, external_id, faiss_id, label, source, metadata, vector) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (base_version, change.op, change.external_id, change.faiss_id, r.label if r else None,
-                 r.source if r else None, json.dumps(r.metadata, sort_keys=True) if r else None, change.vector))
-
-    def replay(self, base_version: str) -> list[Change]:
-        with self._lock:
-            rows = self._conn.execute("SELECT op, external_id, faiss_id, label, source, metadata, vector FROM changes "
-                                      "WHERE base_version = ? ORDER BY seq", (base_version,)).fetchall()
-        return [Change(op, ext, fid, ItemRecord(ext, label, source, json.loads(meta)) if op == "upsert" else None, vec)
-                for op, ext, fid, label, source, meta, vec in rows]
-
-    def discard_except(self, base_version: str) -> None:
-        """Forget changes made on top of other versions (a re-index replaced them)."""
-        with self._lock:
-            self._conn.execute("DELETE FROM changes WHERE base_version != ?", (base_version,))
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()

@@ -228,6 +228,12 @@ class IndexStore:
             found = self.items.find(external_id)
             return None if found is None else np.asarray(self.index.reconstruct(int(found)), np.float32)
 
+    @property
+    def next_id(self) -> int:
+        """The FAISS id the next upsert gets unless told otherwise (ids are never reused)."""
+        with self.lock.read():
+            return self._overlay().next_id
+
     def upsert(self, record: ItemRecord, vector: np.ndarray, *, faiss_id: int | None = None) -> int:
         """Insert or replace ``record`` with its (d,) vector; returns the FAISS id it got."""
         unit = normalise(np.asarray(vector, np.float32).reshape(1, -1))

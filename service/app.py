@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from index.serving_lock import FolderInUseError, serving_lock
 from service.errors import install_error_handlers
-from service.jobs import JobManager
+from service.jobs import JOBS_PROBLEM_KEY, JobManager
 from service.limits import BodySizeLimitMiddleware
 from service.metrics import Metrics
 from service.observability import ObservabilityMiddleware, install_log_record_factory
@@ -42,15 +42,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            job_manager.store  # noqa: B018 -- opens the job file; marks jobs a dead process left running
-        except (OSError, sqlite3.Error) as exc:
-            logger.error("cannot open the job file %s: %s", settings.jobs_db_path, exc)
-        loader = threading.Thread(target=registry.load_all, name="arcsearch-load", daemon=True)
-        loader.start()
-        yield
-        job_manager.join(SHUTDOWN_JOIN_S)
-        registry.close()
+        with ExitStack() as stack:
+            try:  # one process serves a collections folder: a second one refuses to start
+                stack.enter_context(serving_lock(settings.collections_dir))
+            except FolderInUseError as exc:
+                logger.error("refusing to start: %s", exc)
+                raise
+            job_manager.open()  # marks jobs a dead process left running; if it cannot, job routes answer 503,
+            registry.checks[JOBS_PROBLEM_KEY] = lambda: job_manager.problem  # /readyz names why, and searches go on
+            loader = threading.Thread(target=registry.load_all, name="arcsearch-load", daemon=True)
+            loader.start()
+            yield
+            job_manager.join(SHUTDOWN_JOIN_S)
+            registry.close()
 
     app = FastAPI(title="arcsearch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings

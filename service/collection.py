@@ -1,4 +1,8 @@
-"""One collection as a running service holds it: its embedder and live index (swapped atomically), loaded from disk."""
+"""One collection as a running service holds it: its embedder and live index (swapped atomically), loaded from disk.
+
+An upsert or delete is written to the collection's change log first and applied in memory only once it is
+durable: a write that fails (locked or full) answers 503/507 and changes nothing, not even until a restart.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,14 +21,20 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from index.bundle import EmbedderManifest, read_embedder_manifest, sha256_of_path
+from index.changes import Change, ChangeLog, replay_onto
 from index.collections import (
+    VERSIONS_DIR,
     CollectionInfo,
     collection_dir,
     current_index_dir,
     current_version,
+    new_version_id,
+    publish_version,
 )
+from index.durable import DEFAULT_BUSY_TIMEOUT_S, DurableWriteError
 from index.embedder import ThreadPolicy, load_embedder
-from index.items import Change, ChangeLog, ItemRecord
+from index.faiss_index import IndexStoreError, normalise
+from index.items import ItemRecord
 from index.store import EmbedderMismatchError, IndexStore, check_embedder_pairing
 from service.batching import (
     SUBMIT_TIMEOUT_S,
@@ -35,7 +46,9 @@ from service.batching import (
 )
 from service.errors import (
     CollectionEmptyError,
+    CollectionNotFoundError,
     NotReadyError,
+    storage_error,
 )
 from service.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
 from service.schemas import CollectionSummary
@@ -89,6 +102,14 @@ class Snapshot:
 
     store: IndexStore | None
     version: str | None
+
+
+@dataclass(frozen=True)
+class ChangeMark:
+    """A point in a collection's history: its live version and the last change logged so far."""
+
+    version: str | None
+    seq: int
 
 
 class LoadedCollection:
@@ -153,29 +174,56 @@ class LoadedCollection:
             raise CollectionEmptyError(f"collection {self.name!r} has no index yet; re-index it first")
         return snapshot.store, snapshot.version
 
+    @contextmanager
+    def _change_log(self) -> Iterator[ChangeLog]:
+        """The change log (call with ``mutation_lock`` held); a failed write becomes 503 storage_busy (with
+        Retry-After), 507 insufficient_storage or 503 storage_unavailable."""
+        if self.changes is None:
+            raise CollectionNotFoundError(f"collection {self.name!r} was removed")
+        try:
+            yield self.changes
+        except DurableWriteError as exc:
+            raise storage_error(exc, retry_after_s=self.changes.busy_timeout_s) from exc
+
+    def _log_then_apply(self, version: str, change: Change, apply: Callable[[], object]) -> None:
+        """Write ``change`` durably, then ``apply`` it in memory; if applying fails, the change is retracted."""
+        with self._change_log() as changes:
+            seq = changes.append(version, change)
+            try:
+                apply()
+            except BaseException:
+                changes.retract(seq)
+                raise
+
     def upsert(self, record: ItemRecord, vector: np.ndarray) -> bool:
-        """Insert or replace an item (durable in the change log); True if it replaced one."""
+        """Insert or replace an item: durable in the change log, then searchable; True if it replaced one."""
+        unit = normalise(np.asarray(vector, np.float32).reshape(1, -1))[0]
         with self.mutation_lock:
             store, version = self.live_store()
+            if len(unit) != store.dim:
+                raise IndexStoreError(f"vector has dimension {len(unit)}, the index {store.dim}")
             replaced = store.get(record.external_id) is not None
-            faiss_id = store.upsert(record, vector)
-            unit = np.asarray(store.vector_of(record.external_id), np.float32)
-            if self.changes is not None:
-                self.changes.append(version, Change("upsert", record.external_id, faiss_id, record, unit.tobytes()))
+            faiss_id = store.next_id
+            self._log_then_apply(version, Change("upsert", record.external_id, faiss_id, record, unit.tobytes()),
+                                 lambda: store.upsert(record, unit, faiss_id=faiss_id))
         if replaced:
             self.compact_in_background(store)
         return replaced
 
     def delete(self, external_id: str) -> bool:
-        """Remove an item (durable in the change log); False if there is none."""
+        """Remove an item (durable in the change log first); False if there is none."""
         with self.mutation_lock:
             store, version = self.live_store()
-            if not store.delete(external_id):
+            if store.get(external_id) is None:
                 return False
-            if self.changes is not None:
-                self.changes.append(version, Change("delete", external_id))
+            self._log_then_apply(version, Change("delete", external_id), lambda: store.delete(external_id))
         self.compact_in_background(store)
         return True
+
+    def change_mark(self) -> ChangeMark:
+        """Where the collection stands now; ``publish`` carries over the changes made after it."""
+        with self.mutation_lock, self._change_log() as changes:
+            return ChangeMark(self.snapshot.version, changes.last_seq())
 
     def compact_in_background(self, store: IndexStore) -> threading.Thread | None:
         """For an index that cannot remove vectors (HNSW), rebuild it without its tombstones in a thread."""
@@ -193,17 +241,29 @@ class LoadedCollection:
         thread.start()
         return thread
 
-    def swap(self, store: IndexStore, version: str) -> None:
-        """Serve ``store`` from now on; queries already running finish on the old one.
+    def publish(self, collections_dir: Path, staged: Path, *, since: ChangeMark,
+                search_params: str = "") -> tuple[IndexStore, str]:
+        """Make the index bundle at ``staged`` the live version and serve it; returns (store, version).
 
-        Upserts and deletes made on the old version are dropped: a re-index replaces the contents.
+        Upserts and deletes made after ``since`` (while a re-index built the bundle) are carried over onto
+        it, written under the new version before CURRENT names it, so none is lost even by a crash; those
+        made before are replaced. Upserts and deletes wait meanwhile; queries go on, on the old version.
         """
-        check_embedder_pairing(store.manifest, self.embedder.manifest, where=f"index version {version}")
-        store.enable_mutations()
-        with self.mutation_lock:
-            if self.changes is not None:
-                self.changes.discard_except(version)
+        with self.mutation_lock, self._change_log() as changes:
+            version = new_version_id()
+            if since.version is not None:
+                changes.rebase(since.version, since.seq, version)
+            publish_version(collections_dir, self.name, staged, version=version)
+            store = IndexStore.load(collection_dir(collections_dir, self.name) / VERSIONS_DIR / version,
+                                    search_params=search_params)
+            check_embedder_pairing(store.manifest, self.embedder.manifest, where=f"index version {version}")
+            replay_onto(store, changes, version)
             self.snapshot = Snapshot(store=store, version=version)
+            try:
+                changes.discard_except(version)
+            except DurableWriteError as exc:  # never replayed; the next publish discards them
+                logger.warning("collection %r: changes of old versions stay in the log for now: %s", self.name, exc)
+        return store, version
 
     def summary(self) -> CollectionSummary:
         snapshot = self.snapshot
@@ -227,7 +287,8 @@ class LoadedCollection:
 
 def load_collection(collections_dir: Path, info: CollectionInfo, *, device: str, search_params: str = "",
                     verify_hash: bool = True, embedders: dict[str, SerialEmbedder] | None = None,
-                    threads: ThreadPolicy | None = None) -> LoadedCollection:
+                    threads: ThreadPolicy | None = None,
+                    busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> LoadedCollection:
     """Load a collection's embedder and live index; refuses an index built with another embedder."""
     folder = collection_dir(collections_dir, info.name)
     emb_dir = folder / info.embedder
@@ -246,27 +307,12 @@ def load_collection(collections_dir: Path, info: CollectionInfo, *, device: str,
     if version is not None:
         store = IndexStore.load(current_index_dir(collections_dir, info.name), search_params=search_params)
         check_embedder_pairing(store.manifest, manifest, where=f"index {info.name}/{version}")
-    changes = ChangeLog(folder / CHANGES_FILE)
+    changes = ChangeLog(folder / CHANGES_FILE, busy_timeout_s=busy_timeout_s)
     if store is not None and version is not None:
-        replay_changes(store, changes, version)
+        replay_onto(store, changes, version)
     logger.info("collection %r loaded: %s, version %s, %d items", info.name, info.modality, version,
                 len(store) if store is not None else 0)
     loaded = LoadedCollection(info, embedder, Snapshot(store=store, version=version))
     loaded.changes = changes
     return loaded
-
-
-def replay_changes(store: IndexStore, changes: ChangeLog, version: str) -> None:
-    """Re-apply the upserts and deletes made on top of ``version`` since it was published."""
-    store.enable_mutations()
-    replayed = changes.replay(version)
-    for change in replayed:
-        if change.op == "upsert" and change.record is not None and change.vector is not None:
-            store.upsert(change.record, np.frombuffer(change.vector, np.float32), faiss_id=change.faiss_id)
-        elif change.op == "delete":
-            store.delete(change.external_id)
-    if replayed:
-        logger.info("replayed %d item changes on version %s", len(replayed), version)
-    store.compact()  # HNSW: drop the tombstones the replay left (no-op for other index types)
-
 

@@ -9,12 +9,16 @@ RequestValidationError (-> 422) and any unexpected exception (-> 500, logged) in
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from index.durable import DurableWriteError, StorageFullError
+from index.durable import StorageBusyError as IndexStorageBusyError
 
 logger = logging.getLogger(__name__)
 
@@ -170,3 +174,41 @@ def validation_error(loc: tuple[str | int, ...], message: str, *, error_type: st
         RequestValidationError:
     """A RequestValidationError for limits checked in handlers (settings-dependent), rendered as 422."""
     return RequestValidationError([{"loc": loc, "msg": message, "type": error_type}])
+
+
+class StorageBusyError(ApiError):
+    """A durable write met another connection's (or process's) lock; nothing changed; retry after a moment."""
+
+    status, code = 503, "storage_busy"
+
+    def __init__(self, message: str, *, details: Any = None, retry_after_s: int = 1) -> None:
+        super().__init__(message, details=details)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class InsufficientStorageError(ApiError):
+    """A durable write found the disk full; nothing changed."""
+
+    status, code = 507, "insufficient_storage"
+
+
+class StorageUnavailableError(ApiError):
+    """A durable write failed for another reason (an I/O error, a damaged file); nothing changed."""
+
+    status, code = 503, "storage_unavailable"
+
+
+class JobsUnavailableError(ApiError):
+    """The jobs database cannot be opened or read (e.g. a damaged file); searches go on without it."""
+
+    status, code = 503, "jobs_unavailable"
+
+
+def storage_error(exc: DurableWriteError, *, retry_after_s: float,
+                  other: type[ApiError] = StorageUnavailableError) -> ApiError:
+    """The API error for a failed durable write: busy -> 503 with Retry-After, full -> 507, else ``other``."""
+    if isinstance(exc, IndexStorageBusyError):
+        return StorageBusyError(str(exc), retry_after_s=max(1, math.ceil(retry_after_s)))
+    if isinstance(exc, StorageFullError):
+        return InsufficientStorageError(str(exc))
+    return other(str(exc))

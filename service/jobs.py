@@ -7,6 +7,12 @@ died is reported ``interrupted`` (its half-built staging folder is never served)
 be indexed are recorded per job; more than ``job_max_failures`` of them abort the job. Before each
 embedding batch a job waits up to ``job_yield_ms`` for the collection's queries to be answered
 (``MicroBatcher.wait_idle``), so that searches keep their latency while it runs on the same cores.
+
+A job replaces the collection's contents as they were when it was accepted: upserts and deletes accepted
+while it runs are carried over onto the new version (``LoadedCollection.publish``). A job-store write
+that fails (a locked or full database) leaves nothing half-done: a submit is refused with 503/507 and
+marks nothing busy; a running job fails with the reason, and its final state is retried until written.
+If the jobs database cannot be opened at all, job routes answer 503 ``jobs_unavailable`` and searches go on.
 """
 
 from __future__ import annotations
@@ -16,15 +22,17 @@ import logging
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import Any
 
-from index.build import CorpusItem, IndexBuildError, build_store
-from index.collections import VERSIONS_DIR, collection_dir, publish_version, staging_dir
-from index.store import IndexStore
-from service.collection import LoadedCollection
-from service.errors import JobConflictError, JobNotFoundError
+from index.build import CorpusItem, IndexBuildError, ProgressCallback, build_store
+from index.collections import staging_dir
+from service.collection import ChangeMark, LoadedCollection
+from service.errors import ApiError, JobConflictError, JobNotFoundError, JobsUnavailableError, StorageBusyError
 from service.jobstore import JobStore, now
+from service.paths import display_path, scrub_paths, settings_roots
 from service.schemas import JobStatus, LastReindex
 from service.settings import Settings
 from service.sources import LoadedItems
@@ -32,6 +40,9 @@ from service.sources import LoadedItems
 logger = logging.getLogger(__name__)
 
 ItemLoader = Callable[[], Sequence[CorpusItem] | LoadedItems]
+JOBS_PROBLEM_KEY = "*jobs"  # the jobs database's entry among the problems /readyz reports
+FINAL_STATE_RETRY_S = 60.0  # a job's final state is written again while the database is busy, this long
+FINAL_STATE_PAUSE_S = 1.0
 
 
 class TooManyFailuresError(RuntimeError):
@@ -43,25 +54,52 @@ class JobManager:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.problem: str | None = None  # why the jobs database cannot be used (None: it can, or not tried yet)
+        self._roots = settings_roots(settings)
         self._store: JobStore | None = None
         self._active: dict[str, str] = {}  # collection -> running job id
         self._threads: dict[str, threading.Thread] = {}
-        self._lock = threading.Lock()  # guards _active, _threads and (with the job store) swaps
+        self._lock = threading.Lock()  # guards _store, _active and _threads
 
     @property
     def store(self) -> JobStore:
-        """The job file, opened on first use (at startup, jobs a dead process left running are marked)."""
+        """The job file, opened on first use (then jobs a dead process left running are marked); 503
+        ``jobs_unavailable`` while it cannot be opened (each use tries again)."""
         with self._lock:
             if self._store is None:
-                self._store = JobStore(self.settings.jobs_db_path)
-                interrupted = self._store.mark_interrupted()
-                if interrupted:
-                    logger.warning("marked %d jobs interrupted by a previous stop: %s", len(interrupted),
-                                   ", ".join(interrupted))
+                self._store = self._open()
             return self._store
 
+    def _open(self) -> JobStore:
+        path = self.settings.jobs_db_path
+        store = None
+        try:
+            store = JobStore(path, busy_timeout_s=self.settings.sqlite_busy_timeout_s)
+            interrupted = store.mark_interrupted()
+        except (ApiError, OSError) as exc:
+            if store is not None:
+                store.close()
+            self.problem = exc.message if isinstance(exc, ApiError) else scrub_paths(
+                f"the jobs database {display_path(path, self._roots)} cannot be opened: {exc}", self._roots)
+            raise JobsUnavailableError(f"{self.problem}; re-index jobs are off until it is repaired or removed "
+                                       "(searches go on)") from exc
+        self.problem = None
+        if interrupted:
+            logger.warning("marked %d jobs interrupted by a previous stop: %s", len(interrupted),
+                           ", ".join(interrupted))
+        return store
+
+    def open(self) -> str | None:
+        """Open the job file now (at startup); returns why it cannot be used, if it cannot."""
+        try:
+            self.store  # noqa: B018 -- opens the file
+        except JobsUnavailableError as exc:
+            logger.error("%s", exc.message)
+        return self.problem
+
     def submit(self, collection: LoadedCollection, load_items: ItemLoader, *, source: str) -> JobStatus:
-        """Queue a job that indexes ``load_items()`` into ``collection``; 409 if one is already running."""
+        """Queue a job that indexes ``load_items()`` into ``collection``; 409 if one is already running,
+        503/507 if the job cannot be recorded (then nothing is started or marked)."""
         store = self.store
         with self._lock:
             running = self._active.get(collection.name)
@@ -69,14 +107,20 @@ class JobManager:
                 raise JobConflictError(f"a re-index job for {collection.name!r} is already running",
                                        details={"job_id": running})
             job_id = secrets.token_hex(8)
-            store.create(job_id, collection.name, source)
+            since = collection.change_mark()  # changes accepted from now on are carried over onto the new version
+            store.create(job_id, collection.name, source, keep=self.settings.keep_jobs)
             self._active[collection.name] = job_id
             context = contextvars.copy_context()  # the job's log records carry the submitting request's id
-            thread = threading.Thread(target=context.run, args=(self._run, job_id, source, collection, load_items),
-                                      name=f"reindex-{collection.name}", daemon=True)
+            run = (self._run, job_id, source, collection, load_items, since)
+            thread = threading.Thread(target=context.run, args=run, name=f"reindex-{collection.name}", daemon=True)
             self._threads[job_id] = thread
-        store.prune(self.settings.keep_jobs)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            self._forget(job_id, collection.name)
+            with suppress(ApiError):
+                store.update(job_id, status="failed", error="the job's thread could not start", finished_at=now())
+            raise
         logger.info("job %s: re-index %r from %s", job_id, collection.name, source)
         return self.status(job_id)
 
@@ -88,34 +132,51 @@ class JobManager:
         return job
 
     @contextmanager
-    def none_running(self, collection: str) -> Iterator[None]:
-        """Hold off new jobs on ``collection`` for the block; 409 if one is running now."""
+    def removing(self, collection: str) -> Iterator[None]:
+        """Forget the finished jobs of ``collection`` and hold off new ones for the block (its removal); 409 if
+        a job is running, 503/507 if the job store cannot be written (then nothing is forgotten)."""
+        store = self.store
         with self._lock:
             running = self._active.get(collection)
             if running is not None:
                 raise JobConflictError(f"a re-index job for {collection!r} is running; wait for it to finish",
                                        details={"job_id": running})
+            store.forget_collection(collection)
             yield
 
     def last_finished(self) -> dict[str, LastReindex]:
-        """Collection -> its last finished re-index job."""
-        return self.store.last_finished()
-
-    def forget_collection(self, collection: str) -> None:
-        """Forget the finished jobs of a removed collection."""
-        self.store.forget_collection(collection)
+        """Collection -> its last finished re-index job (none while the jobs database cannot be read)."""
+        try:
+            return self.store.last_finished()
+        except ApiError as exc:
+            logger.debug("no job information: %s", exc.message)
+            return {}
 
     def counts_by_state(self) -> dict[str, int]:
-        """How many remembered jobs are in each state."""
-        return self.store.counts_by_state()
+        """How many remembered jobs are in each state (none while the jobs database cannot be read)."""
+        try:
+            return self.store.counts_by_state()
+        except ApiError as exc:
+            logger.debug("no job information: %s", exc.message)
+            return {}
 
     def _on_failure(self, job_id: str) -> Callable[[str, str], None]:
         def record(item_id: str, reason: str) -> None:
+            reason = scrub_paths(reason, self._roots)
             failed = self.store.add_failure(job_id, item_id, reason)
             logger.warning("job %s: item %s failed: %s", job_id, item_id, reason)
             if failed > self.settings.job_max_failures:
                 raise TooManyFailuresError(f"{failed} items failed, more than the {self.settings.job_max_failures} "
                                            "allowed (ARCSEARCH_JOB_MAX_FAILURES); see 'failures'")
+        return record
+
+    def _on_progress(self, job_id: str, *, skipped: int) -> ProgressCallback:
+        """Record progress (plus ``skipped`` rows read before the build); a write that fails is left out."""
+        def record(done: int, total: int) -> None:
+            try:
+                self.store.update(job_id, done=done + skipped, total=total + skipped)
+            except ApiError as exc:  # the next report catches up
+                logger.warning("job %s: progress not recorded: %s", job_id, exc.message)
         return record
 
     def _give_way_to_queries(self, collection: LoadedCollection) -> Callable[[], object] | None:
@@ -126,47 +187,72 @@ class JobManager:
             return None
         return lambda: collection.batcher is None or collection.batcher.wait_idle(wait_s)
 
-    def _run(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader) -> None:
-        store = self.store
-        store.update(job_id, status="running", started_at=now())
-        staged = None
+    def _run(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
+             since: ChangeMark) -> None:
         try:
-            loaded = load_items()
-            items, bad_rows = (loaded.items, loaded.failures) if isinstance(loaded, LoadedItems) else (loaded, [])
-            store.update(job_id, total=len(items) + len(bad_rows))
-            on_failure = self._on_failure(job_id)
-            for item_id, reason in bad_rows:
-                on_failure(item_id, reason)
-            if not items:
-                raise IndexBuildError(f"no readable item in the source ({len(bad_rows)} bad rows; see 'failures')")
-            skip = len(bad_rows)
-            snapshot = collection.snapshot
-            factory = (snapshot.store.manifest.factory if snapshot.store is not None
-                       else collection.info.index_factory or self.settings.index_factory)
-            built, _ = build_store(collection.embedder, items, factory=factory, batch_size=self.settings.batch_size,
-                                   source=source, show_progress=False, on_failure=on_failure,
-                                   progress=lambda done, total: store.update(job_id, done=done + skip,
-                                                                             total=total + skip),
-                                   before_batch=self._give_way_to_queries(collection))
-            root = self.settings.collections_dir
-            staged = staging_dir(root, collection.name)
-            built.save(staged)
-            version = publish_version(root, collection.name, staged)
-            live = IndexStore.load(collection_dir(root, collection.name) / VERSIONS_DIR / version,
-                                   search_params=self.settings.search_params)
-            with self._lock:
-                collection.swap(live, version)
-                store.update(job_id, status="succeeded", version=version, finished_at=now(), num_items=len(live))
-            logger.info("job %s: %r now serves version %s (%d items)", job_id, collection.name, version, len(live))
+            outcome = self._execute(job_id, source, collection, load_items, since)
         except Exception as exc:  # a job reports every failure in its state instead of crashing a thread
             logger.exception("job %s failed", job_id)
-            store.update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=now())
+            message = exc.message if isinstance(exc, ApiError) else str(exc)
+            outcome = {"status": "failed", "error": scrub_paths(f"{type(exc).__name__}: {message}", self._roots)}
         finally:
-            if staged is not None:
-                shutil.rmtree(staged, ignore_errors=True)  # only still there if publishing failed
             with self._lock:
-                self._active.pop(collection.name, None)
-                self._threads.pop(job_id, None)
+                self._active.pop(collection.name, None)  # the collection is free again, whatever happened
+        self._record_outcome(job_id, outcome | {"finished_at": now()})
+        self._forget(job_id, collection.name)
+
+    def _execute(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
+                 since: ChangeMark) -> dict[str, Any]:
+        store = self.store
+        store.update(job_id, status="running", started_at=now())
+        loaded = load_items()
+        items, bad_rows = (loaded.items, loaded.failures) if isinstance(loaded, LoadedItems) else (loaded, [])
+        progress = self._on_progress(job_id, skipped=len(bad_rows))
+        progress(0, len(items))
+        on_failure = self._on_failure(job_id)
+        for item_id, reason in bad_rows:
+            on_failure(item_id, reason)
+        if not items:
+            raise IndexBuildError(f"no readable item in the source ({len(bad_rows)} bad rows; see 'failures')")
+        snapshot = collection.snapshot
+        factory = (snapshot.store.manifest.factory if snapshot.store is not None
+                   else collection.info.index_factory or self.settings.index_factory)
+        built, _ = build_store(collection.embedder, items, factory=factory, batch_size=self.settings.batch_size,
+                               source=source, show_progress=False, on_failure=on_failure,
+                               progress=progress, before_batch=self._give_way_to_queries(collection))
+        root = self.settings.collections_dir
+        staged = staging_dir(root, collection.name)
+        try:
+            built.save(staged)
+            live, version = collection.publish(root, staged, since=since, search_params=self.settings.search_params)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)  # only still there if publishing failed
+        logger.info("job %s: %r now serves version %s (%d items)", job_id, collection.name, version, len(live))
+        return {"status": "succeeded", "version": version, "num_items": len(live)}
+
+    def _record_outcome(self, job_id: str, fields: dict[str, Any]) -> None:
+        """Write a job's final state; while the database is busy, try again for up to FINAL_STATE_RETRY_S."""
+        deadline = time.monotonic() + FINAL_STATE_RETRY_S
+        while True:
+            try:
+                self.store.update(job_id, **fields)
+                return
+            except StorageBusyError as exc:
+                if time.monotonic() > deadline:
+                    logger.error("job %s: its final state (%s) was not recorded: %s", job_id, fields["status"],
+                                 exc.message)
+                    return
+                time.sleep(FINAL_STATE_PAUSE_S)
+            except ApiError as exc:
+                logger.error("job %s: its final state (%s) was not recorded: %s", job_id, fields["status"],
+                             exc.message)
+                return
+
+    def _forget(self, job_id: str, collection: str) -> None:
+        with self._lock:
+            if self._active.get(collection) == job_id:
+                del self._active[collection]
+            self._threads.pop(job_id, None)
 
     def join(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for running jobs (at shutdown); unfinished ones leave no live version."""

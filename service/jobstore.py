@@ -2,7 +2,8 @@
 
 Two tables: ``jobs`` (one row per job: state, progress, result) and ``job_failures`` (items that could
 not be indexed, with the reason). ``mark_interrupted`` runs at startup: a job still ``queued`` or
-``running`` in the file belonged to a process that died, so it becomes ``interrupted``.
+``running`` in the file belonged to a process that died, so it becomes ``interrupted`` (one process
+serves a collections folder: index.serving_lock).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from index.durable import DEFAULT_BUSY_TIMEOUT_S, DurableWriteError, open_database, sqlite_failure
+from service.errors import ApiError, JobsUnavailableError, storage_error
 from service.schemas import JobFailure, JobProgress, JobStatus, LastReindex
 
 SCHEMA = """
@@ -48,49 +51,80 @@ def rate(done: int, started_at: str | None, finished_at: str | None) -> float | 
 
 
 class JobStore:
-    """Thread-safe access to the jobs file (one connection, one lock; WAL, synchronous=FULL)."""
+    """Thread-safe access to the jobs file (one connection, one lock; WAL, synchronous=FULL).
 
-    def __init__(self, path: Path) -> None:
+    Every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction, rolled back on any error, so a
+    failed write leaves nothing behind and the connection usable. A write waits up to ``busy_timeout_s``
+    for another connection's lock, then raises StorageBusyError (503 with Retry-After); a full disk
+    raises InsufficientStorageError (507); a damaged file JobsUnavailableError (503).
+    """
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.busy_timeout_s = busy_timeout_s
+        try:
+            self._conn = open_database(path, schema=SCHEMA, busy_timeout_s=busy_timeout_s, what=self._what)
+        except DurableWriteError as exc:
+            raise self._api_error(exc) from exc
         self._lock = threading.Lock()
-        with self._tx() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(SCHEMA)
+
+    @property
+    def _what(self) -> str:
+        return f"the jobs database {self.path.name}"
+
+    def _api_error(self, exc: DurableWriteError) -> ApiError:
+        return storage_error(exc, retry_after_s=self.busy_timeout_s, other=JobsUnavailableError)
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the lock; an SQLite error rolls back whatever is open and becomes an API error."""
         with self._lock:
-            yield self._conn
+            try:
+                yield self._conn
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._api_error(sqlite_failure(exc, self._what)) from exc
+                raise
 
-    def create(self, job_id: str, collection: str, source: str) -> None:
-        with self._tx() as conn:
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed if the block finishes, rolled back on any error."""
+        with self._read() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+
+    def create(self, job_id: str, collection: str, source: str, *, keep: int | None = None) -> None:
+        """Record a queued job; with ``keep``, forget all but the newest ``keep`` finished jobs (one transaction)."""
+        with self._write() as conn:
             conn.execute("INSERT INTO jobs (job_id, collection, source, status, created_at) VALUES (?, ?, ?, ?, ?)",
                          (job_id, collection, source, "queued", now()))
+            if keep is not None:
+                _prune(conn, keep)
 
     def update(self, job_id: str, **fields: Any) -> None:
         unknown = set(fields) - UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
         assignments = ", ".join(f"{name} = ?" for name in fields)  # names checked against UPDATABLE
-        with self._tx() as conn:
+        with self._write() as conn:
             conn.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", (*fields.values(), job_id))
 
     def add_failure(self, job_id: str, item_id: str, reason: str) -> int:
         """Record one failed item; returns the job's failure count so far."""
-        with self._tx() as conn:
-            conn.execute("BEGIN")
+        with self._write() as conn:
             conn.execute("INSERT INTO job_failures VALUES (?, ?, ?)", (job_id, item_id, reason[:500]))
             conn.execute("UPDATE jobs SET failed = failed + 1 WHERE job_id = ?", (job_id,))
-            conn.execute("COMMIT")
             (count,) = conn.execute("SELECT failed FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return int(count)
 
     def get(self, job_id: str) -> JobStatus | None:
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
@@ -106,7 +140,7 @@ class JobStore:
                          finished_at=job["finished_at"])
 
     def counts_by_state(self) -> dict[str, int]:
-        with self._tx() as conn:
+        with self._read() as conn:
             return {state: int(n) for state, n in conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")}
 
     def last_finished(self) -> dict[str, LastReindex]:
@@ -114,23 +148,21 @@ class JobStore:
         query = ("SELECT collection, job_id, status, finished_at, num_items FROM (SELECT *, ROW_NUMBER() OVER "
                  "(PARTITION BY collection ORDER BY finished_at DESC, created_at DESC) AS rank FROM jobs "
                  f"WHERE status IN {FINISHED}) WHERE rank = 1")
-        with self._tx() as conn:
+        with self._read() as conn:
             rows = conn.execute(query).fetchall()
         return {name: LastReindex(job_id=job_id, status=status, finished_at=finished_at, num_items=num_items)
                 for name, job_id, status, finished_at, num_items in rows}
 
     def forget_collection(self, collection: str) -> None:
         """Forget the finished jobs of a removed collection (a new one of that name starts with none)."""
-        with self._tx() as conn:
-            conn.execute("BEGIN")
+        with self._write() as conn:
             ids = f"SELECT job_id FROM jobs WHERE collection = ? AND status IN {FINISHED}"
             conn.execute(f"DELETE FROM job_failures WHERE job_id IN ({ids})", (collection,))
             conn.execute(f"DELETE FROM jobs WHERE job_id IN ({ids})", (collection,))
-            conn.execute("COMMIT")
 
     def mark_interrupted(self) -> list[str]:
         """Turn jobs left ``queued``/``running`` by a dead process into ``interrupted``; returns their ids."""
-        with self._tx() as conn:
+        with self._write() as conn:
             ids = [r[0] for r in conn.execute("SELECT job_id FROM jobs WHERE status IN ('queued', 'running')")]
             conn.execute("UPDATE jobs SET status = 'interrupted', error = ?, finished_at = ? "
                          "WHERE status IN ('queued', 'running')", (INTERRUPTED_ERROR, now()))
@@ -138,14 +170,16 @@ class JobStore:
 
     def prune(self, keep: int) -> None:
         """Forget all but the newest ``keep`` finished jobs."""
-        with self._tx() as conn:
-            conn.execute("BEGIN")
-            old = ("SELECT job_id FROM jobs WHERE status NOT IN ('queued', 'running') "
-                   "ORDER BY created_at DESC LIMIT -1 OFFSET ?")
-            conn.execute(f"DELETE FROM job_failures WHERE job_id IN ({old})", (keep,))
-            conn.execute(f"DELETE FROM jobs WHERE job_id IN ({old})", (keep,))
-            conn.execute("COMMIT")
+        with self._write() as conn:
+            _prune(conn, keep)
 
     def close(self) -> None:
-        with self._tx() as conn:
-            conn.close()
+        with self._lock:
+            self._conn.close()
+
+
+def _prune(conn: sqlite3.Connection, keep: int) -> None:
+    old = ("SELECT job_id FROM jobs WHERE status NOT IN ('queued', 'running') "
+           "ORDER BY created_at DESC LIMIT -1 OFFSET ?")
+    conn.execute(f"DELETE FROM job_failures WHERE job_id IN ({old})", (keep,))
+    conn.execute(f"DELETE FROM jobs WHERE job_id IN ({old})", (keep,))

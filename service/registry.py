@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from service.errors import (
     WrongModalityError,
 )
 from service.metrics import Metrics
+from service.paths import display_path, scrub_paths, settings_roots
 from service.schemas import CollectionSummary
 from service.settings import Settings
 
@@ -47,6 +49,8 @@ class Registry:
         self.pending: list[CollectionInfo] = []
         self.list_error: str | None = None
         self.embedders: dict[str, SerialEmbedder] = {}  # by weights hash: collections of one embedder share it
+        self.checks: dict[str, Callable[[], str | None]] = {}  # other parts the service needs (``*name``) -> problem
+        self.roots = settings_roots(settings)  # paths shown to clients are relative to these
         self._ready = threading.Event()
         self._admin_lock = threading.Lock()  # one collection created or removed at a time
 
@@ -58,8 +62,9 @@ class Registry:
         return self._ready.wait(timeout_s)
 
     def problems(self) -> dict[str, str]:
-        """Collection name (or ``*`` for the folder itself) -> why it is not served."""
+        """Collection name (``*`` for the folder itself, ``*name`` for one of ``checks``) -> why it is not served."""
         problems = {name: failure.error for name, failure in self.failures.items()}
+        problems |= {name: problem for name, check in self.checks.items() if (problem := check())}
         return problems | ({"*": self.list_error} if self.list_error else {})
 
     def load_all(self) -> None:
@@ -72,7 +77,7 @@ class Registry:
             self.pending = list_collections(root)
         except (CollectionError, OSError) as exc:
             logger.error("cannot list collections in %s: %s", root, exc)
-            self.list_error = str(exc)
+            self.list_error = scrub_paths(str(exc), self.roots)
         if not self.pending and self.list_error is None:
             logger.warning("no collections in %s", root)
         for info in list(self.pending):
@@ -80,16 +85,18 @@ class Registry:
                 self.collections[info.name] = self._load(info)
             except Exception as exc:  # any broken bundle must leave the others served
                 logger.error("collection %r is not served: %s", info.name, exc)
-                self.failures[info.name] = LoadFailure(info, f"{type(exc).__name__}: {exc}")
+                self.failures[info.name] = LoadFailure(info, scrub_paths(f"{type(exc).__name__}: {exc}", self.roots))
             self.pending = [p for p in self.pending if p.name != info.name]
         self._ready.set()
 
     def _load(self, info: CollectionInfo) -> LoadedCollection:
-        loaded = load_collection(self.settings.collections_dir, info, device=self.settings.device,
+        shown = info.model_copy(update={"embedder_origin": display_path(info.embedder_origin, self.roots)})
+        loaded = load_collection(self.settings.collections_dir, shown, device=self.settings.device,
                                  search_params=self.settings.search_params,
                                  verify_hash=self.settings.verify_embedder_hash, embedders=self.embedders,
                                  threads=ThreadPolicy(self.settings.torch_threads,
-                                                      self.settings.torch_parallel_min_batch))
+                                                      self.settings.torch_parallel_min_batch),
+                                 busy_timeout_s=self.settings.sqlite_busy_timeout_s)
         loaded.start_batching(max_batch=self.settings.batch_max_size, max_wait_ms=self.settings.batch_max_wait_ms,
                               observe=self.metrics.batch_observer(info.name) if self.metrics else None,
                               observe_stage=self.metrics.stage_observer(info.name) if self.metrics else None)
@@ -114,7 +121,8 @@ class Registry:
                 loaded = self._load(info)
             except Exception as exc:  # whatever the embedder's loader raises, leave no half-made collection
                 remove_collection(self.settings.collections_dir, name)
-                raise BundleError(f"the embedder bundle does not load: {type(exc).__name__}: {exc}") from exc
+                raise BundleError(f"the embedder bundle does not load: {type(exc).__name__}: "
+                                  f"{scrub_paths(str(exc), self.roots)}") from exc
             self.collections[name] = loaded
         logger.info("collection %r created (%s, %d-d, factory %s)", name, info.modality, info.embedding_dim, factory)
         return loaded

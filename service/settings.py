@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     keep_jobs: int = Field(200, ge=1, description="finished jobs remembered for GET /v1/jobs/{id}")
     jobs_db: Path | None = Field(None, description="SQLite file of re-index jobs; default "
                                  "<collections_dir>/jobs.sqlite")
+    sqlite_busy_timeout_s: float = Field(5.0, gt=0, le=600, description="how long a write to the jobs database "
+                                         "or a change log waits for another connection's lock; then the request "
+                                         "answers 503 storage_busy with Retry-After")
     job_max_failures: int = Field(100, ge=0, description="a re-index job aborts when more items than this fail")
     job_yield_ms: float = Field(200.0, ge=0, le=10_000, description="before each batch a re-index job waits up to "
                                 "this long while queries are being answered (0 = never wait)")

@@ -9,6 +9,7 @@ from index.faiss_index import IndexStoreError
 from service.auth import AdminAccess, ReadAccess
 from service.deps import JobsDep, RegistryDep, SettingsDep
 from service.errors import InvalidEmbedderError, InvalidIndexFactoryError, InvalidSourceError
+from service.paths import scrub_paths
 from service.schemas import CollectionCreate, CollectionName, CollectionsResponse, CollectionSummary, ErrorResponse
 from service.sources import resolve_source
 
@@ -19,7 +20,7 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 40
 @router.get("/collections", response_model=CollectionsResponse, dependencies=[ReadAccess],
             summary="Collections with modality, size, dimension, embedder, index type and last re-index")
 def list_collections(registry: RegistryDep, jobs: JobsDep) -> CollectionsResponse:
-    last = jobs.last_finished()
+    last = jobs.last_finished()  # empty while the jobs database cannot be read: the listing still works
     return CollectionsResponse(collections=[summary.model_copy(update={"last_reindex": last.get(summary.name)})
                                             for summary in registry.summaries()])
 
@@ -35,16 +36,17 @@ def create_collection(body: CollectionCreate, registry: RegistryDep, settings: S
     try:
         created = registry.create(body.name, embedder, factory)
     except IndexStoreError as exc:
-        raise InvalidIndexFactoryError(str(exc)) from None
+        raise InvalidIndexFactoryError(scrub_paths(str(exc), registry.roots)) from None
     except (BundleError, ValueError, OSError) as exc:
-        raise InvalidEmbedderError(f"embedder {body.embedder!r} is not a usable embedder bundle: {exc}") from None
+        raise InvalidEmbedderError(f"embedder {body.embedder!r} is not a usable embedder bundle: "
+                                   f"{scrub_paths(str(exc), registry.roots)}") from None
     response.headers["Location"] = f"/v1/collections/{body.name}"
     return created.summary()
 
 
-@router.delete("/collections/{name}", status_code=204, responses=ERRORS, dependencies=[AdminAccess],
+@router.delete("/collections/{name}", status_code=204, responses=ERRORS | {507: {"model": ErrorResponse}},
+               dependencies=[AdminAccess],
                summary="Unload a collection, then delete its files (409 while a re-index job runs on it)")
 def delete_collection(name: CollectionName, registry: RegistryDep, jobs: JobsDep) -> Response:
-    registry.delete(name, guard=jobs.none_running(name))
-    jobs.forget_collection(name)
+    registry.delete(name, guard=jobs.removing(name))  # its finished jobs are forgotten first, or nothing happens
     return Response(status_code=204)

@@ -14,6 +14,6 @@ router = APIRouter(prefix="/v1", tags=["reindex"], dependencies=[ReadAccess])
 
 
 @router.get("/jobs/{job_id}", response_model=JobStatus, summary="State and progress of a re-index job",
-            responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+            responses={status: {"model": ErrorResponse} for status in (404, 422, 503)})
 def get_job(job_id: Annotated[str, Path(min_length=1, max_length=64)], jobs: JobsDep) -> JobStatus:
     return jobs.status(job_id)

@@ -79,6 +79,15 @@ def test_publish_switches_current_and_keeps_two_versions(root: Path) -> None:
     assert list((root / "docs" / "staging").iterdir()) == []
 
 
+def test_publish_takes_a_version_id_prepared_beforehand(root: Path) -> None:
+    prepared = coll.new_version_id()  # e.g. changes were written under it before it went live
+    assert coll.publish_version(root, "docs", stage(root, seed=0), version=prepared) == prepared
+    assert coll.current_version(root, "docs") == prepared
+    with pytest.raises(coll.CollectionError, match="not a version id"):
+        coll.publish_version(root, "docs", stage(root, seed=1), version="../elsewhere")
+    assert coll.current_version(root, "docs") == prepared
+
+
 def test_incomplete_or_foreign_bundles_are_never_published(root: Path) -> None:
     first = coll.publish_version(root, "docs", stage(root, seed=0))
     half = coll.staging_dir(root, "docs")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from index import store as store_module
-from index.items import Change, ChangeLog, ItemRecord
+from index.changes import Change, ChangeLog
+from index.items import ItemRecord
 from index.store import IndexStore
 from tests.bundles import unit_vectors
 

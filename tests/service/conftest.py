@@ -28,6 +28,7 @@ from tests.service.helpers import (
     MAX_UPLOAD_BYTES,
     ServiceData,
     live_server,
+    served_copy,
     service_settings,
     wait_ready,
 )
@@ -82,9 +83,12 @@ def client(service_data: ServiceData) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="session")
 def server(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Start the live server, wait for /readyz, yield {"url", "log"}; stop it at the end of the session."""
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with live_server(service_data.collections_dir, service_data.data_root, log_path, batch_size="8",
+    """Start the live server, wait for /readyz, yield {"url", "log"}; stop it at the end of the session. It serves
+    a copy of the collections (one process serves a folder, and ``client`` serves the original)."""
+    out = tmp_path_factory.mktemp("server")
+    log_path = out / "server.log"
+    collections = served_copy(service_data.collections_dir, out / "collections")
+    with live_server(collections, service_data.data_root, log_path, batch_size="8",
                      max_upload_bytes=str(MAX_UPLOAD_BYTES), max_request_bytes=str(MAX_REQUEST_BYTES)) as (url, _):
         yield {"url": url, "log": log_path}
 

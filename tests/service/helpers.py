@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
+from index.collections import EMBEDDER_DIR
+from index.serving_lock import LOCK_FILE
 from service.settings import Settings
 from tests.bundles import REPO
 
@@ -75,15 +78,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_environment(collections_dir: Path, data_root: Path, port: int, **env: str) -> dict[str, str]:
+    """The environment of ``python -m service.server`` on 127.0.0.1:``port`` (extra ``ARCSEARCH_*`` in ``env``)."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "ARCSEARCH_COLLECTIONS_DIR": str(collections_dir),
+            "ARCSEARCH_DATA_ROOT": str(data_root), "ARCSEARCH_DEVICE": "cpu", "ARCSEARCH_HOST": "127.0.0.1",
+            "ARCSEARCH_PORT": str(port)} | {f"ARCSEARCH_{key.upper()}": value for key, value in env.items()}
+
+
+def served_copy(collections_dir: Path, out: Path) -> Path:
+    """A copy of a collections folder for another server process (one process serves a folder): embedder
+    bundles are hard-linked (never written), everything else is copied."""
+    def copy(src: str, dst: str) -> object:
+        parts = Path(src).relative_to(collections_dir).parts  # <collection>/embedder/<file>
+        return os.link(src, dst) if len(parts) > 2 and parts[1] == EMBEDDER_DIR else shutil.copy2(src, dst)
+    return Path(shutil.copytree(collections_dir, out, copy_function=copy, ignore=shutil.ignore_patterns(LOCK_FILE)))
+
+
 @contextmanager
-def live_server(collections_dir: Path, data_root: Path, log_path: Path, **env: str
+def live_server(collections_dir: Path, data_root: Path, log_path: Path, *, ready_path: str = "/readyz", **env: str
                 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``python -m service.server`` on a free loopback port (extra ``ARCSEARCH_*`` settings in ``env``),
-    appending its output to ``log_path``; yield (base URL, process) once /readyz answers 200; stop it after."""
+    appending its output to ``log_path``; yield (base URL, process) once ``ready_path`` answers 200; stop it
+    after."""
     port = free_port()
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "ARCSEARCH_COLLECTIONS_DIR": str(collections_dir),
-                   "ARCSEARCH_DATA_ROOT": str(data_root), "ARCSEARCH_DEVICE": "cpu", "ARCSEARCH_HOST": "127.0.0.1",
-                   "ARCSEARCH_PORT": str(port)} | {f"ARCSEARCH_{key.upper()}": value for key, value in env.items()}
+    environment = server_environment(collections_dir, data_root, port, **env)
     url = f"http://127.0.0.1:{port}"
     with log_path.open("a") as log:
         proc = subprocess.Popen([sys.executable, "-m", "service.server"], cwd=REPO, env=environment, stdout=log,
@@ -94,7 +112,7 @@ def live_server(collections_dir: Path, data_root: Path, log_path: Path, **env: s
                 assert proc.poll() is None, f"server exited early:\n{log_path.read_text()}"
                 assert time.monotonic() < deadline, f"server not ready in time:\n{log_path.read_text()}"
                 try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    if httpx.get(f"{url}{ready_path}", timeout=2).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass

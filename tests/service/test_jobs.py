@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from service.errors import JobsUnavailableError, StorageBusyError
 from service.jobstore import JobStore
 from tests.service.helpers import ServiceData, wait_job
 from tests.service.test_app import png_base64
@@ -83,3 +85,28 @@ def test_bad_rows_of_a_text_file_are_failures_not_the_end_of_the_job(client: Tes
     assert job["progress"]["rate_items_per_s"] > 0
     reasons = {f["id"]: f["reason"] for f in job["failures"]}
     assert set(reasons) == {"b", "c", "line 4", "line 5"} and "empty text" in reasons["b"]
+
+
+def test_a_write_that_meets_a_lock_rolls_back_and_the_store_stays_usable(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite", busy_timeout_s=0.2)
+    store.create("j1", "texts", "a.jsonl")
+    other = sqlite3.connect(tmp_path / "jobs.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    with pytest.raises(StorageBusyError, match="locked") as refused:
+        store.add_failure("j1", "t1", "empty text")
+    assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "1"}
+    with pytest.raises(StorageBusyError):
+        store.create("j2", "texts", "b.jsonl", keep=10)
+    other.execute("ROLLBACK")
+    store.create("j3", "texts", "c.jsonl", keep=10)
+    assert store.add_failure("j1", "t2", "empty text") == 1  # the first one left nothing behind
+    seen = other.execute("SELECT job_id, failed FROM jobs ORDER BY job_id").fetchall()  # committed, not pending
+    assert seen == [("j1", 1), ("j3", 0)]
+    other.close()
+
+
+def test_a_damaged_jobs_file_is_jobs_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "jobs.sqlite").write_bytes(b"not a database at all\n" * 100)
+    with pytest.raises(JobsUnavailableError, match="jobs.sqlite") as refused:
+        JobStore(tmp_path / "jobs.sqlite")
+    assert refused.value.status_code == 503 and str(tmp_path) not in refused.value.message

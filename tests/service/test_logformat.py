@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from service.logformat import JsonFormatter
-from tests.service.helpers import ServiceData, live_server
+from tests.service.helpers import ServiceData, live_server, served_copy
 
 
 def record(message: str, *args: object, exc_info: Any = None, **extra: Any) -> logging.LogRecord:
@@ -48,7 +48,8 @@ def test_extra_fields_never_replace_the_standard_ones() -> None:
 @pytest.fixture(scope="module")
 def json_server(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     log_path = tmp_path_factory.mktemp("json-server") / "server.log"
-    with live_server(service_data.collections_dir, service_data.data_root, log_path, log_format="json",
+    collections = served_copy(service_data.collections_dir, log_path.with_name("collections"))  # one server per folder
+    with live_server(collections, service_data.data_root, log_path, log_format="json",
                      jobs_db=str(log_path.with_name("jobs.sqlite"))) as (url, _):
         with httpx.Client(base_url=url, timeout=60) as http:
             ok = http.get("/v1/collections", headers={"X-Request-ID": "json-log-1"})

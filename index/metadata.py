@@ -34,7 +34,7 @@ class MetadataError(ValueError):
 
 
 def _error(field: str, problem: str) -> MetadataError:
-    return MetadataError(f"{field}: {problem}" if field else problem)
+    return MetadataError(f"{field[:200]}: {problem}" if field else problem)  # a key may be long
 
 
 def check_text(value: str, *, field: str = "") -> str:

@@ -69,8 +69,8 @@ class LocalOnlyMiddleware:
         self.warned = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        settings: Settings = scope["app"].state.settings if scope["type"] == "http" else None  # type: ignore[assignment]
-        error = refusal(scope, settings) if settings is not None and not settings.auth_enabled else None
+        open_app = scope["type"] == "http" and not scope["app"].state.settings.auth_enabled
+        error = refusal(scope, scope["app"].state.settings) if open_app else None
         if error is None:
             await self.app(scope, receive, send)
             return

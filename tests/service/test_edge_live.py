@@ -107,14 +107,15 @@ def test_unauthenticated_large_bodies_cost_no_memory(keyed: dict[str, Any], api:
     senders = [threading.Thread(target=send) for _ in range(2)]
     for sender in senders:
         sender.start()
-    while any(sender.is_alive() for sender in senders):
+    watch_until = time.monotonic() + 1.0
+    while any(sender.is_alive() for sender in senders) or time.monotonic() < watch_until:
         started = time.monotonic()
         assert api.get("/healthz").status_code == 200
         latencies.append(time.monotonic() - started)
         time.sleep(0.02)
     grown = peak_rss_bytes(keyed["pid"]) - before
     assert grown < 48 * MiB, f"peak RSS grew by {grown / MiB:.0f} MiB"
-    assert max(latencies) < 1.0, latencies
+    assert len(latencies) >= 10 and max(latencies) < 1.0, latencies
 
 
 def test_json_bodies_have_a_small_limit(api: httpx.Client) -> None:

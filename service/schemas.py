@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from index.metadata import MAX_ITEM_ID_CHARS, check_item_id, check_metadata, check_text
+from index.metadata import INT64_MAX, MAX_ITEM_ID_CHARS, check_item_id, check_metadata, check_text
 
 HARD_MAX_K = 1000
 HARD_MAX_TEXT_CHARS = 100_000
@@ -60,7 +60,8 @@ class ImageSearchResponse(BaseModel):
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-MetadataValue = Label | bool | int | Annotated[float, Field(allow_inf_nan=False)]
+MetadataValue = Label | bool | Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)] | Annotated[
+    float, Field(allow_inf_nan=False)]
 
 
 class SearchFilter(BaseModel):

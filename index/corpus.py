@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from index.metadata import MetadataError, check_item_id, check_metadata, check_text
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 
@@ -50,15 +52,24 @@ def read_image_folder(root: Path) -> list[ImageItem]:
     return items
 
 
-def _text_item(row: dict[str, Any], number: int, source: Path) -> TextItem:
+def text_item(row: Any, number: int) -> TextItem:
+    """The item of one JSONL row or CSV record (``number`` is its id when it has none); CorpusError with the
+    reason (no file or row prefix) when it holds no usable text or label, or a value that must not be
+    stored (see index.metadata)."""
+    if not isinstance(row, dict):
+        raise CorpusError("not a JSON object")
     text, label = row.get("text"), row.get("label")
     if not isinstance(text, str) or not text.strip():
-        raise CorpusError(f"{source} row {number}: 'text' must be a non-empty string")
+        raise CorpusError("empty text: 'text' must be a non-empty string")
     if label is None or str(label).strip() == "":
-        raise CorpusError(f"{source} row {number}: 'label' is missing")
-    item_id = str(row.get("id") or number)
+        raise CorpusError("'label' is missing")
     metadata = {k: v for k, v in row.items() if k not in {"id", "text", "label"}}
-    return TextItem(item_id=item_id, text=text.strip(), label=str(label), metadata=metadata)
+    try:
+        return TextItem(item_id=check_item_id(str(row.get("id") or number)),
+                        text=check_text(text.strip(), field="text"), label=check_text(str(label), field="label"),
+                        metadata=check_metadata(metadata))
+    except MetadataError as exc:
+        raise CorpusError(str(exc)) from None
 
 
 def read_text_file(path: Path) -> list[TextItem]:
@@ -76,11 +87,16 @@ def read_text_file(path: Path) -> list[TextItem]:
                 continue
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path} line {number} is not JSON: {exc}") from exc
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise CorpusError(f"{path} line {number} is not JSON: {exc}") from None
     else:
         raise CorpusError(f"{path}: expected a .jsonl or .csv file")
-    items = [_text_item(row, number, path) for number, row in enumerate(rows, start=1)]
+    items = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            items.append(text_item(row, number))
+        except CorpusError as exc:
+            raise CorpusError(f"{path} row {number}: {exc}") from None
     if not items:
         raise CorpusError(f"{path} holds no texts")
     if len({item.item_id for item in items}) != len(items):

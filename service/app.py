@@ -10,9 +10,11 @@ from contextlib import ExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from index.serving_lock import FolderInUseError, serving_lock
+from service.auth import AuthMiddleware
 from service.errors import install_error_handlers
 from service.jobs import JOBS_PROBLEM_KEY, JobManager
-from service.limits import BodySizeLimitMiddleware
+from service.limits import RequestLimitsMiddleware
+from service.localonly import LocalOnlyMiddleware
 from service.metrics import Metrics
 from service.observability import ObservabilityMiddleware, install_log_record_factory
 from service.registry import Registry
@@ -62,11 +64,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.jobs = job_manager
     app.state.metrics = app_metrics
     install_error_handlers(app)
+    install_edge(app, settings, app_metrics)
+    for module in (search, reindex, jobs, collections, items, health, metrics, page):
+        app.include_router(module.router)  # no prefix: service.routetable expands included routers as they are
+    return app
+
+
+def body_limits(settings: Settings) -> dict[str, int]:
+    """Byte limits of the routes whose bodies may exceed ``max_json_bytes``, by path template."""
     image_search_bytes = (settings.max_image_request_bytes + MULTIPART_OVERHEAD_BYTES
                           + settings.max_batch_images * PART_OVERHEAD_BYTES)
-    app.add_middleware(BodySizeLimitMiddleware, default_max_bytes=settings.max_request_bytes,
-                       max_bytes_by_path={"/v1/images/search": image_search_bytes})
-    app.add_middleware(ObservabilityMiddleware, metrics=app_metrics)  # outermost: sees 413s too
-    for module in (search, reindex, jobs, collections, items, health, metrics, page):
-        app.include_router(module.router)
-    return app
+    return {"/v1/images/search": image_search_bytes, "/v1/reindex": settings.max_request_bytes,
+            "/v1/collections/{name}/items/{item_id:path}": settings.item_upsert_bytes}
+
+
+def install_edge(app: FastAPI, settings: Settings, app_metrics: Metrics) -> None:
+    """The middlewares every request passes before routing, outermost first: request id, metrics and access
+    line (sees every answer); loopback-only while no key is configured; the API key (before the body is
+    read); body size, JSON depth and path checks. A later ``add_middleware`` wraps the earlier ones."""
+    app.add_middleware(RequestLimitsMiddleware, default_max_bytes=settings.max_json_bytes,
+                       max_bytes_by_route=body_limits(settings))
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(LocalOnlyMiddleware)
+    app.add_middleware(ObservabilityMiddleware, metrics=app_metrics)

@@ -116,6 +116,24 @@ class CollectionUnavailableError(ApiError):
     status, code = 503, "collection_unavailable"
 
 
+class JsonTooDeepError(ApiError):
+    """A JSON body nested deeper than the service parses (checked before it is parsed)."""
+
+    status, code = 422, "json_too_deep"
+
+
+class UntrustedHostError(ApiError):
+    """With no API key configured, a Host header that is not a loopback name (DNS rebinding)."""
+
+    status, code = 421, "untrusted_host"
+
+
+class NonLoopbackClientError(ApiError):
+    """With no API key configured and non-loopback clients not allowed, a request from another machine."""
+
+    status, code = 403, "non_loopback_client"
+
+
 def error_payload(code: str, message: str, details: Any = None) -> dict[str, Any]:
     """The one error body: ``{"error": {"code", "message", "details"}}``."""
     return {"error": {"code": code, "message": message, "details": details}}

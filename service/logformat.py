@@ -1,4 +1,8 @@
-"""The server's log output, ``ARCSEARCH_LOG_FORMAT``: text lines (``LOG_FORMAT``) or one JSON object a line.
+r"""The server's log output, ``ARCSEARCH_LOG_FORMAT``: text lines (``LOG_FORMAT``) or one JSON object a line.
+
+Text lines are safe to read whatever a client sent: control characters in a record (an item id with a
+newline, say) are escaped (``\n``, ``\x1b``), so one record is one line; a traceback keeps its lines,
+each indented, so that no line it adds can pass for a record of its own.
 
 A JSON line holds ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, ``request_id``, every
 field the log call passed with ``extra=`` (the access lines: ``method``, ``path``, ``status``,
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -24,6 +29,33 @@ LogFormat = Literal["text", "json"]
 # attributes every LogRecord has (not ``extra=`` fields), and uvicorn's ANSI-coloured copy of its message
 RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "request_id", "color_message"}
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # all but tab; lone surrogates
+TRACEBACK_INDENT = "  "
+
+
+def escape_controls(text: str) -> str:
+    r"""``text`` with every control character but tab, and any lone surrogate, written as its escape (``\n``,
+    ``\x1b``, ``\u2028``)."""
+    return CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """``LOG_FORMAT`` lines: the record on one line (controls escaped), a traceback on indented lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's naming)
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802
+        return self._indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        return self._indented(super().formatStack(stack_info))
+
+    @staticmethod
+    def _indented(text: str) -> str:
+        return "\n".join(TRACEBACK_INDENT + escape_controls(line) for line in text.split("\n"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,7 +89,7 @@ def configure_logging(level: str, *, log_format: LogFormat) -> None:
     if root.handlers:
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(LOG_FORMAT))
     root.addHandler(handler)
     root.setLevel(level.upper())
     if log_format == "json":

@@ -26,6 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
+from service.routetable import ROUTE_KEY, route_template
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -86,7 +87,8 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+            # the route that answered, or the one an edge middleware found before answering (401, 413, ...)
+            route = route_template(scope.get("route") or scope.get(ROUTE_KEY)) or UNMATCHED_ROUTE
             self.metrics.observe_request(scope["method"], route, status, seconds)
             method, path, duration_ms = scope["method"], quote(scope["path"], safe=PATH_SAFE), round(seconds * 1000, 1)
             access_logger.info("request method=%s path=%s status=%d duration_ms=%.1f request_id=%s", method, path,

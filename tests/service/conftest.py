@@ -28,6 +28,7 @@ from tests.service.helpers import (
     MAX_UPLOAD_BYTES,
     ServiceData,
     live_server,
+    local_client,
     served_copy,
     service_settings,
     wait_ready,
@@ -76,7 +77,7 @@ def service_data(tmp_path_factory: pytest.TempPathFactory) -> ServiceData:
 def client(service_data: ServiceData) -> Iterator[TestClient]:
     """A TestClient on an app over the shared collections, loaded once for the session (tests that change
     its settings restore them)."""
-    with TestClient(create_app(service_settings(service_data))) as test_client:
+    with local_client(create_app(service_settings(service_data))) as test_client:
         wait_ready(test_client)
         yield test_client
 

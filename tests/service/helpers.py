@@ -46,6 +46,12 @@ def service_settings(data: ServiceData, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def local_client(app: Any, **options: Any) -> TestClient:
+    """A TestClient that calls as a client on this machine does (loopback address, ``Host: 127.0.0.1``): with
+    no API key configured the app answers nothing else (service.localonly)."""
+    return TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 50000), **options)
+
+
 def wait_ready(client: TestClient, timeout_s: float = 120.0) -> None:
     registry = client.app.state.registry  # type: ignore[attr-defined]
     assert registry.wait_ready(timeout_s), "collections did not load in time"

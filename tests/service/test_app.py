@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.app import create_app
-from tests.service.helpers import ServiceData, assert_error, service_settings, wait_job
+from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_job
 
 
 def png_base64(image: Image.Image) -> str:
@@ -22,7 +22,7 @@ def png_base64(image: Image.Image) -> str:
 
 
 def test_not_ready_until_the_lifespan_has_loaded_collections(service_data: ServiceData) -> None:
-    client = TestClient(create_app(service_settings(service_data)))  # no `with`: lifespan never runs
+    client = local_client(create_app(service_settings(service_data)))  # no `with`: lifespan never runs
     assert client.get("/healthz").status_code == 200
     assert_error(client.get("/readyz"), 503, "not_ready")
     assert_error(client.post("/v1/texts/search", json={"text": "a dog"}), 503, "not_ready")
@@ -37,7 +37,7 @@ def test_unexpected_errors_get_the_shape_and_are_logged(service_data: ServiceDat
         raise RuntimeError("kaboom")
 
     with caplog.at_level(logging.ERROR, logger="service.errors"):
-        response = TestClient(app, raise_server_exceptions=False).get("/boom")
+        response = local_client(app, raise_server_exceptions=False).get("/boom")
     error = assert_error(response, 500, "internal_error")
     assert "kaboom" not in error["message"]
     assert "kaboom" in caplog.text

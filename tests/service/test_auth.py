@@ -14,7 +14,7 @@ from service.server import UnsafeHostError, check_host
 from service.settings import Settings
 from tests.service.helpers import assert_error
 
-READ, ADMIN = "read-key-1", "admin-key-1"
+READ, ADMIN = "read-key-0123456789", "admin-key-0123456789"
 REINDEX_UNKNOWN = {"collection": "nope", "source": "texts.jsonl"}  # 404 once past auth: no side effects
 
 
@@ -23,7 +23,7 @@ def keyed(client: TestClient) -> Iterator[TestClient]:
     """The shared client with keys switched on for one test."""
     state = client.app.state  # type: ignore[attr-defined]
     plain = state.settings
-    state.settings = plain.model_copy(update={"read_keys": SecretStr(f"{READ}, other-read"),
+    state.settings = plain.model_copy(update={"read_keys": SecretStr(f"{READ}, other-read-key-0123"),
                                               "admin_keys": SecretStr(ADMIN)})
     try:
         yield client
@@ -46,7 +46,7 @@ def test_routes_need_a_valid_key(keyed: TestClient, method: str, path: str, body
 
 
 def test_read_key_reads_admin_key_administers(keyed: TestClient) -> None:
-    for key in (READ, "other-read", ADMIN):
+    for key in (READ, "other-read-key-0123", ADMIN):
         assert keyed.post("/v1/texts/search", json={"text": "a dog"}, headers=bearer(key)).status_code == 200
         assert keyed.get("/v1/collections", headers=bearer(key)).status_code == 200
     assert_error(keyed.post("/v1/reindex", json=REINDEX_UNKNOWN, headers=bearer(READ)), 403, "forbidden")
@@ -73,8 +73,9 @@ def test_bind_rules(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ARCSEARCH_READ_KEYS", " a, b ,,")
-    monkeypatch.setenv("ARCSEARCH_ADMIN_KEYS", "s3cr3t-admin")
+    monkeypatch.setenv("ARCSEARCH_READ_KEYS", " read-key-aaaaaaaaaa, read-key-bbbbbbbbbb ,,")
+    monkeypatch.setenv("ARCSEARCH_ADMIN_KEYS", "s3cr3t-admin-0123456789")
     settings = Settings()
-    assert settings.read_key_set == {"a", "b"} and settings.admin_key_set == {"s3cr3t-admin"} and settings.auth_enabled
+    assert settings.read_key_set == {"read-key-aaaaaaaaaa", "read-key-bbbbbbbbbb"} and settings.auth_enabled
+    assert settings.admin_key_set == {"s3cr3t-admin-0123456789"}
     assert "s3cr3t-admin" not in repr(settings)

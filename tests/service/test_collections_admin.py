@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from service.app import create_app
 from tests import bundles
-from tests.service.helpers import ServiceData, assert_error, service_settings, wait_job, wait_ready
+from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_job, wait_ready
 
 EMBEDDER = "embedders/text"
 
@@ -34,7 +34,7 @@ def admin_data(service_data: ServiceData, tmp_path_factory: pytest.TempPathFacto
 def admin(service_data: ServiceData, admin_data: tuple[Path, Path]) -> Iterator[TestClient]:
     collections_dir, data_root = admin_data
     settings = service_settings(service_data, collections_dir=collections_dir, data_root=data_root)
-    with TestClient(create_app(settings)) as client:
+    with local_client(create_app(settings)) as client:
         wait_ready(client)
         yield client
 
@@ -144,17 +144,17 @@ def test_an_existing_name_is_a_conflict(admin: TestClient) -> None:
 def test_creating_and_deleting_need_an_admin_key(admin: TestClient) -> None:
     state = admin.app.state  # type: ignore[attr-defined]
     plain = state.settings
-    state.settings = plain.model_copy(update={"read_keys": SecretStr("reader"), "admin_keys": SecretStr("boss")})
+    state.settings = plain.model_copy(update={"read_keys": SecretStr("reader-key-0123456789"),
+                                              "admin_keys": SecretStr("boss-key-0123456789")})
     try:
         body = {"name": "keyed", "embedder": EMBEDDER}
+        reader = {"Authorization": "Bearer reader-key-0123456789"}
         assert_error(admin.post("/v1/collections", json=body), 401, "unauthorized")
-        assert_error(admin.post("/v1/collections", json=body, headers={"Authorization": "Bearer reader"}), 403,
-                     "forbidden")
-        assert admin.get("/v1/collections", headers={"Authorization": "Bearer reader"}).status_code == 200
-        boss = {"Authorization": "Bearer boss"}
+        assert_error(admin.post("/v1/collections", json=body, headers=reader), 403, "forbidden")
+        assert admin.get("/v1/collections", headers=reader).status_code == 200
+        boss = {"Authorization": "Bearer boss-key-0123456789"}
         assert admin.post("/v1/collections", json=body, headers=boss).status_code == 201
-        assert_error(admin.delete("/v1/collections/keyed", headers={"Authorization": "Bearer reader"}), 403,
-                     "forbidden")
+        assert_error(admin.delete("/v1/collections/keyed", headers=reader), 403, "forbidden")
         assert admin.delete("/v1/collections/keyed", headers=boss).status_code == 204
     finally:
         state.settings = plain

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from index.collections import index_collection
 from service.app import create_app
 from tests import bundles
-from tests.service.helpers import ServiceData, assert_error, service_settings, wait_ready
+from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_ready
 
 BASE = "/v1/collections/scratch2"
 
@@ -41,7 +41,7 @@ def test_upsert_get_delete_survive_a_restart(client: TestClient, service_data: S
     assert_error(client.get(f"{BASE}/items/gone"), 404, "item_not_found")
     assert_error(client.delete(f"{BASE}/items/gone"), 404, "item_not_found")
 
-    with TestClient(create_app(service_settings(service_data))) as restarted:  # the change log is replayed
+    with local_client(create_app(service_settings(service_data))) as restarted:  # the change log is replayed
         wait_ready(restarted)
         assert restarted.get(f"{BASE}/items/new/one").json()["label"] == "dog"
         assert_error(restarted.get(f"{BASE}/items/gone"), 404, "item_not_found")
@@ -90,7 +90,7 @@ def test_hnsw_cannot_delete_so_it_says_so_and_rebuilds_in_the_background(service
     index_collection(tmp_path / "collections", "hnsw", service_data.text_embedder, source, factory="HNSW16",
                      device="cpu")
     settings = service_settings(service_data, collections_dir=tmp_path / "collections", data_root=tmp_path / "data")
-    with TestClient(create_app(settings)) as hnsw:
+    with local_client(create_app(settings)) as hnsw:
         wait_ready(hnsw)
         deleted = hnsw.delete("/v1/collections/hnsw/items/h-3").json()
         assert (deleted["status"], deleted["index_supports_delete"], deleted["size"]) == ("deleted", False, 19)

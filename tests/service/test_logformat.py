@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
@@ -13,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from service.logformat import JsonFormatter
+from service.logformat import JsonFormatter, TextFormatter
+from service.observability import LOG_FORMAT
+from tests.bundles import REPO
 from tests.service.helpers import ServiceData, live_server, served_copy
 
 
@@ -54,7 +58,7 @@ def json_server(service_data: ServiceData, tmp_path_factory: pytest.TempPathFact
         with httpx.Client(base_url=url, timeout=60) as http:
             ok = http.get("/v1/collections", headers={"X-Request-ID": "json-log-1"})
             missing = http.get("/v1/no/such%0Aforged", headers={"X-Request-ID": "json-log-2"})
-        assert ok.status_code == 200 and missing.status_code == 404
+        assert ok.status_code == 200 and missing.status_code == 422
         deadline = time.monotonic() + 10
         while "json-log-2" not in log_path.read_text():
             assert time.monotonic() < deadline, log_path.read_text()[-3000:]
@@ -70,7 +74,7 @@ def test_every_line_of_a_json_server_is_a_json_object(json_server: dict[str, Any
 
 
 @pytest.mark.parametrize(("request_id", "path", "status"), [("json-log-1", "/v1/collections", 200),
-                                                            ("json-log-2", "/v1/no/such%0Aforged", 404)])
+                                                            ("json-log-2", "/v1/no/such%0Aforged", 422)])
 def test_access_records_carry_their_fields_as_keys(json_server: dict[str, Any], request_id: str, path: str,
                                                    status: int) -> None:
     entries = [json.loads(line) for line in json_server["log"].read_text().splitlines() if line.strip()]
@@ -80,3 +84,29 @@ def test_access_records_carry_their_fields_as_keys(json_server: dict[str, Any], 
         "INFO", "GET", path, status)
     assert isinstance(access[0]["duration_ms"], float) and access[0]["duration_ms"] >= 0
     assert access[0]["message"].startswith(f"request method=GET path={path} status={status} ")
+
+
+def test_text_lines_escape_control_characters_and_indent_tracebacks() -> None:
+    formatter = TextFormatter(LOG_FORMAT)
+    forged = record("job 1: item %s failed", "ok\n2025-01-01 00:00:00 INFO forged: \x1b[31mred\u2028")
+    line = formatter.format(forged)
+    assert "\n" not in line and "\x1b" not in line and "\u2028" not in line
+    assert "ok\\n2025-01-01 00:00:00 INFO forged: \\x1b[31mred\\u2028" in line
+    try:
+        raise ValueError("bad id 'x\nFORGED LINE'")
+    except ValueError:
+        failed = record("failed", exc_info=sys.exc_info())
+    lines = formatter.format(failed).split("\n")
+    assert lines[0].endswith("failed") and len(lines) > 2
+    assert all(line.startswith(" ") for line in lines[1:]), lines
+    assert any(line.strip() == "FORGED LINE'" for line in lines)
+
+
+def test_a_text_server_logs_a_forged_id_on_one_line(tmp_path: Path) -> None:
+    """configure_logging installs the escaping formatter (a fresh process: pytest owns this one's logging)."""
+    code = ("import logging; from service.logformat import configure_logging; from service.observability import "
+            "install_log_record_factory; install_log_record_factory(); configure_logging('info', log_format='text'); "
+            "logging.getLogger('x').warning('item %s failed', 'a\\nFORGED')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
+    assert result.stderr.count("\n") == 1 and "item a\\nFORGED failed" in result.stderr, result.stderr

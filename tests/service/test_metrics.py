@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
-from tests.service.helpers import ServiceData, service_settings
+from tests.service.helpers import ServiceData, local_client, service_settings
 
 
 def samples(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -69,7 +69,7 @@ def test_log_records_carry_the_request_id(service_data: ServiceData, caplog: pyt
         return {}
 
     with caplog.at_level(logging.INFO, logger="tests.service.probe"):
-        TestClient(app).get("/log-something", headers={"X-Request-ID": "trace-me"})
+        local_client(app).get("/log-something", headers={"X-Request-ID": "trace-me"})
     records = [r for r in caplog.records if r.getMessage() == "inside the handler"]
     assert records and all(getattr(r, "request_id", None) == "trace-me" for r in records)
     outside = logging.getLogRecordFactory()("x", logging.INFO, "f", 1, "m", None, None)
@@ -81,7 +81,7 @@ def test_every_request_logs_one_access_line_with_its_id(client: TestClient, capl
         ok = client.get("/v1/collections")
         missing = client.get("/v1/no/such/route%0Aforged", headers={"X-Request-ID": "mine-1"})
     for response, line in ((ok, "method=GET path=/v1/collections status=200 duration_ms="),
-                           (missing, "method=GET path=/v1/no/such/route%0Aforged status=404 duration_ms=")):
+                           (missing, "method=GET path=/v1/no/such/route%0Aforged status=422 duration_ms=")):
         request_id = response.headers["x-request-id"]
         records = [r for r in caplog.records if r.name == "arcsearch.access" and f"request_id={request_id}" in
                    r.getMessage()]

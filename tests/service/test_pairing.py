@@ -7,12 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from index.collections import current_index_dir, index_collection, read_collection
 from service.app import create_app
 from service.collection import load_collection
-from tests.service.helpers import ServiceData, assert_error, service_settings, wait_ready
+from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def test_load_collection_raises_a_clear_error(mismatched: ServiceData) -> None:
 
 
 def test_service_serves_the_good_collection_and_reports_the_bad_one(mismatched: ServiceData) -> None:
-    with TestClient(create_app(service_settings(mismatched))) as client:
+    with local_client(create_app(service_settings(mismatched))) as client:
         wait_ready(client)
         error = assert_error(client.get("/readyz"), 503, "not_ready")
         assert "built with embedder" in error["details"]["bad"]

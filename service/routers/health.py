@@ -7,29 +7,16 @@ with paths shown relative to the collections folder or the data root, never abso
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 
 from service.auth import has_valid_key
 from service.deps import RegistryDep, SettingsDep
 from service.errors import NotReadyError
+from service.jobs import JOBS_PROBLEM_KEY
+from service.paths import scrub_paths, settings_roots
 from service.schemas import ErrorResponse, HealthResponse, ReadyResponse
-from service.settings import Settings
 
 router = APIRouter(tags=["health"])
-ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/[^\s'\",;:()\[\]{}]+")
-
-
-def without_absolute_paths(text: str, settings: Settings) -> str:
-    """``text`` with paths below the collections folder or the data root made relative to it, and any other
-    absolute path cut to its last part (``…/name``)."""
-    roots = {Path(root) for root in (settings.collections_dir, settings.data_root)}
-    roots |= {root.resolve() for root in roots}
-    for root in sorted((str(root) for root in roots if root.is_absolute()), key=len, reverse=True):
-        text = text.replace(root + "/", "").replace(root, ".")
-    return ABSOLUTE_PATH.sub(lambda found: "…/" + found.group().rstrip("/").rsplit("/", 1)[-1], text)
 
 
 @router.get("/healthz", response_model=HealthResponse, summary="Liveness: the process answers")
@@ -46,6 +33,9 @@ async def readyz(request: Request, registry: RegistryDep, settings: SettingsDep)
         raise NotReadyError("collections are still loading")
     problems = registry.problems()
     if problems:
-        details = {name: without_absolute_paths(error, settings) for name, error in problems.items()}
-        raise NotReadyError("some collections could not be loaded", details=details if trusted else None)
+        roots = settings_roots(settings)
+        details = {name: scrub_paths(error, roots) for name, error in problems.items()}
+        what = "the jobs database cannot be used" if set(problems) == {JOBS_PROBLEM_KEY} else \
+            "some collections could not be loaded"
+        raise NotReadyError(what, details=details if trusted else None)
     return ReadyResponse(collections={s.name: s.status for s in registry.summaries()} if trusted else None)

@@ -112,6 +112,16 @@ class CollectionUnavailableError(ApiError):
     status, code = 503, "collection_unavailable"
 
 
+class OverloadedError(ApiError):
+    """The service sheds this request instead of queueing it (503 with ``Retry-After``, in seconds)."""
+
+    status, code = 503, "overloaded"
+
+    def __init__(self, message: str, *, details: Any = None, retry_after_s: int = 1) -> None:
+        super().__init__(message, details=details)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
 def error_payload(code: str, message: str, details: Any = None) -> dict[str, Any]:
     """The one error body: ``{"error": {"code", "message", "details"}}``."""
     return {"error": {"code": code, "message": message, "details": details}}

@@ -47,6 +47,12 @@ def check_k(k: int, max_k: int) -> None:
                                error_type="less_than_equal")
 
 
+def check_text_length(text: str, loc: tuple[str | int, ...], max_chars: int) -> None:
+    """422 at ``loc`` for a text longer than ``max_chars`` (the configured limit, tighter than the schema's)."""
+    if len(text) > max_chars:
+        raise validation_error(loc, f"text of {len(text)} characters exceeds {max_chars}", error_type="string_too_long")
+
+
 def check_queue(target: LoadedCollection, inputs: int, settings: Settings) -> None:
     """503 if ``inputs`` more would overfill the collection's batch queue; call right before ``query_async``."""
     if target.batcher is not None:
@@ -97,10 +103,8 @@ async def search_texts(body: TextSearchRequest, registry: RegistryDep, settings:
         raise validation_error(("body", "texts"), f"at most {settings.max_batch_texts} texts per request",
                                error_type="too_long")
     for i, text in enumerate(texts):
-        if len(text) > settings.max_text_chars:
-            loc = ("body", "text") if body.text is not None else ("body", "texts", i)
-            raise validation_error(loc, f"text of {len(text)} characters exceeds {settings.max_text_chars}",
-                                   error_type="string_too_long")
+        check_text_length(text, ("body", "text") if body.text is not None else ("body", "texts", i),
+                          settings.max_text_chars)
     target = registry.resolve(body.collection, "text")
     check_queue(target, len(texts), settings)
     answer = await target.query_async(texts, body.k, SearchOptions.of(body.min_score, body.filter))

@@ -132,10 +132,11 @@ def check_pixels(uploads: Sequence[Upload], *, max_image_pixels: int, max_reques
                                        details={"limit_pixels": max_request_pixels, **where})
 
 
-def decode_upload(index: int, upload: Upload, *, max_pixels: int, target_px: Size) -> Image.Image:
+def decode_upload(index: int, upload: Upload, *, max_pixels: int, target_px: Size,
+                  keep_aspect: bool = False) -> Image.Image:
     """Decode one upload (blocking), reduced for ``target_px``; 413/415 naming the file."""
     try:
-        return decode_image(upload.data, max_pixels=max_pixels, target_px=target_px)
+        return decode_image(upload.data, max_pixels=max_pixels, target_px=target_px, keep_aspect=keep_aspect)
     except ImageDecodeError as exc:
         raise image_error(exc, f"file {index}", {"index": index, "filename": upload.filename}) from exc
 
@@ -166,10 +167,10 @@ class ImageGate:
         finally:
             self.held -= count
 
-    async def read_and_decode(self, files: Sequence[UploadFile], settings: Settings, *, target_px: Size
-                              ) -> tuple[list[Image.Image], list[str | None]]:
-        """The files decoded (reduced for ``target_px``) and their filenames, in order; their bytes are
-        dropped on return. Call inside ``hold(len(files))``."""
+    async def read_and_decode(self, files: Sequence[UploadFile], settings: Settings, *, target_px: Size,
+                              keep_aspect: bool = False) -> tuple[list[Image.Image], list[str | None]]:
+        """The files decoded (reduced for ``target_px``, see ``decode_image``) and their filenames, in order;
+        their bytes are dropped on return. Call inside ``hold(len(files))``."""
         uploads = await read_uploads(files, max_files=settings.max_batch_images,
                                      max_file_bytes=settings.max_upload_bytes,
                                      max_total_bytes=settings.max_image_request_bytes)
@@ -178,8 +179,8 @@ class ImageGate:
         images = []
         for index, upload in enumerate(uploads):
             async with self._decodes:
-                images.append(await run_in_threadpool(decode_upload, index, upload,
-                                                      max_pixels=settings.max_image_pixels, target_px=target_px))
+                images.append(await run_in_threadpool(decode_upload, index, upload, target_px=target_px,
+                                                      max_pixels=settings.max_image_pixels, keep_aspect=keep_aspect))
         return images, [upload.filename for upload in uploads]
 
 

@@ -100,10 +100,11 @@ class MicroBatcher:
         return self._queued_inputs
 
     def check_room(self, inputs: int, *, max_queued_inputs: int) -> None:
-        """503 ``overloaded`` if queueing ``inputs`` more would leave more than ``max_queued_inputs`` waiting
-        (call it just before ``enqueue``; on the event loop nothing can enqueue in between)."""
+        """503 ``overloaded`` if queueing ``inputs`` more would leave more than ``max_queued_inputs`` waiting; an
+        empty queue takes any one query (call it just before ``enqueue``: on the event loop nothing can enqueue
+        in between)."""
         waiting = self._queued_inputs
-        if waiting + inputs > max_queued_inputs:
+        if waiting and waiting + inputs > max_queued_inputs:
             raise OverloadedError(f"collection {self.name!r} has {waiting} query inputs waiting for a forward pass "
                                   f"(at most {max_queued_inputs}); retry shortly",
                                   details={"queued_inputs": waiting, "limit": max_queued_inputs})

@@ -79,6 +79,7 @@ async def search_images(
 ) -> ImageSearchResponse:
     check_k(k, settings.max_k)
     target = registry.resolve(collection, "image")
+    check_queue(target, len(files), settings)  # refused before any decoding if the queue is full already
     # admitted (or 503) before the bytes are read; a batch being gathered waits for it while it is decoded
     with gate.hold(len(files)), target.arriving() as arrival:
         started = time.perf_counter()

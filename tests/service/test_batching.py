@@ -210,6 +210,7 @@ def test_a_full_queue_refuses_more_inputs_with_503() -> None:
     batcher = MicroBatcher("q", gate, max_batch=1, max_wait_ms=0)
     running = batcher.enqueue([1], k=1)
     wait_running(running)
+    batcher.check_room(5, max_queued_inputs=3)  # an empty queue takes any one query
     queued = batcher.enqueue([2, 3], k=1)
     assert batcher.queued_inputs == 2
     batcher.check_room(1, max_queued_inputs=3)  # fits

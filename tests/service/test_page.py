@@ -37,15 +37,7 @@ def test_thumbnails_only_for_files_under_the_data_root(client: TestClient, tmp_p
         assert image_file(root, corpus, source) is None, (corpus, source)
 
 
-def test_thumbnails_are_private_pngs(client: TestClient) -> None:
-    # "scratch-images" was indexed from faces-small below this app's data root
-    response = client.get("/v1/collections/scratch-images/thumbnails/s1/1.pgm")
-    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
-    assert response.headers["cache-control"] == "private, max-age=300"  # it needs a key when auth is on
-    assert Image.open(io.BytesIO(response.content)).size == (92, 112)  # fits 160 px; never enlarged
-
-
-def test_a_corpus_indexed_like_the_demo_has_thumbnails(service_data: ServiceData, tmp_path: Path) -> None:
+def test_a_corpus_indexed_like_the_demo_has_private_thumbnails(service_data: ServiceData, tmp_path: Path) -> None:
     demo = index_like_the_demo(tmp_path / "repo", embedder=service_data.image_embedder,
                                faces=service_data.faces_dir, people=["s1", "s2"], numbers=[1, 2])
     settings = service_settings(service_data, collections_dir=demo.collections_dir, data_root=demo.data_root)
@@ -53,7 +45,8 @@ def test_a_corpus_indexed_like_the_demo_has_thumbnails(service_data: ServiceData
         wait_ready(app)
         for item in ["s1/1.pgm", "s2/2.pgm"]:
             response = app.get(f"/v1/collections/images/thumbnails/{item}")
-            assert response.status_code == 200, response.text
+            assert response.status_code == 200 and response.headers["content-type"] == "image/png", response.text
+            assert response.headers["cache-control"] == "private, max-age=300"  # it needs a key when auth is on
             assert Image.open(io.BytesIO(response.content)).size == (92, 112)  # fits 160 px; never enlarged
 
 

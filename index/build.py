@@ -195,7 +195,8 @@ def build_index_bundle(embedder_dir: Path, source: Path, out_dir: Path, *, facto
     embedder = load_embedder(Path(embedder_dir), device=device)
     items = read_source(Path(source), embedder.modality)
     logger.info("indexing %d %s items from %s with factory %r", len(items), embedder.modality, source, factory)
-    store, corpus = build_store(embedder, items, factory=factory, batch_size=batch_size, source=str(source))
+    store, corpus = build_store(embedder, items, factory=factory, batch_size=batch_size,
+                                source=str(Path(source).resolve()))  # absolute: servers may run elsewhere
     store.save(Path(out_dir))
     logger.info("index bundle %s: %d items, %d skipped", out_dir, len(store), corpus.skipped)
     return store.manifest

@@ -9,6 +9,10 @@ collected or ``max_wait_ms`` has passed since the first one arrived; then it han
 at once, so a lone query pays no wait. Queries that pile up while a batch runs go into the next one, so
 under load batches grow without anyone waiting longer than one batch plus ``max_wait_ms``.
 
+Nothing grows without bound: ``check_room`` refuses a query (503 ``overloaded``) that would put more than
+a given number of inputs in the queue, and ``answer`` / ``submit`` give up on a query after ``timeout_s``
+(503 as well; the query is cancelled, so no batch embeds it for nobody).
+
 The worker is a plain thread: torch and FAISS never run on the event loop. ``wait_idle`` lets background
 work (a re-index job embedding on the same cores) give way to queries: it returns once nothing is queued
 or running, or after a timeout.
@@ -16,15 +20,18 @@ or running, or after a timeout.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
+
+from service.errors import OverloadedError
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,7 @@ class MicroBatcher:
         self._idle = threading.Condition()
         self._running = False  # a batch is being gathered or processed
         self._arriving = 0  # queries on their way to enqueue (see arriving)
+        self._queued_inputs = 0  # inputs of the queries waiting in the queue
         self.batches = 0  # forward passes run so far
         self.queries = 0  # queries answered so far
 
@@ -85,6 +93,21 @@ class MicroBatcher:
     def queue_depth(self) -> int:
         """Queries waiting for a batch (not counting the batch being processed)."""
         return self._queue.qsize()
+
+    @property
+    def queued_inputs(self) -> int:
+        """Inputs of the queries waiting for a batch (not counting the batch being processed)."""
+        return self._queued_inputs
+
+    def check_room(self, inputs: int, *, max_queued_inputs: int) -> None:
+        """503 ``overloaded`` if queueing ``inputs`` more would leave more than ``max_queued_inputs`` waiting; an
+        empty queue takes any one query (call it just before ``enqueue``: on the event loop nothing can enqueue
+        in between)."""
+        waiting = self._queued_inputs
+        if waiting and waiting + inputs > max_queued_inputs:
+            raise OverloadedError(f"collection {self.name!r} has {waiting} query inputs waiting for a forward pass "
+                                  f"(at most {max_queued_inputs}); retry shortly",
+                                  details={"queued_inputs": waiting, "limit": max_queued_inputs})
 
     @property
     def arrivals(self) -> int:
@@ -133,13 +156,32 @@ class MicroBatcher:
                 self._thread = threading.Thread(target=self._run, name=f"batcher-{self.name}", daemon=True)
                 self._thread.start()
             self._queue.put(query)
+            self._queued_inputs += len(inputs)
             self._close_arrival(arrival)
         return query.future
 
     def submit(self, inputs: Sequence[Any], k: int, options: Any = None, *,
                timeout_s: float = SUBMIT_TIMEOUT_S) -> Any:
-        """Queue one query and block until its batch is processed; re-raises the batch's exception."""
-        return self.enqueue(inputs, k, options).result(timeout=timeout_s)
+        """Queue one query and block until its batch is processed; re-raises the batch's exception,
+        503 ``overloaded`` after ``timeout_s`` (the query is then cancelled)."""
+        future = self.enqueue(inputs, k, options)
+        try:
+            return future.result(timeout=timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise self._timed_out(timeout_s) from None
+
+    async def answer(self, pending: Awaitable[Any], *, timeout_s: float) -> Any:
+        """Await ``pending`` (an enqueued query's future, wrapped for asyncio); 503 ``overloaded`` after
+        ``timeout_s`` (the wait cancels the wrapped future, so the worker drops the query)."""
+        try:
+            return await asyncio.wait_for(pending, timeout_s)
+        except TimeoutError:
+            raise self._timed_out(timeout_s) from None
+
+    def _timed_out(self, timeout_s: float) -> OverloadedError:
+        return OverloadedError(f"no forward pass of collection {self.name!r} answered within {timeout_s:g} s; "
+                               "retry shortly", details={"timeout_s": timeout_s})
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Answer what is queued, then stop the worker."""
@@ -150,6 +192,13 @@ class MicroBatcher:
         if thread is not None:
             thread.join(timeout_s)
 
+    def _take(self, query: PendingQuery | None) -> PendingQuery | None:
+        """Count ``query`` (just taken from the queue) as no longer waiting."""
+        if query is not None:
+            with self._lock:
+                self._queued_inputs -= len(query.inputs)
+        return query
+
     def _gather(self, first: PendingQuery) -> tuple[list[PendingQuery], bool]:
         batch, size = [first], len(first.inputs)
         deadline = first.enqueued_at + self.max_wait_s
@@ -157,7 +206,7 @@ class MicroBatcher:
             remaining = deadline - time.perf_counter()
             wait = remaining > 0 and self._arriving > 0  # a query is on its way: wait for it, up to the deadline
             try:
-                nxt = self._queue.get(timeout=remaining) if wait else self._queue.get_nowait()
+                nxt = self._take(self._queue.get(timeout=remaining) if wait else self._queue.get_nowait())
             except queue.Empty:
                 break
             if nxt is None:
@@ -169,7 +218,7 @@ class MicroBatcher:
     def _run(self) -> None:
         stop = False
         while not stop:
-            first = self._queue.get()
+            first = self._take(self._queue.get())
             if first is None:
                 break
             with self._idle:

@@ -160,7 +160,7 @@ class LoadedCollection:
             future = self.batcher.enqueue(inputs, k, options, arrival=arrival)
         except BatcherClosedError:
             raise NotReadyError("the service is shutting down; retry on another instance") from None
-        return await asyncio.wait_for(asyncio.wrap_future(future), SUBMIT_TIMEOUT_S)
+        return await self.batcher.answer(asyncio.wrap_future(future), timeout_s=SUBMIT_TIMEOUT_S)
 
     def query_vectors(self, vectors: np.ndarray, k: int, options: SearchOptions | None = None) -> QueryAnswer:
         """Search given (n, dim) vectors (no embedding, no batching)."""

@@ -134,6 +134,28 @@ class NonLoopbackClientError(ApiError):
     status, code = 403, "non_loopback_client"
 
 
+class RetryLaterError(ApiError):
+    """A 503 the client may retry: ``Retry-After`` (whole seconds) says when."""
+
+    status, code = 503, "service_unavailable"
+
+    def __init__(self, message: str, *, details: Any = None, retry_after_s: int = 1) -> None:
+        super().__init__(message, details=details)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class OverloadedError(RetryLaterError):
+    """The service sheds this request instead of queueing it."""
+
+    status, code = 503, "overloaded"
+
+
+class StorageBusyError(RetryLaterError):
+    """A durable write met another connection's (or process's) lock; nothing changed; retry after a moment."""
+
+    status, code = 503, "storage_busy"
+
+
 def error_payload(code: str, message: str, details: Any = None) -> dict[str, Any]:
     """The one error body: ``{"error": {"code", "message", "details"}}``."""
     return {"error": {"code": code, "message": message, "details": details}}
@@ -192,16 +214,6 @@ def validation_error(loc: tuple[str | int, ...], message: str, *, error_type: st
         RequestValidationError:
     """A RequestValidationError for limits checked in handlers (settings-dependent), rendered as 422."""
     return RequestValidationError([{"loc": loc, "msg": message, "type": error_type}])
-
-
-class StorageBusyError(ApiError):
-    """A durable write met another connection's (or process's) lock; nothing changed; retry after a moment."""
-
-    status, code = 503, "storage_busy"
-
-    def __init__(self, message: str, *, details: Any = None, retry_after_s: int = 1) -> None:
-        super().__init__(message, details=details)
-        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class InsufficientStorageError(ApiError):

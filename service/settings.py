@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from index.preprocess import MAX_IMAGE_PIXELS
+
 MiB = 1024 * 1024
 MIN_KEY_CHARS = 16
 
@@ -47,6 +49,14 @@ class Settings(BaseSettings):
     max_batch_texts: int = Field(64, ge=1, description="most texts in one batch query")
     max_k: int = Field(100, ge=1, description="most neighbours one query may ask for")
     max_reindex_items: int = Field(100_000, ge=1, description="most inline items in one re-index request")
+    max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, le=MAX_IMAGE_PIXELS, description="most pixels "
+                                  "(width x height) of one image, read from its header before decoding; more get 413")
+    max_request_pixels: int = Field(200_000_000, ge=1, description="most pixels of all images of one image search "
+                                    "together; more get 413")
+    max_concurrent_decodes: int = Field(2, ge=1, le=64, description="images decoded at once, over all requests "
+                                        "(each may take max_image_pixels x 6 bytes while it is decoded)")
+    max_images_in_flight: int = Field(64, ge=1, description="uploaded images held at once, over all requests (read, "
+                                      "decoded, queued or embedded); a request that would pass it gets 503 overloaded")
 
     index_factory: str = Field("Flat", description="FAISS factory for re-indexed collections without one")
     search_params: str = Field("", description="FAISS search parameters, e.g. 'nprobe=16'")
@@ -55,6 +65,8 @@ class Settings(BaseSettings):
                                 description="micro-batching: most query inputs embedded in one forward pass")
     batch_max_wait_ms: float = Field(2.0, ge=0, le=1000,
                                      description="micro-batching: longest wait for more queries after the first")
+    batch_max_queued_inputs: int = Field(256, ge=1, description="micro-batching: most query inputs (texts or "
+                                         "images) waiting for a forward pass per collection; more get 503 overloaded")
     torch_threads: int = Field(0, ge=0, le=1024, description="torch CPU threads for a batched forward pass; "
                                "0 = one less than the CPU cores available (at least 1)")
     torch_parallel_min_batch: int = Field(4, ge=0, description="forward passes of fewer inputs run on one torch "

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from index import preprocess
 from index.bundle import ImagePreprocessing
 from index.corpus import CorpusError, read_image_folder, read_text_file
 from index.preprocess import ImageDecodeError, decode_image, image_to_array
@@ -78,3 +79,71 @@ def test_decompression_bomb_is_refused():
     Image.new("1", (9000, 9000)).save(buffer, format="PNG")  # tiny file, 81 megapixels
     with pytest.raises(ImageDecodeError, match="too large|exceeds|bomb"):
         decode_image(buffer.getvalue())
+
+
+class SpyDecoder:
+    """A Pillow plugin registered for the test: records every time Pillow asks it whether it knows a file."""
+
+    format = "ARCSPY"
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def accept(self, prefix: bytes) -> bool:
+        self.asked += 1
+        return False
+
+    def __enter__(self) -> SpyDecoder:
+        Image.init()
+        Image.register_open(self.format, lambda *_: None, self.accept)  # type: ignore[arg-type,return-value]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        Image.OPEN.pop(self.format, None)
+        Image.ID.remove(self.format)
+
+
+def test_only_the_allowed_decoders_are_asked():
+    with SpyDecoder() as spy:
+        with pytest.raises(preprocess.ImageDecodeError):
+            decode_image(b"GIF89 is not quite what this is")
+        assert spy.asked == 0  # Image.open(formats=...) never tries a decoder outside the allowed ones
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="TGA")  # a format Pillow reads but we do not accept
+    with pytest.raises(preprocess.ImageDecodeError):
+        decode_image(buffer.getvalue())
+
+
+def _noisy(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """A smooth random picture (bilinear upscale of random 24 x 18 pixels), RGB."""
+    rng = np.random.default_rng(seed)
+    small = Image.fromarray(rng.integers(0, 255, (18, 24, 3), dtype=np.uint8))
+    return small.resize(size, Image.Resampling.BILINEAR)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_large_images_are_decoded_reduced_but_embed_the_same(fmt):
+    params = ImagePreprocessing(height=112, width=112)
+    buffer = io.BytesIO()
+    _noisy((3000, 2400)).save(buffer, format=fmt)
+    full = decode_image(buffer.getvalue())
+    reduced = decode_image(buffer.getvalue(), target_px=(params.width, params.height))
+    assert full.size == (3000, 2400) and reduced.mode == "RGB"
+    assert 224 <= reduced.width < 448 and 224 <= reduced.height < 448, reduced.size
+    thumbnail = decode_image(buffer.getvalue(), target_px=(100, 100), keep_aspect=True)
+    assert 200 <= thumbnail.height < 400 and abs(thumbnail.width / thumbnail.height - 1.25) < 0.02
+    difference = np.abs(image_to_array(full, params) - image_to_array(reduced, params))
+    assert difference.mean() < 0.02 and difference.max() < 0.3, (difference.mean(), difference.max())
+
+
+def test_small_images_are_not_reduced(prepared):
+    path = sorted(prepared.faces_dir.glob("s1/*.pgm"))[0]
+    assert decode_image(path, target_px=(112, 112)).size == (92, 112)
+
+
+def test_a_pixel_limit_is_refused_as_too_large():
+    data = _png_bytes(size=(100, 60))
+    assert decode_image(data, max_pixels=6000).size == (100, 60)
+    with pytest.raises(preprocess.ImageTooLargeError, match="100x60"):
+        decode_image(data, max_pixels=5999)
+    assert preprocess.probe_image(data) == ("PNG", 100, 60)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 
 import numpy as np
@@ -14,9 +12,9 @@ from index.preprocess import ImageDecodeError, decode_image
 from service.auth import AdminAccess, ReadAccess
 from service.collection import LoadedCollection
 from service.deps import RegistryDep, SettingsDep
-from service.errors import ItemNotFoundError, UnsupportedMediaError, WrongModalityError, validation_error
+from service.errors import ItemNotFoundError, WrongModalityError, validation_error
 from service.querying import SearchOptions
-from service.routers.search import check_k, to_schema
+from service.routers.search import check_k, check_text_length, to_schema
 from service.schemas import (
     CollectionName,
     ErrorResponse,
@@ -26,7 +24,8 @@ from service.schemas import (
     VectorSearchRequest,
     VectorSearchResponse,
 )
-from service.uploads import decode_reason
+from service.settings import Settings
+from service.uploads import base64_bytes, encoder_px, image_error
 
 router = APIRouter(prefix="/v1/collections", tags=["items"])
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
@@ -34,22 +33,20 @@ NamePath = Annotated[CollectionName, Path(description="collection name")]
 ItemPath = Annotated[str, Path(min_length=1, max_length=512, description="the item's external id")]
 
 
-def embed_item(target: LoadedCollection, body: ItemUpsert) -> np.ndarray:
-    """The item's vector from its text or image; 400 for the wrong modality, 415/422 for a bad image."""
+def embed_item(target: LoadedCollection, body: ItemUpsert, settings: Settings) -> np.ndarray:
+    """The item's vector from its text or image; 400 for the wrong modality, 413/415/422 for a bad image or text."""
     if (body.text is not None) != (target.info.modality == "text"):
         wanted = "text" if target.info.modality == "text" else "image_base64"
         raise WrongModalityError(f"collection {target.name!r} holds {target.info.modality}s: give {wanted!r}")
     if body.text is not None:
+        check_text_length(body.text, ("body", "text"), settings.max_text_chars)
         return target.embedder.embed_texts([body.text])[0]
+    data = base64_bytes(body.image_base64 or "", loc=("body", "image_base64"), max_bytes=settings.max_upload_bytes)
     try:
-        data = base64.b64decode(body.image_base64 or "", validate=True)
-    except (binascii.Error, ValueError):
-        raise validation_error(("body", "image_base64"), "not valid base64") from None
-    try:
-        image = decode_image(data)
+        image = decode_image(data, max_pixels=settings.max_image_pixels,
+                             target_px=encoder_px(target.embedder.manifest))
     except ImageDecodeError as exc:
-        raise UnsupportedMediaError("image_base64 is not an image in an accepted format",
-                                    details={"reason": decode_reason(exc)}) from exc
+        raise image_error(exc, "image_base64", {"field": "image_base64"}) from exc
     return target.embedder.embed_images([image])[0]
 
 
@@ -67,10 +64,11 @@ def get_item(name: NamePath, item_id: ItemPath, registry: RegistryDep) -> ItemRe
 
 @router.put("/{name}/items/{item_id:path}", response_model=ItemChanged, responses=ERRORS,
             dependencies=[AdminAccess], summary="Insert or replace one item (no rebuild; durable at once)")
-def put_item(name: NamePath, item_id: ItemPath, body: ItemUpsert, registry: RegistryDep) -> ItemChanged:
+def put_item(name: NamePath, item_id: ItemPath, body: ItemUpsert, registry: RegistryDep,
+             settings: SettingsDep) -> ItemChanged:
     target = registry.get(name)
     store, _ = target.live_store()
-    vector = embed_item(target, body)
+    vector = embed_item(target, body, settings)
     source = "inline" if body.image_base64 is not None else ""
     metadata = {**body.metadata, "text": body.text} if body.text is not None else dict(body.metadata)
     replaced = target.upsert(ItemRecord(item_id, body.label, source, metadata), vector)

@@ -1,4 +1,11 @@
-"""The search page (``GET /``, static HTML + JS, no build step) and image thumbnails for its result cards."""
+"""The search page (``GET /``, static HTML + JS, no build step), image thumbnails for its result cards, and
+PNG previews of uploads a browser cannot show itself (PGM, PPM, TIFF).
+
+An index records its corpus folder in its manifest (``source``): an absolute path (``arcsearch index`` and
+``arcsearch demo``), or a path relative to the data root (re-index over HTTP); indexes built before
+corpus paths were made absolute may hold a path relative to the folder they were built from. Thumbnails
+accept all three, and never read a file that does not lie below the data root.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,24 @@ import io
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, File, Response, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
 
 from index.preprocess import ImageDecodeError, decode_image
 from service.auth import ReadAccess
 from service.deps import RegistryDep, SettingsDep
 from service.errors import ItemNotFoundError
 from service.schemas import CollectionName, ErrorResponse
+from service.uploads import ImageGateDep
 
 router = APIRouter(tags=["page"])
 PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
 THUMBNAIL_PX = 160
+PREVIEW_PX = 256
+PNG_RESPONSE = {200: {"content": {"image/png": {}}}}
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -26,22 +38,39 @@ def page() -> HTMLResponse:
     return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
 
+def corpus_folders(root: Path, corpus: str) -> list[Path]:
+    """Where a manifest's corpus may be: itself if absolute, else below the (resolved) data ``root``, else
+    below the working folder (indexes from before corpus paths were recorded absolute)."""
+    path = Path(corpus)
+    return [path] if path.is_absolute() else [root / path, Path.cwd() / path]
+
+
 def image_file(data_root: Path, corpus: str, source: str) -> Path | None:
     """The indexed image's file, only if it still lies below the data root (no other file is ever read)."""
     if not corpus or not source or source == "inline":
         return None
     root = data_root.resolve()
-    base = Path(corpus) if Path(corpus).is_absolute() else root / corpus
-    try:
-        path = (base / source).resolve(strict=True)
-    except (OSError, RuntimeError):
-        return None
-    return path if path.is_relative_to(root) and path.is_file() else None
+    for folder in corpus_folders(root, corpus):
+        try:
+            path = (folder / source).resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue
+        if path.is_relative_to(root) and path.is_file():
+            return path
+    return None
+
+
+def png_of(image: Image.Image, size_px: int) -> bytes:
+    """``image`` shrunk to fit a ``size_px`` square (never enlarged), as PNG bytes."""
+    image.thumbnail((size_px, size_px))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 @router.get("/v1/collections/{name}/thumbnails/{item_id:path}", dependencies=[ReadAccess],
             response_class=Response, summary="A PNG thumbnail of an indexed image (files under the data root only)",
-            responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorResponse}})
+            responses={**PNG_RESPONSE, 404: {"model": ErrorResponse}})
 def thumbnail(name: Annotated[CollectionName, PathParam()], item_id: Annotated[str, PathParam(max_length=512)],
               registry: RegistryDep, settings: SettingsDep) -> Response:
     store, _ = registry.get(name).live_store()
@@ -50,10 +79,22 @@ def thumbnail(name: Annotated[CollectionName, PathParam()], item_id: Annotated[s
     if path is None:
         raise ItemNotFoundError(f"no thumbnail for {item_id!r}: not an image file under the data root")
     try:
-        image = decode_image(path)
+        image = decode_image(path, max_pixels=settings.max_image_pixels, target_px=(THUMBNAIL_PX, THUMBNAIL_PX),
+                             keep_aspect=True)
     except ImageDecodeError as exc:
         raise ItemNotFoundError(f"no thumbnail for {item_id!r}: the file is no longer readable") from exc
-    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=300"})
+    # private: with auth on, a thumbnail needs a key, so no shared cache may keep it
+    return Response(png_of(image, THUMBNAIL_PX), media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=300"})
+
+
+@router.post("/v1/images/preview", dependencies=[ReadAccess], response_class=Response,
+             summary="A PNG preview of one uploaded image (for formats browsers do not show, e.g. PGM)",
+             responses={**PNG_RESPONSE, **{s: {"model": ErrorResponse} for s in (401, 413, 415, 422, 503)}})
+async def preview(file: Annotated[UploadFile, File(description="an image in an accepted format")],
+                  settings: SettingsDep, gate: ImageGateDep) -> Response:
+    with gate.hold(1):  # the limits and the admission of image search
+        images, _ = await gate.read_and_decode([file], settings, target_px=(PREVIEW_PX, PREVIEW_PX),
+                                               keep_aspect=True)
+        data = await run_in_threadpool(png_of, images[0], PREVIEW_PX)
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})

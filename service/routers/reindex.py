@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,8 +14,11 @@ from service.collection import LoadedCollection
 from service.deps import JobsDep, RegistryDep, SettingsDep
 from service.errors import InvalidSourceError, WrongModalityError, validation_error
 from service.jobs import ItemLoader
+from service.routers.search import check_text_length
 from service.schemas import ErrorResponse, JobAccepted, ReindexItem, ReindexRequest
+from service.settings import Settings
 from service.sources import LoadedItems, inside_root, read_texts_tolerant, resolve_source
+from service.uploads import base64_bytes
 
 router = APIRouter(prefix="/v1", tags=["reindex"], dependencies=[AdminAccess])
 
@@ -40,10 +41,12 @@ def source_loader(target: LoadedCollection, data_root: Path, source: str) -> Ite
     return load
 
 
-def inline_items(target: LoadedCollection, items: list[ReindexItem], max_items: int) -> list[CorpusItem]:
-    """Turn request items into corpus items; 400 for the wrong modality, 422 for bad base64 or too many."""
-    if len(items) > max_items:
-        raise validation_error(("body", "items"), f"at most {max_items} items per request", error_type="too_long")
+def inline_items(target: LoadedCollection, items: list[ReindexItem], settings: Settings) -> list[CorpusItem]:
+    """Turn request items into corpus items; 400 for the wrong modality, 422 for bad base64, too many items or
+    a text over ``max_text_chars``, 413 for an image over ``max_upload_bytes``."""
+    if len(items) > settings.max_reindex_items:
+        raise validation_error(("body", "items"), f"at most {settings.max_reindex_items} items per request",
+                               error_type="too_long")
     if len({item.id for item in items}) != len(items):
         raise validation_error(("body", "items"), "item ids must be unique")
     modality = target.info.modality
@@ -53,12 +56,11 @@ def inline_items(target: LoadedCollection, items: list[ReindexItem], max_items: 
             wanted = "text" if modality == "text" else "image_base64"
             raise WrongModalityError(f"collection {target.name!r} holds {modality}s: every item needs {wanted!r}")
         if item.text is not None:
+            check_text_length(item.text, ("body", "items", i, "text"), settings.max_text_chars)
             corpus.append(TextItem(item_id=item.id, text=item.text, label=item.label, metadata=item.metadata))
             continue
-        try:
-            data = base64.b64decode(item.image_base64 or "", validate=True)
-        except (binascii.Error, ValueError):
-            raise validation_error(("body", "items", i, "image_base64"), "not valid base64") from None
+        data = base64_bytes(item.image_base64 or "", loc=("body", "items", i, "image_base64"),
+                            max_bytes=settings.max_upload_bytes)
         corpus.append(InlineImage(item_id=item.id, data=data, label=item.label, metadata=item.metadata))
     return corpus
 
@@ -71,7 +73,7 @@ def reindex(body: ReindexRequest, registry: RegistryDep, jobs: JobsDep, settings
     if body.source is not None:
         loader, label = source_loader(target, settings.data_root, body.source), body.source
     else:
-        corpus = inline_items(target, body.items or [], settings.max_reindex_items)
+        corpus = inline_items(target, body.items or [], settings)
         loader, label = (lambda: corpus), f"inline ({len(corpus)} items)"
     status = jobs.submit(target, loader, source=label)
     response.headers["Location"] = f"/v1/jobs/{status.job_id}"

@@ -1,10 +1,11 @@
 """Similarity search: one or more uploaded images, or one or more texts, against a collection.
 
-Handlers are ``async``: they check the request on the event loop (cheap), decode the uploads in the
-thread pool (one hop per request, service/uploads.py), and await the collection's micro-batcher
-(service/batching.py), whose worker thread embeds and searches the queries of many concurrent requests
-at once. A waiting request holds no thread, and
-nothing blocking (decoding, torch, FAISS) runs on the event loop.
+Handlers are ``async``: they check the request on the event loop (cheap), admit and decode the uploads
+(in the thread pool, a bounded number at once, reduced to what the encoder needs: service/uploads.py), and
+await the collection's micro-batcher (service/batching.py), whose worker thread embeds and searches the
+queries of many concurrent requests at once. A waiting request holds no thread, and nothing blocking
+(decoding, torch, FAISS) runs on the event loop. Under more load than the limits allow, a request gets
+503 ``overloaded`` with ``Retry-After`` instead of a place in an ever longer queue.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from index.store import Hit
 from service.auth import ReadAccess
+from service.collection import LoadedCollection
 from service.deps import RegistryDep, SettingsDep
 from service.errors import validation_error
 from service.querying import SearchOptions
@@ -31,7 +32,8 @@ from service.schemas import (
     TextSearchRequest,
     TextSearchResponse,
 )
-from service.uploads import decode_uploads, read_uploads
+from service.settings import Settings
+from service.uploads import ImageGateDep, encoder_px
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[ReadAccess])
 
@@ -45,6 +47,18 @@ def check_k(k: int, max_k: int) -> None:
                                error_type="less_than_equal")
 
 
+def check_text_length(text: str, loc: tuple[str | int, ...], max_chars: int) -> None:
+    """422 at ``loc`` for a text longer than ``max_chars`` (the configured limit, tighter than the schema's)."""
+    if len(text) > max_chars:
+        raise validation_error(loc, f"text of {len(text)} characters exceeds {max_chars}", error_type="string_too_long")
+
+
+def check_queue(target: LoadedCollection, inputs: int, settings: Settings) -> None:
+    """503 if ``inputs`` more would overfill the collection's batch queue; call right before ``query_async``."""
+    if target.batcher is not None:
+        target.batcher.check_room(inputs, max_queued_inputs=settings.batch_max_queued_inputs)
+
+
 def to_schema(hits: list[Hit]) -> list[SearchHit]:
     return [SearchHit(id=h.external_id, score=h.score, label=h.label, source=h.source, metadata=h.metadata)
             for h in hits]
@@ -55,6 +69,7 @@ def to_schema(hits: list[Hit]) -> list[SearchHit]:
 async def search_images(
     registry: RegistryDep,
     settings: SettingsDep,
+    gate: ImageGateDep,
     files: Annotated[list[UploadFile], File(alias="file", description="the query image (JPEG, PNG, PGM, ...); "
                                             "repeat the field for a batch, answered in one forward pass")],
     k: Annotated[int, Form(ge=1, le=HARD_MAX_K, description="number of neighbours")] = 5,
@@ -64,18 +79,18 @@ async def search_images(
 ) -> ImageSearchResponse:
     check_k(k, settings.max_k)
     target = registry.resolve(collection, "image")
-    with target.arriving() as arrival:  # a batch being gathered waits for this query while it is decoded
-        uploads = await read_uploads(files, max_files=settings.max_batch_images,
-                                     max_file_bytes=settings.max_upload_bytes,
-                                     max_total_bytes=settings.max_image_request_bytes)
+    check_queue(target, len(files), settings)  # refused before any decoding if the queue is full already
+    # admitted (or 503) before the bytes are read; a batch being gathered waits for it while it is decoded
+    with gate.hold(len(files)), target.arriving() as arrival:
         started = time.perf_counter()
-        images = await run_in_threadpool(decode_uploads, uploads)
+        images, filenames = await gate.read_and_decode(files, settings, target_px=encoder_px(target.embedder.manifest))
         target.observe_stage("decode", time.perf_counter() - started)
         options = SearchOptions.of(min_score, SearchFilter(label=label) if label is not None else None)
+        check_queue(target, len(images), settings)
         # one query: all images share one forward pass
         answer = await target.query_async(images, k, options, arrival=arrival)
-    queries = [ImageQueryResults(filename=upload.filename, results=to_schema(row))
-               for upload, row in zip(uploads, answer.hits, strict=True)]
+    queries = [ImageQueryResults(filename=filename, results=to_schema(row))
+               for filename, row in zip(filenames, answer.hits, strict=True)]
     return ImageSearchResponse(collection=target.name, version=answer.version, results=queries[0].results,
                                queries=queries)
 
@@ -89,11 +104,10 @@ async def search_texts(body: TextSearchRequest, registry: RegistryDep, settings:
         raise validation_error(("body", "texts"), f"at most {settings.max_batch_texts} texts per request",
                                error_type="too_long")
     for i, text in enumerate(texts):
-        if len(text) > settings.max_text_chars:
-            loc = ("body", "text") if body.text is not None else ("body", "texts", i)
-            raise validation_error(loc, f"text of {len(text)} characters exceeds {settings.max_text_chars}",
-                                   error_type="string_too_long")
+        check_text_length(text, ("body", "text") if body.text is not None else ("body", "texts", i),
+                          settings.max_text_chars)
     target = registry.resolve(body.collection, "text")
+    check_queue(target, len(texts), settings)
     answer = await target.query_async(texts, body.k, SearchOptions.of(body.min_score, body.filter))
     queries = [QueryResults(text=text, results=to_schema(row)) for text, row in zip(texts, answer.hits, strict=True)]
     return TextSearchResponse(collection=target.name, version=answer.version, queries=queries,

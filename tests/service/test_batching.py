@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -177,3 +178,104 @@ def test_a_cancelled_query_is_dropped_and_the_worker_lives_on() -> None:
     assert batcher.submit([3], k=1, timeout_s=5) == [3]
     assert batcher.queries == 2
     batcher.close()
+
+
+class Gate:
+    """A fake forward pass that waits at a gate (as a long batch would), then echoes the inputs."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+
+    def __call__(self, batch: list[PendingQuery]) -> list[Any]:
+        self.open.wait(10)
+        return [list(q.inputs) for q in batch]
+
+
+def wait_running(future: Any) -> None:
+    deadline = time.monotonic() + 5
+    while not future.running():  # the worker took it and waits at the gate
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def assert_overloaded(exc: BaseException) -> None:
+    from service.errors import ApiError
+
+    assert isinstance(exc, ApiError) and exc.status_code == 503 and exc.code == "overloaded", exc
+    assert exc.headers is not None and int(exc.headers["Retry-After"]) >= 1
+
+
+def test_a_full_queue_refuses_more_inputs_with_503() -> None:
+    gate = Gate()
+    batcher = MicroBatcher("q", gate, max_batch=1, max_wait_ms=0)
+    running = batcher.enqueue([1], k=1)
+    wait_running(running)
+    batcher.check_room(5, max_queued_inputs=3)  # an empty queue takes any one query
+    queued = batcher.enqueue([2, 3], k=1)
+    assert batcher.queued_inputs == 2
+    batcher.check_room(1, max_queued_inputs=3)  # fits
+    with pytest.raises(Exception) as caught:
+        batcher.check_room(2, max_queued_inputs=3)
+    assert_overloaded(caught.value)
+    gate.open.set()
+    assert running.result(timeout=5) == [1] and queued.result(timeout=5) == [2, 3]
+    assert batcher.queued_inputs == 0
+    batcher.close()
+
+
+def test_an_answer_that_takes_too_long_is_a_503_and_the_query_is_dropped() -> None:
+    gate = Gate()
+    batcher = MicroBatcher("t", gate, max_batch=1, max_wait_ms=0)
+    running = batcher.enqueue([1], k=1)
+    wait_running(running)
+    waiting = batcher.enqueue([2], k=1)
+
+    async def wait_for_it() -> Any:
+        return await batcher.answer(asyncio.wrap_future(waiting), timeout_s=0.05)
+
+    with pytest.raises(Exception) as caught:
+        asyncio.run(wait_for_it())
+    assert_overloaded(caught.value)
+    with pytest.raises(Exception) as caught:
+        batcher.submit([3], k=1, timeout_s=0.05)
+    assert_overloaded(caught.value)
+    assert waiting.cancelled()
+    gate.open.set()
+    assert running.result(timeout=5) == [1]
+    assert batcher.submit([4], k=1, timeout_s=5) == [4]
+    assert batcher.queries == 2  # the two that timed out were dropped, not embedded for nobody
+    batcher.close()
+
+
+@contextlib.contextmanager
+def stuck_batcher(client: TestClient, name: str) -> Any:
+    """The collection answers through a batcher whose forward pass waits at a gate until the block ends."""
+    collection = client.app.state.registry.get(name)  # type: ignore[attr-defined]
+    live, gate = collection.batcher, Gate()
+    collection.batcher = MicroBatcher("stuck", gate, max_batch=1, max_wait_ms=0)
+    try:
+        yield collection.batcher
+    finally:
+        gate.open.set()
+        collection.batcher.close()
+        collection.batcher = live
+
+
+def test_a_micro_batch_timeout_answers_503_over_http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.collection.SUBMIT_TIMEOUT_S", 0.3)
+    with stuck_batcher(client, "texts"):
+        response = client.post("/v1/texts/search", json={"text": "a dog"})
+        assert_error(response, 503, "overloaded")
+        assert int(response.headers["retry-after"]) >= 1
+
+
+def test_a_full_batch_queue_answers_503_over_http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    monkeypatch.setattr(settings, "batch_max_queued_inputs", 2)
+    with stuck_batcher(client, "texts") as batcher:
+        wait_running(batcher.enqueue(["first"], k=1))
+        batcher.enqueue(["second", "third"], k=1)
+        response = client.post("/v1/texts/search", json={"text": "a dog"})
+        assert_error(response, 503, "overloaded")
+        assert int(response.headers["retry-after"]) >= 1
+        assert batcher.queued_inputs == 2  # refused before it was queued

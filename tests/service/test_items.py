@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from index.collections import index_collection
@@ -102,3 +104,26 @@ def test_hnsw_cannot_delete_so_it_says_so_and_rebuilds_in_the_background(service
         body = {"text": rows[3]["text"], "k": 20, "collection": "hnsw"}
         hits = hnsw.post("/v1/texts/search", json=body).json()["results"]
         assert len(hits) == 19 and "h-3" not in {h["id"] for h in hits}
+
+
+def test_upsert_and_inline_reindex_keep_the_upload_and_text_limits(client: TestClient, service_data: ServiceData,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    monkeypatch.setattr(settings, "max_upload_bytes", 20_000)
+    monkeypatch.setattr(settings, "max_text_chars", 50)
+    face = (service_data.faces_dir / "s1" / "1.pgm").read_bytes()  # 10,318 bytes: within the limit
+    large = base64.b64encode(face * 3).decode()  # 30,954 bytes: over it
+    error = assert_error(client.put("/v1/collections/scratch-images/items/big", json={"image_base64": large}),
+                         413, "payload_too_large")
+    assert error["details"] == {"field": "image_base64", "limit_bytes": 20_000} and "image_base64" in error["message"]
+    error = assert_error(client.put(f"{BASE}/items/long", json={"text": "x" * 51}), 422, "validation_error")
+    assert error["details"][0]["loc"] == ["body", "text"] and "50" in error["message"]
+    items = [{"id": "a", "image_base64": base64.b64encode(face).decode()}, {"id": "b", "image_base64": large}]
+    error = assert_error(client.post("/v1/reindex", json={"collection": "scratch-images", "items": items}),
+                         413, "payload_too_large")
+    assert error["details"] == {"field": "items.1.image_base64", "limit_bytes": 20_000}
+    texts = [{"id": "a", "text": "short", "label": "x"}, {"id": "b", "text": "y" * 51, "label": "x"}]
+    error = assert_error(client.post("/v1/reindex", json={"collection": "scratch2", "items": texts}),
+                         422, "validation_error")
+    assert error["details"][0]["loc"] == ["body", "items", "1", "text"]
+    assert_error(client.get("/v1/collections/scratch-images/items/big"), 404, "item_not_found")  # nothing stored

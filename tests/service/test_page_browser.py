@@ -7,6 +7,7 @@ that a failure instead.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -20,6 +21,8 @@ import pytest
 import uvicorn
 
 from service.app import create_app
+from service.settings import Settings
+from tests.service.demo_layout import index_like_the_demo
 from tests.service.helpers import ServiceData, free_port, service_settings
 
 CHROMIUM = os.environ.get("ARCSEARCH_CHROMIUM", "/usr/bin/chromium")
@@ -27,6 +30,7 @@ CHROMEDRIVER = os.environ.get("ARCSEARCH_CHROMEDRIVER", "/usr/bin/chromedriver")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1200,900"]
 K = 6
+SCREENSHOT = Path(tempfile.gettempdir()) / "arcsearch-page-demo.png"
 
 
 def found(path: str, name: str) -> str | None:
@@ -69,10 +73,9 @@ def browser() -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def page_url(service_data: ServiceData) -> Iterator[str]:
-    """The app under uvicorn in a thread on 127.0.0.1; the faces folder is the data root (thumbnails)."""
-    settings = service_settings(service_data, data_root=service_data.faces_dir.parent)
+@contextlib.contextmanager
+def served(settings: Settings) -> Iterator[str]:
+    """The app under uvicorn in a thread on 127.0.0.1; yields its URL once its collections are loaded."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -86,6 +89,23 @@ def page_url(service_data: ServiceData) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def page_url(service_data: ServiceData) -> Iterator[str]:
+    """The shared collections; the faces folder is the data root (thumbnails)."""
+    with served(service_settings(service_data, data_root=service_data.faces_dir.parent)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def demo_page_url(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An "images" collection indexed as ``make demo`` indexes it (a corpus path relative to the working
+    folder) and served with the data root the demo gives, from another working folder."""
+    demo = index_like_the_demo(tmp_path_factory.mktemp("demo"), embedder=service_data.image_embedder,
+                               faces=service_data.faces_dir, people=[f"s{n}" for n in range(1, 6)], numbers=[1, 2, 3])
+    with served(service_settings(service_data, collections_dir=demo.collections_dir, data_root=demo.data_root)) as url:
+        yield url
 
 
 def test_upload_an_image_and_see_result_cards(browser: object, page_url: str, service_data: ServiceData) -> None:
@@ -113,6 +133,32 @@ def test_upload_an_image_and_see_result_cards(browser: object, page_url: str, se
     shown = "return [...document.querySelectorAll('.result-card img')].filter(i => i.naturalWidth > 0).length"
     wait.until(lambda d: d.execute_script(shown) >= 1)  # thumbnails of indexed files load
     assert "results from images" in driver.find_element(By.ID, "status").text  # type: ignore[attr-defined]
+
+
+def test_a_demo_user_sees_thumbnails_and_the_preview_of_a_pgm(browser: object, demo_page_url: str,
+                                                               service_data: ServiceData) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser  # a selenium WebDriver
+    driver.get(demo_page_url + "/")  # type: ignore[attr-defined]
+    wait = WebDriverWait(driver, 60)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#collection option")) > 0)
+    k_input = driver.find_element(By.ID, "k")  # type: ignore[attr-defined]
+    k_input.clear()
+    k_input.send_keys(str(K))
+    driver.find_element(By.ID, "file").send_keys(str(service_data.faces_dir / "s3" / "2.pgm"))  # type: ignore
+    shown = "return document.getElementById('preview').naturalWidth"
+    wait.until(lambda d: d.execute_script(shown) > 0)  # a PGM, which Chromium cannot show: the server's PNG
+    driver.find_element(By.ID, "go").click()  # type: ignore[attr-defined]
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".result-card")) == K)
+    loaded = ("return [...document.querySelectorAll('.result-card')].filter("
+              "c => { const i = c.querySelector('img'); return i && i.complete && i.naturalWidth > 0; }).length")
+    wait.until(lambda d: d.execute_script(loaded) == K or d.find_elements(By.CSS_SELECTOR, ".thumb-missing"))
+    assert not driver.find_elements(By.CSS_SELECTOR, ".thumb-missing")  # type: ignore[attr-defined]
+    assert driver.execute_script(loaded) == K  # type: ignore[attr-defined]
+    assert "s3/2.pgm" in driver.find_elements(By.CSS_SELECTOR, ".result-card")[0].text  # type: ignore
+    driver.save_screenshot(str(SCREENSHOT))  # type: ignore[attr-defined]
 
 
 def test_type_a_text_and_see_snippets(browser: object, page_url: str) -> None:

@@ -74,7 +74,9 @@ def body_limits(settings: Settings) -> dict[str, int]:
     """Byte limits of the routes whose bodies may exceed ``max_json_bytes``, by path template."""
     image_search_bytes = (settings.max_image_request_bytes + MULTIPART_OVERHEAD_BYTES
                           + settings.max_batch_images * PART_OVERHEAD_BYTES)
-    return {"/v1/images/search": image_search_bytes, "/v1/reindex": settings.max_request_bytes,
+    preview_bytes = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES + PART_OVERHEAD_BYTES
+    return {"/v1/images/search": image_search_bytes, "/v1/images/preview": preview_bytes,
+            "/v1/reindex": settings.max_request_bytes,
             "/v1/collections/{name}/items/{item_id:path}": settings.item_upsert_bytes}
 
 

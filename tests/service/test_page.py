@@ -75,6 +75,9 @@ def test_a_preview_of_an_upload_browsers_cannot_show(client: TestClient, service
     assert response.headers["cache-control"] == "no-store"
     preview = Image.open(io.BytesIO(response.content))
     assert preview.format == "PNG" and max(preview.size) <= 256 and preview.size[1] >= 112
+    big = io.BytesIO()  # over the 1 MiB JSON limit, under the upload limit: the preview takes it
+    Image.effect_noise((1100, 1100), 64).save(big, format="PPM")
+    assert len(big.getvalue()) > 1024 * 1024 and post_preview(client, "big.pgm", big.getvalue()).status_code == 200
     error = assert_error(post_preview(client, "junk.pgm", b"P5 junk"), 415, "unsupported_media_type")
     assert error["details"]["filename"] == "junk.pgm"
     settings = client.app.state.settings  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """A live uvicorn server with API keys for the client tests, over copies of the shared collections.
 
-``service_data`` (tests/service/conftest.py) builds the collections once; this server gets its own
-copies of ``images`` and ``texts`` and its own data root (the two embedder bundles, the texts corpus,
+``service_data`` (tests/conftest.py) builds the collections once; this server gets its own
+copy of them (tests/service/helpers.served_copy) and its own data root (the two embedder bundles, the texts corpus,
 a corpus of bad rows, six faces), so the collections these tests create, fill and delete touch no
 other test. ``client`` has the admin key; ``raw`` is a plain httpx client with it, for comparisons.
 """
@@ -18,8 +18,7 @@ import pytest
 
 from arcsearch.client import Client
 from tests.client.helpers import ADMIN_KEY, IMAGE_EMBEDDER, READ_KEY, TEXT_EMBEDDER, TIMEOUT_S, Live
-from tests.service.conftest import service_data  # noqa: F401  (the session fixture, re-exposed here)
-from tests.service.helpers import ServiceData, live_server
+from tests.service.helpers import ServiceData, live_server, served_copy
 
 
 def _link_tree(source: Path, target: Path) -> None:
@@ -29,12 +28,6 @@ def _link_tree(source: Path, target: Path) -> None:
     except OSError:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target)
-
-
-def _copy_collection(source: Path, target: Path) -> None:
-    """Copy a collection folder; its embedder copy (never written) is linked instead."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("embedder", ".lock"))
-    _link_tree(source / "embedder", target / "embedder")
 
 
 def _data_root(data: ServiceData, root: Path) -> Path:
@@ -51,12 +44,11 @@ def _data_root(data: ServiceData, root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def live(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:  # noqa: F811
+def live(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("client")
-    for name in ("images", "texts"):
-        _copy_collection(service_data.collections_dir / name, root / "collections" / name)
+    collections = served_copy(service_data.collections_dir, root / "collections")
     data_root = _data_root(service_data, root / "data")
-    with live_server(root / "collections", data_root, root / "server.log", batch_size="8",
+    with live_server(collections, data_root, root / "server.log", batch_size="8",
                      read_keys=READ_KEY, admin_keys=ADMIN_KEY) as (url, _):
         yield Live(url, data_root, service_data)
 

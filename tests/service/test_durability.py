@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from index.bundle import BundleError
 from index.changes import ChangeLog
@@ -31,6 +30,7 @@ from tests.service.helpers import (
     assert_error,
     free_port,
     live_server,
+    local_client,
     served_copy,
     server_environment,
     service_settings,
@@ -236,8 +236,8 @@ def test_an_upsert_on_a_full_disk_answers_507_and_is_not_findable(template: dict
                                                                    service_data: ServiceData,
                                                                    tmp_path: Path) -> None:
     root = served_copy(template["collections"], tmp_path / "collections")
-    with TestClient(create_app(service_settings(service_data, collections_dir=root,
-                                                data_root=template["data"]))) as client:
+    with local_client(create_app(service_settings(service_data, collections_dir=root,
+                                                  data_root=template["data"]))) as client:
         wait_ready(client)
         notes = client.app.state.registry.get("notes")  # type: ignore[attr-defined]
         notes.changes.close()

@@ -13,7 +13,7 @@ from PIL import Image
 from service.app import create_app
 from service.routers.page import image_file
 from tests.service.demo_layout import index_like_the_demo
-from tests.service.helpers import ServiceData, assert_error, service_settings, wait_ready
+from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_ready
 
 
 def test_page_is_served_without_a_build_step(client: TestClient) -> None:
@@ -41,7 +41,7 @@ def test_a_corpus_indexed_like_the_demo_has_private_thumbnails(service_data: Ser
     demo = index_like_the_demo(tmp_path / "repo", embedder=service_data.image_embedder,
                                faces=service_data.faces_dir, people=["s1", "s2"], numbers=[1, 2])
     settings = service_settings(service_data, collections_dir=demo.collections_dir, data_root=demo.data_root)
-    with contextlib.chdir(tmp_path), TestClient(create_app(settings)) as app:  # served from another folder
+    with contextlib.chdir(tmp_path), local_client(create_app(settings)) as app:  # served from another folder
         wait_ready(app)
         for item in ["s1/1.pgm", "s2/2.pgm"]:
             response = app.get(f"/v1/collections/images/thumbnails/{item}")

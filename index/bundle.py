@@ -1,32 +1,37 @@
 """Bundle manifests: the on-disk contracts between training, index and service.
 
-An *embedder bundle* is a folder with ``manifest.json`` plus the weights:
-``model.pt`` (TorchScript, image) or ``model/`` (a sentence-transformers folder, text).
+An *embedder bundle* is a folder with ``manifest.json`` plus the weights: ``model.safetensors`` (image: a
+state dict for the ``architecture`` the manifest names, see index/architectures.py) or ``model/`` (text: a
+sentence-transformers folder with safetensors weights). Format 1 image bundles held a ``torch.export``
+archive (``model.pt2``), which unpickles parts of itself when loaded; they are read but never loaded.
 An *index bundle* is a folder with ``manifest.json``, ``index.faiss`` and ``items.sqlite``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from index.bundle_files import BundleError as BundleError  # re-exported: the bundle API lives here
+from index.bundle_files import copy_bundle_safely as copy_bundle_safely
+from index.bundle_files import read_small_json
+from index.bundle_files import sha256_of_path as sha256_of_path
 
 MANIFEST_NAME = "manifest.json"
 EMBEDDER_FORMAT = "arcsearch.embedder"
 INDEX_FORMAT = "arcsearch.index"
-FORMAT_VERSION = 1
+EMBEDDER_FORMAT_VERSION = 2  # 2: image weights are safetensors + an architecture name (1: a torch.export .pt2)
+INDEX_FORMAT_VERSION = 1
+MAX_EMBEDDING_DIM = 8192  # a manifest cannot make the loader allocate a huge projection
 
 Modality = Literal["image", "text"]
-
-
-class BundleError(ValueError):
-    """A bundle folder is missing, malformed, or does not fit where it is used."""
+ArchitectureName = Literal["mobilenet_v2", "small_cnn"]
 
 
 class ImagePreprocessing(BaseModel):
@@ -44,16 +49,28 @@ class TextPreprocessing(BaseModel):
     max_seq_length: int = 128
 
 
+class ImageArchitecture(BaseModel):
+    """What an image embedder's weights fit: a backbone defined in index/architectures.py and the projection's
+    output size. Loading instantiates exactly this; nothing in a bundle names code to run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ArchitectureName = Field(description="backbone: mobilenet_v2 or small_cnn")
+    embedding_dim: int = Field(ge=1, le=MAX_EMBEDDING_DIM, description="output size of the linear projection")
+
+
 class EmbedderManifest(BaseModel):
     """Describes an exported, headless embedder; enough to load and use it without training code."""
 
     format: Literal["arcsearch.embedder"] = EMBEDDER_FORMAT
-    format_version: int = FORMAT_VERSION
+    format_version: int = Field(EMBEDDER_FORMAT_VERSION, ge=1, le=EMBEDDER_FORMAT_VERSION)
     modality: Modality
     embedding_dim: int
     normalized: bool = True
-    weights_file: str = Field(description="model.pt (TorchScript) or model (sentence-transformers folder)")
+    weights_file: str = Field(description="model.safetensors (image state dict) or model (sentence-transformers "
+                                          "folder); a name inside the bundle folder")
     weights_sha256: str
+    architecture: ImageArchitecture | None = Field(None, description="image only: what the weights fit")
     image: ImagePreprocessing | None = None
     text: TextPreprocessing | None = None
     backbone: str = ""
@@ -62,12 +79,19 @@ class EmbedderManifest(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
+    @field_validator("weights_file")
+    @classmethod
+    def _inside_the_bundle(cls, name: str) -> str:
+        if Path(name).name != name or name in {"", ".", ".."}:
+            raise ValueError(f"weights_file {name!r} must name a file or folder inside the bundle folder")
+        return name
+
 
 class IndexManifest(BaseModel):
     """Describes a FAISS index bundle and the embedder it was built with."""
 
     format: Literal["arcsearch.index"] = INDEX_FORMAT
-    format_version: int = FORMAT_VERSION
+    format_version: int = INDEX_FORMAT_VERSION
     modality: Modality
     embedding_dim: int
     metric: Literal["inner_product"] = "inner_product"
@@ -76,6 +100,9 @@ class IndexManifest(BaseModel):
     embedder_sha256: str
     source: str = ""
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+ManifestT = TypeVar("ManifestT", EmbedderManifest, IndexManifest)
 
 
 def library_versions() -> dict[str, str]:
@@ -93,21 +120,6 @@ def library_versions() -> dict[str, str]:
     except ImportError:  # pragma: no cover - a hard dependency, kept optional here for clarity
         pass
     return versions
-
-
-def sha256_of_path(path: Path) -> str:
-    """Content hash of a file, or of every file below a folder (relative names included, sorted)."""
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    if not files:
-        raise BundleError(f"nothing to hash at {path}")
-    for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode())
-        with file.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -128,27 +140,41 @@ def write_manifest(folder: Path, manifest: EmbedderManifest | IndexManifest) -> 
     return path
 
 
-def _read_json(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST_NAME
-    if not path.is_file():
-        raise BundleError(f"{folder} is not a bundle: {MANIFEST_NAME} is missing")
+def _read_json(folder: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+        return read_small_json(Path(folder) / MANIFEST_NAME)
+    except FileNotFoundError:
+        raise BundleError(f"{folder} is not a bundle: {MANIFEST_NAME} is missing") from None
+
+
+def _validated(model: type[ManifestT], data: dict[str, Any], folder: Path) -> ManifestT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BundleError(f"{Path(folder) / MANIFEST_NAME} is not a valid {data.get('format')} manifest: {exc}"
+                          ) from None
 
 
 def read_embedder_manifest(folder: Path) -> EmbedderManifest:
-    """Read and validate an embedder bundle's manifest."""
+    """Read and validate an embedder bundle's manifest (any format this version reads; loading may still
+    refuse an old one, see ``index.embedder.load_embedder``)."""
     data = _read_json(folder)
-    if data.get("format") != EMBEDDER_FORMAT:
-        raise BundleError(f"{folder} is not an embedder bundle (format={data.get('format')!r})")
-    return EmbedderManifest.model_validate(data)
+    if not isinstance(data, dict) or data.get("format") != EMBEDDER_FORMAT:
+        raise BundleError(f"{folder} is not an embedder bundle (format={_get(data, 'format')!r})")
+    version = data.get("format_version", 1)
+    if isinstance(version, int) and version > EMBEDDER_FORMAT_VERSION:
+        raise BundleError(f"embedder bundle {folder} has format {version}, newer than this arcsearch reads "
+                          f"({EMBEDDER_FORMAT_VERSION}); upgrade arcsearch")
+    return _validated(EmbedderManifest, data, folder)
 
 
 def read_index_manifest(folder: Path) -> IndexManifest:
     """Read and validate an index bundle's manifest."""
     data = _read_json(folder)
-    if data.get("format") != INDEX_FORMAT:
-        raise BundleError(f"{folder} is not an index bundle (format={data.get('format')!r})")
-    return IndexManifest.model_validate(data)
+    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
+        raise BundleError(f"{folder} is not an index bundle (format={_get(data, 'format')!r})")
+    return _validated(IndexManifest, data, folder)
+
+
+def _get(data: object, key: str) -> object:
+    return data.get(key) if isinstance(data, dict) else None

@@ -13,7 +13,8 @@ import secrets
 import shutil
 from pathlib import Path
 
-from index.bundle import BundleError, read_embedder_manifest
+from index.bundle import read_embedder_manifest
+from index.bundle_files import bundle_files
 from index.collections import (
     COLLECTION_FILE,
     CollectionError,
@@ -41,16 +42,16 @@ class CollectionExistsError(CollectionError):
 def new_collection(collections_dir: Path, name: str, embedder_dir: Path, *, factory: str) -> CollectionInfo:
     """Create collection ``name`` with the embedder bundle at ``embedder_dir`` and FAISS ``factory``.
 
-    Raises CollectionExistsError if it exists, BundleError for a folder that is not an embedder bundle,
-    IndexStoreError for a bad factory. A factory that needs no training (Flat, HNSW32, ...) gets an empty
-    live version at once; one that does (IVF..., PQ...) is trained by the collection's first re-index.
+    Raises CollectionExistsError if it exists, BundleError for a folder that is not an embedder bundle (or
+    holds a link, a special file, or more than MAX_BUNDLE_BYTES), IndexStoreError for a bad factory.
+    A factory that needs no training (Flat, HNSW32, ...) gets an empty live version at once; one that
+    does (IVF..., PQ...) is trained by the collection's first re-index.
     """
     folder = collection_dir(collections_dir, name)
     if (folder / COLLECTION_FILE).exists():
         raise CollectionExistsError(f"collection {name!r} already exists")
-    manifest = read_embedder_manifest(Path(embedder_dir))
-    if Path(manifest.weights_file).name != manifest.weights_file or manifest.weights_file in {"", ".", ".."}:
-        raise BundleError(f"embedder manifest names weights {manifest.weights_file!r} outside its folder")
+    manifest = read_embedder_manifest(Path(embedder_dir))  # its weights_file is a name inside the folder
+    bundle_files(Path(embedder_dir))  # a link, a special file or too many bytes: refused before anything is written
     needs_training = check_factory(manifest.embedding_dim, factory)
     create_collection(collections_dir, name, embedder_dir, index_factory=factory)
     if not needs_training:

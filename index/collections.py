@@ -31,6 +31,7 @@ from index.bundle import (
     BundleError,
     IndexManifest,
     Modality,
+    copy_bundle_safely,
     read_embedder_manifest,
     read_index_manifest,
     sha256_of_path,
@@ -127,7 +128,7 @@ def create_collection(collections_dir: Path, name: str, embedder_dir: Path, *,
     (folder / VERSIONS_DIR).mkdir(exist_ok=True)
     (folder / STAGING_DIR).mkdir(exist_ok=True)
     copy = folder / f".{EMBEDDER_DIR}.partial-{secrets.token_hex(4)}"
-    shutil.copytree(embedder_dir, copy)
+    copy_bundle_safely(embedder_dir, copy)  # regular files only: links and special files are refused
     fsync_tree(copy)
     shutil.rmtree(folder / EMBEDDER_DIR, ignore_errors=True)  # left by a crash before collection.json
     copy.rename(folder / EMBEDDER_DIR)

@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 from index.bundle import BundleError, EmbedderManifest, read_embedder_manifest
+from index.loaders import IMAGE_WEIGHTS_FILE as IMAGE_WEIGHTS_FILE  # re-exported: part of this API
+from index.loaders import TEXT_WEIGHTS_DIR as TEXT_WEIGHTS_DIR
+from index.loaders import load_image_module, load_text_model
 from index.preprocess import images_to_batch
 
 logger = logging.getLogger(__name__)
-
-IMAGE_WEIGHTS_FILE = "model.pt2"
-TEXT_WEIGHTS_DIR = "model"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -72,7 +72,8 @@ class Embedder(Protocol):
 
 
 class ImageEmbedder:
-    """A ``torch.export`` image encoder: (N, 3, H, W) float32 in, (N, D) L2-normalised float32 out."""
+    """An image encoder of ours (index/architectures.py): (N, 3, H, W) float32 in, (N, D) L2-normalised float32
+    out."""
 
     def __init__(self, module: torch.nn.Module, manifest: EmbedderManifest, device: torch.device) -> None:
         if manifest.image is None:
@@ -127,16 +128,9 @@ class TextEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def load_image_module(path: Path, device: torch.device) -> torch.nn.Module:
-    """Load an exported program (no pickle of arbitrary objects) and move it to ``device``."""
-    from torch.export.passes import move_to_device_pass
-
-    program = torch.export.load(str(path))
-    return move_to_device_pass(program, device).module()
-
-
 def load_embedder(folder: Path, *, device: str = "auto") -> ImageEmbedder | TextEmbedder:
-    """Load an embedder bundle written by ``training.export``; needs no training code."""
+    """Load an embedder bundle written by ``training.export``; needs no training code and runs none from the
+    bundle (see index/loaders.py). BundleError for a bundle that is malformed or could run code."""
     folder = Path(folder)
     manifest = read_embedder_manifest(folder)
     torch_device = resolve_device(device)
@@ -145,9 +139,5 @@ def load_embedder(folder: Path, *, device: str = "auto") -> ImageEmbedder | Text
         raise BundleError(f"embedder bundle {folder} lacks its weights {manifest.weights_file}")
     logger.info("loading %s embedder from %s on %s", manifest.modality, folder, torch_device)
     if manifest.modality == "image":
-        return ImageEmbedder(load_image_module(weights, torch_device), manifest, torch_device)
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(weights), device=str(torch_device), local_files_only=True)
-    model.eval()
-    return TextEmbedder(model, manifest, torch_device)
+        return ImageEmbedder(load_image_module(folder, manifest, torch_device), manifest, torch_device)
+    return TextEmbedder(load_text_model(weights, torch_device), manifest, torch_device)

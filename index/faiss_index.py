@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
+from index.faiss_memory import IndexMemoryError, check_codebook_bits, check_memory
+
 logger = logging.getLogger(__name__)
 
 FACTORY_PATTERN = re.compile(r"^[A-Za-z0-9_,.=]{1,64}$")
@@ -63,7 +65,8 @@ def check_factory(dim: int, factory: str) -> bool:
     """Raise IndexStoreError unless ``factory`` builds a d=``dim`` index; returns whether it needs training.
 
     Accepts only plain factory strings (letters, digits, ``_,.=``) whose numbers stay at most
-    MAX_FACTORY_NUMBER, so a request cannot make the server allocate a huge empty index.
+    MAX_FACTORY_NUMBER and whose memory stays within the bounds of index/faiss_memory.py (bytes per vector
+    relative to the float32 vector, bytes up front), so a request cannot make the server allocate gigabytes.
     """
     if not FACTORY_PATTERN.fullmatch(factory):
         raise IndexStoreError(f"index factory {factory!r} must be a FAISS factory string such as 'Flat', "
@@ -71,7 +74,13 @@ def check_factory(dim: int, factory: str) -> bool:
     too_big = [n for n in re.findall(r"\d+", factory) if int(n) > MAX_FACTORY_NUMBER]
     if too_big:
         raise IndexStoreError(f"index factory {factory!r}: {too_big[0]} is larger than {MAX_FACTORY_NUMBER}")
-    return not make_index(dim, factory).is_trained
+    try:
+        check_codebook_bits(dim, factory)
+        index = make_index(dim, factory)
+        check_memory(dim, factory, index)
+    except IndexMemoryError as exc:
+        raise IndexStoreError(str(exc)) from None
+    return not index.is_trained
 
 
 def train_index(index: faiss.Index, vectors: np.ndarray) -> None:

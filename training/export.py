@@ -1,13 +1,13 @@
 """Export of headless embedders into bundles that ``index.embedder.load_embedder`` reads.
 
-Image: the encoder wrapped with L2 normalisation, saved with ``torch.export`` (dynamic batch size).
-Text: the fine-tuned sentence-transformers model saved as a folder (config + safetensors).
-The margin head is never exported.
+Image: the encoder's state dict as ``model.safetensors`` plus its architecture (a name of
+index/architectures.py and the embedding size) in the manifest; the loader normalises the output.
+Text: the fine-tuned sentence-transformers model saved as a folder (config + safetensors only).
+The margin head is never exported. Nothing exported is a pickle, so loading runs no code.
 """
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,28 +15,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from index.architectures import build_image_architecture
 from index.bundle import (
     EmbedderManifest,
+    ImageArchitecture,
     ImagePreprocessing,
     TextPreprocessing,
     library_versions,
     sha256_of_path,
     write_manifest,
 )
-from index.embedder import IMAGE_WEIGHTS_FILE, TEXT_WEIGHTS_DIR
-
-MAX_EXPORT_BATCH = 4096
-
-
-class NormalisedEncoder(nn.Module):
-    """Wraps an encoder so that its (N, D) output is L2-normalised."""
-
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(self.encoder(x), dim=1)
+from index.loaders import IMAGE_WEIGHTS_FILE, TEXT_WEIGHTS_DIR, check_text_folder
 
 
 def _fresh_folder(out_dir: Path) -> Path:
@@ -54,21 +43,37 @@ def _publish(partial: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def image_state_dict(encoder: nn.Module, architecture: ImageArchitecture) -> dict[str, torch.Tensor]:
+    """``encoder``'s tensors (cpu, contiguous, unshared) once checked to load strictly into ``architecture``.
+
+    Raises ValueError if the encoder is not that architecture (another backbone or embedding size).
+    """
+    state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in encoder.state_dict().items()}
+    try:
+        build_image_architecture(architecture).load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"the encoder does not fit architecture {architecture.name} "
+                         f"({architecture.embedding_dim}-d): {exc}") from exc
+    return state
+
+
 def export_image_embedder(encoder: nn.Module, out_dir: Path, *, embedding_dim: int,
                           preprocessing: ImagePreprocessing, backbone: str,
                           training: dict[str, Any] | None = None,
                           metrics: dict[str, Any] | None = None) -> Path:
-    """Export ``encoder`` ((N, 3, H, W) -> (N, embedding_dim)) as an image embedder bundle at ``out_dir``."""
-    module = NormalisedEncoder(copy.deepcopy(encoder).cpu()).eval()
-    example = torch.zeros(2, 3, preprocessing.height, preprocessing.width)
-    batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
-    program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    """Export ``encoder`` ((N, 3, H, W) -> (N, embedding_dim)), an ``ImageEncoder`` with backbone ``backbone``
+    (mobilenet_v2 or small_cnn), as an image embedder bundle at ``out_dir``."""
+    from safetensors.torch import save_file
+
+    architecture = ImageArchitecture(name=backbone, embedding_dim=embedding_dim)  # type: ignore[arg-type]
+    state = image_state_dict(encoder, architecture)
     partial = _fresh_folder(out_dir)
-    torch.export.save(program, str(partial / IMAGE_WEIGHTS_FILE))
+    save_file(state, partial / IMAGE_WEIGHTS_FILE)
     manifest = EmbedderManifest(
         modality="image", embedding_dim=embedding_dim, weights_file=IMAGE_WEIGHTS_FILE,
-        weights_sha256=sha256_of_path(partial / IMAGE_WEIGHTS_FILE), image=preprocessing,
-        backbone=backbone, training=training or {}, metrics=metrics or {}, versions=library_versions())
+        weights_sha256=sha256_of_path(partial / IMAGE_WEIGHTS_FILE), architecture=architecture,
+        image=preprocessing, backbone=backbone, training=training or {}, metrics=metrics or {},
+        versions=library_versions())
     write_manifest(partial, manifest)
     return _publish(partial, out_dir)
 
@@ -85,6 +90,7 @@ def export_text_embedder(model: nn.Module, out_dir: Path, *, backbone: str,
     """Save a ``SentenceTransformer`` (no head) as a text embedder bundle at ``out_dir``."""
     partial = _fresh_folder(out_dir)
     model.save(str(partial / TEXT_WEIGHTS_DIR), safe_serialization=True)
+    check_text_folder(partial / TEXT_WEIGHTS_DIR)  # what the loader would refuse is never published
     manifest = EmbedderManifest(
         modality="text", embedding_dim=sentence_embedding_dim(model),
         weights_file=TEXT_WEIGHTS_DIR, weights_sha256=sha256_of_path(partial / TEXT_WEIGHTS_DIR),

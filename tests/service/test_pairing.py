@@ -58,7 +58,7 @@ def test_tampered_embedder_weights_are_refused(mismatched: ServiceData, tmp_path
     from index.store import EmbedderMismatchError
 
     root = shutil.copytree(mismatched.collections_dir, tmp_path / "collections")
-    weights = root / "good" / "embedder" / "model.pt2"
+    weights = root / "good" / "embedder" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(EmbedderMismatchError, match="do not match their manifest hash"):
         load_collection(root, read_collection(root, "good"), device="cpu")

@@ -16,12 +16,16 @@ logger = logging.getLogger(__name__)
 
 
 def _train_or_reuse(kind: str, out_dir: Path, train: Any) -> dict[str, Any]:
-    """Train unless a bundle with its report already exists (delete the folder to train again)."""
+    """Train unless a bundle of the current format with its report already exists (delete the folder to
+    train again); a bundle of an older format (e.g. a format-1 image bundle, no longer loaded) is retrained."""
+    from index.bundle import EMBEDDER_FORMAT_VERSION, read_embedder_manifest
     from training.run import report_path
 
     if (out_dir / "manifest.json").exists() and report_path(out_dir).exists():
-        logger.info("reusing the %s embedder in %s (delete it to train again)", kind, out_dir)
-        return json.loads(report_path(out_dir).read_text(encoding="utf-8"))
+        if read_embedder_manifest(out_dir).format_version == EMBEDDER_FORMAT_VERSION:
+            logger.info("reusing the %s embedder in %s (delete it to train again)", kind, out_dir)
+            return json.loads(report_path(out_dir).read_text(encoding="utf-8"))
+        logger.info("the %s embedder in %s has an older bundle format; training it again", kind, out_dir)
     return train()
 
 

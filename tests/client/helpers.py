@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.service.helpers import ServiceData
 
-READ_KEY, ADMIN_KEY = "client-read-key", "client-admin-key"
+READ_KEY, ADMIN_KEY = "client-read-key-0123456789", "client-admin-key-0123456789"
 TEXT_EMBEDDER, IMAGE_EMBEDDER = "embedders/text", "embedders/image"
 TIMEOUT_S = 60.0
 

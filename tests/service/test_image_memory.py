@@ -17,7 +17,7 @@ from service.batching import MicroBatcher, PendingQuery
 from service.querying import QueryAnswer
 from service.settings import Settings
 from service.uploads import image_memory_bound_bytes
-from tests.service.helpers import ServiceData, assert_error, live_server
+from tests.service.helpers import ServiceData, assert_error, live_server, served_copy
 
 BIG_PX = 6300
 BURST_REQUESTS, FILES_PER_REQUEST = 8, 16
@@ -57,7 +57,8 @@ def test_a_burst_of_huge_pngs_stays_under_the_memory_bound(service_data: Service
                                                            tmp_path: Path) -> None:
     face = (service_data.faces_dir / "s1" / "1.pgm").read_bytes()
     bound_above_baseline = image_memory_bound_bytes(Settings(**LIMITS), target_px=(112, 112)) + SLACK_BYTES
-    with live_server(service_data.collections_dir, service_data.data_root, tmp_path / "server.log",
+    collections = served_copy(service_data.collections_dir, tmp_path / "collections")
+    with live_server(collections, service_data.data_root, tmp_path / "server.log",
                      **LIMITS) as (url, proc), httpx.Client(base_url=url, timeout=300) as http:
         with ThreadPoolExecutor(2) as pool:  # warm up: a full batch of small faces through the encoder
             warm = list(pool.map(lambda _: post_files(http, [("f.pgm", face)] * 16, k=1), range(2)))

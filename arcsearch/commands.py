@@ -15,7 +15,7 @@ from training.evaluate import format_table
 
 logger = logging.getLogger(__name__)
 
-TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "loss", "embedding_dim", "holdout_fraction",
+TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "objective", "embedding_dim", "holdout_fraction",
                   "max_train_seconds", "seed", "device", "sampler", "samples_per_class", "validation_fraction",
                   "patience", "precision", "checkpoint_every", "checkpoint_dir", "resume", "weight_decay",
                   "head_weight_decay", "lr_schedule", "margin_warmup_fraction")
@@ -23,8 +23,8 @@ TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "loss", "embedding_di
 
 def _config_kwargs(config_type: type, args: argparse.Namespace, **given: Any) -> dict[str, Any]:
     """Keyword arguments for a training config: the given ones plus every flag the user set, the
-    objective's hyper-parameters gathered into ``loss_params``."""
-    from training.loss_params import LossParams
+    objective's hyper-parameters gathered into ``objective_params``."""
+    from training.objectives.params import ObjectiveParams
 
     accepted = {f.name for f in fields(config_type)}
     kwargs = {name: value for name, value in given.items() if value is not None}
@@ -32,8 +32,8 @@ def _config_kwargs(config_type: type, args: argparse.Namespace, **given: Any) ->
         value = getattr(args, flag, None)
         if value is not None and flag in accepted:
             kwargs[flag] = value
-    knobs = {f.name: getattr(args, f.name) for f in fields(LossParams) if getattr(args, f.name, None) is not None}
-    kwargs["loss_params"] = LossParams(**knobs)
+    knobs = {f.name: getattr(args, f.name) for f in fields(ObjectiveParams) if getattr(args, f.name, None) is not None}
+    kwargs["objective_params"] = ObjectiveParams(**knobs)
     return kwargs
 
 
@@ -77,16 +77,15 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loss_names(requested: list[str]) -> list[str]:
-    """``all`` (every loss but the sharded ones, which equal ArcFace in one process) or the names given."""
-    from training.loss_params import SHARDED_LOSSES
-    from training.losses import LOSSES
+def _objective_names(requested: list[str]) -> list[str]:
+    """``all`` (every objective but the sharded ones, which equal ArcFace in one process) or the names given."""
+    from training.objectives.params import OBJECTIVE_NAMES, SHARDED_OBJECTIVES
 
-    losses = [name for name in LOSSES if name not in SHARDED_LOSSES] if requested == ["all"] else requested
-    unknown = [name for name in losses if name not in LOSSES]
+    names = [name for name in OBJECTIVE_NAMES if name not in SHARDED_OBJECTIVES] if requested == ["all"] else requested
+    unknown = [name for name in names if name not in OBJECTIVE_NAMES]
     if unknown:
-        raise ValueError(f"unknown loss(es) {unknown}; choose from {', '.join(LOSSES)} or 'all'")
-    return losses
+        raise ValueError(f"unknown loss(es) {unknown}; choose from {', '.join(OBJECTIVE_NAMES)} or 'all'")
+    return names
 
 
 def _read_overrides(path: Any) -> dict[str, dict[str, Any]]:
@@ -111,26 +110,27 @@ def _refuse_torchrun(command: str) -> None:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from training.compare import compare_losses
+    from training.compare import compare_objectives
 
     _refuse_torchrun("compare")
-    losses = _loss_names(args.losses)
+    objectives = _objective_names(args.objectives)
     config, run = _training_config(args)
-    result = compare_losses(config, run, losses=losses, seeds=args.seeds, out_dir=args.out,
-                            overrides=_read_overrides(args.overrides), reuse_dir=args.reuse)
+    result = compare_objectives(config, run, objectives=objectives, seeds=args.seeds, out_dir=args.out,
+                                overrides=_read_overrides(args.overrides), reuse_dir=args.reuse)
     sys.stdout.write(result["table"] + "\n")
     return 0
 
 
 def tune(args: argparse.Namespace) -> int:
-    from training.tuning import tune_losses
+    from training.tuning import tune_objectives
 
     _refuse_torchrun("tune")
     config, run = _training_config(args)
     if config.validation_fraction <= 0:
         config = dataclasses.replace(config, validation_fraction=0.25)
         logger.info("tuning on a quarter of the training classes (--validation-fraction 0.25)")
-    result = tune_losses(config, run, losses=_loss_names(args.losses), seeds=args.seeds, out_dir=args.out)
+    result = tune_objectives(config, run, objectives=_objective_names(args.objectives), seeds=args.seeds,
+                             out_dir=args.out)
     sys.stdout.write(result["table"] + "\n")
     return 0
 

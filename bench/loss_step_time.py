@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 from index.corpus import read_text_file
-from training.losses import LOSSES, LossParams, Objective, ObjectiveOutput, build_objective
+from training.objectives.base import Objective, ObjectiveOutput
+from training.objectives.params import ObjectiveParams
+from training.objectives.registry import OBJECTIVES, build_objective
 from training.optimiser import make_optimizer
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ Step = Callable[[], None]
 class PmlArcFace(Objective):
     """pytorch-metric-learning's ArcFaceLoss behind our interface (its margin is in degrees)."""
 
-    def __init__(self, num_classes: int, dim: int, params: LossParams) -> None:
+    def __init__(self, num_classes: int, dim: int, params: ObjectiveParams) -> None:
         super().__init__()
         from pytorch_metric_learning.losses import ArcFaceLoss
 
@@ -85,11 +87,11 @@ def training_step(encoder: nn.Module, objective: Objective, inputs: Any, labels:
 def objectives(num_classes: int, dim: int, *, with_pml: bool) -> dict[str, Objective]:
     """Every registered objective (seeded, same init order), plus pml's ArcFaceLoss when asked."""
     built: dict[str, Objective] = {}
-    for name in LOSSES:
+    for name in OBJECTIVES:
         torch.manual_seed(0)
-        built[name] = build_objective(name, num_classes, dim, LossParams())
+        built[name] = build_objective(name, num_classes, dim, ObjectiveParams())
     if with_pml:
-        built["pml_arcface"] = PmlArcFace(num_classes, dim, LossParams())
+        built["pml_arcface"] = PmlArcFace(num_classes, dim, ObjectiveParams())
     return built
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from training.loop import FitSettings
-from training.losses import LOSSES, LossParams
+from training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
 from training.optimiser import LR_SCHEDULES
 from training.precision import check_precision
 from training.samplers import SAMPLERS
@@ -21,6 +21,8 @@ from training.samplers import SAMPLERS
 DEFAULT_TEXT_MODEL = "data/pretrained/all-MiniLM-L6-v2"
 HEAD_INITS = ("auto", "centres", "random")
 PROJECTION_INITS = ("auto", "pca", "random")
+# field -> key in reports and manifests: saved reports (and ``--reuse`` of them) name the objective "loss"
+REPORT_KEYS = {"objective": "loss", "objective_params": "loss_params"}
 
 
 class ConfigError(ValueError):
@@ -31,8 +33,8 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Knobs shared by image and text training.
 
-    Learning rates are peak AdamW rates (encoder ``lr``, class centres ``head_lr``); ``loss`` names an
-    objective of ``training.losses.LOSSES`` with ``loss_params`` (scale, margins, ...); ``sampler`` picks
+    Learning rates are peak AdamW rates (encoder ``lr``, class centres ``head_lr``); ``objective`` names one
+    of ``training.objectives.params.OBJECTIVE_NAMES`` with ``objective_params`` (scale, margins, ...); ``sampler`` picks
     the batches (``training.samplers``: ``auto`` is P x K with ``samples_per_class`` for triplet losses);
     ``margin_warmup_fraction`` of training grows the margin from 0; ``holdout_fraction`` of all classes
     is held out for evaluation, ``validation_fraction`` of the rest is used for early stopping (0: none);
@@ -52,8 +54,8 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     warmup_fraction: float = 0.1
     grad_clip: float = 5.0
-    loss: str = "arcface"
-    loss_params: LossParams = field(default_factory=LossParams)
+    objective: str = "arcface"
+    objective_params: ObjectiveParams = field(default_factory=ObjectiveParams)
     sampler: str = "auto"
     samples_per_class: int = 4
     margin_warmup_fraction: float = 0.2
@@ -71,8 +73,8 @@ class TrainConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.loss_params, dict):
-            self.loss_params = LossParams(**self.loss_params)
+        if isinstance(self.objective_params, dict):
+            self.objective_params = ObjectiveParams(**self.objective_params)
         self.checkpoint_dir = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
@@ -80,8 +82,8 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be at least 2, got {self.batch_size}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise ConfigError(f"learning rates must be positive, got lr={self.lr}, head_lr={self.head_lr}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
+        if self.objective not in OBJECTIVE_NAMES:
+            raise ConfigError(f"objective must be one of {OBJECTIVE_NAMES}, got {self.objective!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.sampler not in SAMPLERS:
@@ -111,8 +113,10 @@ class TrainConfig:
                            checkpoint_dir=self.checkpoint_dir, resume=self.resume)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (paths as strings, ``loss_params`` nested), as recorded in reports and manifests."""
-        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+        """JSON-ready dict (paths as strings, the objective's knobs nested), as recorded in reports and manifests,
+        whose keys for the objective (``REPORT_KEYS``) are those of the ``--loss`` flag."""
+        return {REPORT_KEYS.get(key, key): str(value) if isinstance(value, Path) else value
+                for key, value in asdict(self).items()}
 
 
 @dataclass(kw_only=True)

@@ -17,7 +17,7 @@ Without augmentation a multi-rank run follows the one-process loss curve up to f
 it is statistically equivalent. Objectives that look across the batch (triplet mining) see only the
 rank's slice. The loop averages the loss over the global batch and DDP keeps
 the encoder (and the objective's class centres) in sync; an objective with ``handles_distribution = True``
-(e.g. ``training.partial_fc``) does its own cross-rank communication and is neither wrapped nor averaged.
+(e.g. ``training.objectives.partial_fc``) does its own cross-rank communication and is neither wrapped nor averaged.
 """
 
 from __future__ import annotations

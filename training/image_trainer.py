@@ -16,10 +16,10 @@ from training.baselines import backbone_baseline
 from training.config import ImageTrainConfig
 from training.data import shuffled_batches
 from training.evaluate import embed_images
-from training.heads import class_centres, make_objective
 from training.image_data import Augmentation, image_batch
 from training.loop import Batch, FitResult, fit
 from training.metrics import map_at_r
+from training.objectives.registry import class_centres, make_objective
 from training.samplers import epoch_batches, resolve_sampler
 
 logger = logging.getLogger(__name__)
@@ -76,13 +76,13 @@ def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: 
     """
     num_classes = int(codes.max()) + 1
     objective = make_objective(
-        config.loss, num_classes, config.embedding_dim, config.loss_params, seed=config.seed,
+        config.objective, num_classes, config.embedding_dim, config.objective_params, seed=config.seed,
         centres=(lambda: class_centres(embed_images(encoder, images, params, device=device), codes))
         if config.uses_centre_init else None).to(device)
     rng = np.random.default_rng(config.seed)
     aug = Augmentation() if config.augment else None
     labels = torch.from_numpy(codes)
-    sampler = resolve_sampler(config.sampler, config.loss)
+    sampler = resolve_sampler(config.sampler, config.objective)
 
     def epoch_order(generator: np.random.Generator) -> list[np.ndarray]:
         return epoch_batches(sampler, codes, batch_size=config.batch_size, samples_per_class=config.samples_per_class,

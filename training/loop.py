@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from training import checkpoint, distributed
-from training.losses import Objective
+from training.objectives.base import Objective
 from training.optimiser import get_lr, get_margin_fraction, make_optimizer
 from training.precision import DivergenceGuard, check_precision, make_scaler
 from training.step_model import Embedding, training_model

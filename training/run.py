@@ -31,8 +31,8 @@ from training.export import export_image_embedder, export_text_embedder
 from training.figures import write_run_figures
 from training.image_data import load_images
 from training.image_trainer import fit_image_encoder, init_projection_pca, wants_pca_projection
-from training.losses.subcenter import SubCenterClassifier
 from training.mislabelled import mislabelled_report
+from training.objectives.subcenter import SubCenterClassifier
 from training.text_trainer import fit_text_encoder, load_sentence_model
 
 __all__ = ["ImageTrainConfig", "TextTrainConfig", "evaluate_bundle", "report_path", "train_images",
@@ -97,7 +97,7 @@ def _conclude(report: dict[str, Any], config: ImageTrainConfig | TextTrainConfig
         inputs, codes, ids, labels = train
         report["likely_mislabelled"] = mislabelled_report(objective, embed(inputs), codes, ids, labels)
     if held[1]:
-        heldout[f"{config.loss}_finetuned"] = embed(held[0])
+        heldout[f"{config.objective}_finetuned"] = embed(held[0])
         _score_finetuned(report, config, heldout, held[1], result)
     if export is not None:
         export()
@@ -115,14 +115,14 @@ def _score_finetuned(report: dict[str, Any], config: ImageTrainConfig | TextTrai
     """Score the fine-tuned encoder's (N, D) held-out embeddings (the last of ``heldout``, method -> vectors)
     into the report, keep them on disk and draw the run's pictures."""
     embeddings = list(heldout.values())[-1]
-    report["methods"][f"{config.loss}_finetuned"] = {**score(embeddings, labels, seed=config.seed),
+    report["methods"][f"{config.objective}_finetuned"] = {**score(embeddings, labels, seed=config.seed),
                                                      "train_seconds": result.train_seconds}
     path = heldout_path(config.out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, embeddings=embeddings, labels=np.asarray(labels, dtype=str))
     report["heldout_embeddings"] = str(path)
-    report["figures"] = write_run_figures(config.out_dir, loss=config.loss, fit=report["fit"], heldout=heldout,
-                                          labels=labels)
+    report["figures"] = write_run_figures(config.out_dir, objective=config.objective, fit=report["fit"],
+                                          heldout=heldout, labels=labels)
 
 
 def _manifest_training(report: dict[str, Any], source: Path) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def class_balanced_batches(codes: np.ndarray, *, batch_size: int, rng: np.random
 
 
 SAMPLERS = ("auto", "shuffle", "class_balanced", "pk")
-PAIR_MINING_LOSSES = ("triplet", "arcface_triplet")  # need positives in every batch: P x K by default
+PAIR_MINING_OBJECTIVES = ("triplet", "arcface_triplet")  # need positives in every batch: P x K by default
 
 
 def resolve_sampler(sampler: str, loss: str) -> str:
@@ -72,7 +72,7 @@ def resolve_sampler(sampler: str, loss: str) -> str:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if sampler == "auto":
-        return "pk" if loss in PAIR_MINING_LOSSES else "shuffle"
+        return "pk" if loss in PAIR_MINING_OBJECTIVES else "shuffle"
     return sampler
 
 

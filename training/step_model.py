@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from training import distributed
-from training.losses import Objective
+from training.objectives.base import Objective
 from training.precision import autocast
 
 

@@ -14,9 +14,9 @@ from training import distributed
 from training.config import TextTrainConfig
 from training.data import length_bucketed_batches
 from training.evaluate import embed_texts
-from training.heads import class_centres, make_objective
 from training.loop import Batch, FitResult, fit
 from training.metrics import map_at_r
+from training.objectives.registry import class_centres, make_objective
 from training.samplers import epoch_batches, resolve_sampler
 
 logger = logging.getLogger(__name__)
@@ -63,13 +63,13 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
     Under torchrun each rank trains on its slice of every global batch (``training.distributed``).
     """
     dim = sentence_dimension(model)
-    objective = make_objective(config.loss, int(codes.max()) + 1, dim, config.loss_params, seed=config.seed,
+    objective = make_objective(config.objective, int(codes.max()) + 1, dim, config.objective_params, seed=config.seed,
                                centres=(lambda: class_centres(embed_texts(model, texts), codes))
                                if config.uses_centre_init else None).to(device)
     rng = np.random.default_rng(config.seed)
     labels = torch.from_numpy(codes)
     lengths = token_lengths(model, texts)
-    sampler = resolve_sampler(config.sampler, config.loss)
+    sampler = resolve_sampler(config.sampler, config.objective)
 
     def epoch_order(generator: np.random.Generator) -> list[np.ndarray]:
         return epoch_batches(sampler, codes, batch_size=config.batch_size, samples_per_class=config.samples_per_class,

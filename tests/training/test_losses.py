@@ -11,13 +11,14 @@ import torch
 from pytorch_metric_learning import losses as pml
 
 from training.loop import FitSettings, fit
-from training.losses import LOSSES, LossParams, build_objective
-from training.losses.triplet import batch_hard_triplet_loss
-from training.margins import arcface_logits, combined_margin_logits, cosface_logits, sphereface_psi
+from training.objectives.margins import arcface_logits, combined_margin_logits, cosface_logits, sphereface_psi
+from training.objectives.params import ObjectiveParams
+from training.objectives.registry import OBJECTIVES, build_objective
+from training.objectives.triplet import batch_hard_triplet_loss
 from training.samplers import pk_batches
 
 SCALE, MARGIN_RAD, COSFACE_MARGIN, SUBCENTERS = 30.0, 0.5, 0.35, 3
-PARAMS = LossParams(scale=SCALE, margin_rad=MARGIN_RAD, cosface_margin=COSFACE_MARGIN, subcenters=SUBCENTERS)
+PARAMS = ObjectiveParams(scale=SCALE, margin_rad=MARGIN_RAD, cosface_margin=COSFACE_MARGIN, subcenters=SUBCENTERS)
 
 
 def pml_reference(name: str, num_classes: int, dim: int, weight: torch.Tensor) -> torch.nn.Module:
@@ -195,7 +196,7 @@ def test_batch_hard_triplet_without_valid_anchor_is_zero_with_a_graph() -> None:
 
 
 def test_arcface_triplet_adds_the_weighted_triplet_term_to_arcface() -> None:
-    params = LossParams(scale=SCALE, margin_rad=MARGIN_RAD, triplet_weight=2.5, triplet_margin=0.3)
+    params = ObjectiveParams(scale=SCALE, margin_rad=MARGIN_RAD, triplet_weight=2.5, triplet_margin=0.3)
     combined = build_objective("arcface_triplet", 4, 8, params)
     combined.margin_fraction = 0.5
     arcface = build_objective("arcface", 4, 8, params)
@@ -218,7 +219,7 @@ def overlapping_classes(num_classes: int = 6, per_class: int = 20,
     return means[labels] + torch.randn(len(labels), in_dim, generator=gen), labels
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", list(OBJECTIVES))
 def test_every_objective_trains_a_linear_encoder(name: str) -> None:
     inputs, labels = overlapping_classes()
     torch.manual_seed(0)
@@ -236,11 +237,11 @@ def test_every_objective_trains_a_linear_encoder(name: str) -> None:
 
 
 def test_registry_rejects_an_unknown_name_and_lists_the_choices() -> None:
-    with pytest.raises(ValueError, match="unknown loss 'arcfase'; choose one of arcface, cosface, .*arcface_triplet"):
+    with pytest.raises(ValueError, match="unknown objective 'arcfase'; choose one of arcface, cosface, .*arcface_triplet"):
         build_objective("arcfase", 4, 8)
 
 
 def test_the_torch_free_name_list_is_the_registry() -> None:
-    from training.loss_params import LOSS_NAMES, SHARDED_LOSSES
+    from training.objectives.params import OBJECTIVE_NAMES, SHARDED_OBJECTIVES
 
-    assert tuple(LOSSES) == LOSS_NAMES and set(SHARDED_LOSSES) <= set(LOSSES)
+    assert tuple(OBJECTIVES) == OBJECTIVE_NAMES and set(SHARDED_OBJECTIVES) <= set(OBJECTIVES)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from tests.training.test_resume import make_batches, make_encoder, make_head, settings, steps_per_epoch
 from training.config import ConfigError, TrainConfig
 from training.loop import Batch, fit
-from training.losses import Objective, ObjectiveOutput
+from training.objectives.base import Objective, ObjectiveOutput
 from training.precision import DivergenceGuard, TrainingDiverged
 
 

@@ -22,7 +22,8 @@ from training.checkpoint import checkpoint_path, load_checkpoint
 from training.image_data import load_images
 from training.image_trainer import fit_image_encoder
 from training.loop import Batch, FitResult, FitSettings, fit
-from training.losses import LossParams, build_objective
+from training.objectives.params import ObjectiveParams
+from training.objectives.registry import build_objective
 
 NUM_CLASSES, INPUT_DIM, EMBEDDING_DIM, NUM_ITEMS, BATCH = 6, 12, 8, 90, 16
 
@@ -46,7 +47,7 @@ def make_encoder(*, dropout: float = 0.2, seed: int = 0) -> nn.Module:
 
 def make_head(seed: int = 1) -> nn.Module:
     torch.manual_seed(seed)
-    return build_objective("arcface", NUM_CLASSES, EMBEDDING_DIM, LossParams(scale=16.0))
+    return build_objective("arcface", NUM_CLASSES, EMBEDDING_DIM, ObjectiveParams(scale=16.0))
 
 
 def make_batches(rng: np.random.Generator, *, batch_size: int = BATCH, noise: float = 0.1,

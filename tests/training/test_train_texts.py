@@ -88,7 +88,7 @@ def test_subcenter_run_lists_planted_wrong_labels_first(glosses_subset: Path, ti
     noisy = tmp_path / "noisy.jsonl"
     noisy.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     config = TextTrainConfig(texts_file=noisy, out_dir=tmp_path / "subcenter", model=str(tiny_text_model),
-                             loss="subcenter_arcface", epochs=2, batch_size=32, holdout_fraction=0.0,
+                             objective="subcenter_arcface", epochs=2, batch_size=32, holdout_fraction=0.0,
                              device="cpu", show_progress=False)
     flagged = train_texts(config, export=False)["likely_mislabelled"]
     angles = [row["angle_to_dominant_deg"] for row in flagged]

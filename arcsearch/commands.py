@@ -65,7 +65,7 @@ def _training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[
 
 
 def train(args: argparse.Namespace) -> int:
-    from training.distributed import distributed_session, is_main_process
+    from training.engine.distributed import distributed_session, is_main_process
 
     config, run = _training_config(args)
     with distributed_session(device=config.device):  # a no-op unless started by torchrun with several processes

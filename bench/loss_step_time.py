@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from index.corpus import read_text_file
+from training.engine.optimiser import make_optimiser
 from training.objectives.base import Objective, ObjectiveOutput
 from training.objectives.params import ObjectiveParams
 from training.objectives.registry import OBJECTIVES, build_objective
-from training.optimiser import make_optimizer
 
 logger = logging.getLogger(__name__)
 CPU = torch.device("cpu")
@@ -74,7 +74,7 @@ def time_rounds(steps: dict[str, Step], *, rounds: int, warmup: int,
 def training_step(encoder: nn.Module, objective: Objective, inputs: Any, labels: torch.Tensor,
                   embed: Callable[[Any], torch.Tensor]) -> Step:
     """A closure doing one forward + backward + AdamW step of ``encoder`` and ``objective``."""
-    optimizer = make_optimizer(encoder, objective, lr=1e-5, head_lr=1e-3, weight_decay=1e-4)
+    optimizer = make_optimiser(encoder, objective, lr=1e-5, head_lr=1e-3, weight_decay=1e-4)
 
     def step() -> None:
         loss = objective(embed(inputs), labels).loss

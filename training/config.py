@@ -1,7 +1,8 @@
 """Typed training configurations; the defaults fit the default data on 2 CPU cores in about 2-3 minutes.
 
 ``TrainConfig`` holds what both modalities share (optimiser, objective, split, budget); ``ImageTrainConfig``
-and ``TextTrainConfig`` add their data and encoder and override the defaults that differ.
+and ``TextTrainConfig`` add their data and encoder and override the defaults that differ. A config is
+checked once, when it is made (``ConfigError``); the training loop (``training.engine``) reads it as it is.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from training.loop import FitSettings
+from index.embedder import resolve_device
+from training.engine.optimiser import LR_SCHEDULES
+from training.engine.precision import PRECISIONS
 from training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
-from training.optimiser import LR_SCHEDULES
-from training.precision import check_precision
 from training.samplers import SAMPLERS
 
 DEFAULT_TEXT_MODEL = "data/pretrained/all-MiniLM-L6-v2"
@@ -42,7 +41,8 @@ class TrainConfig:
     centres at the mean training embeddings, ``random`` at random.
     ``precision`` ``fp32``, ``bf16`` (cpu or cuda) or ``fp16`` (cuda only). Every ``checkpoint_every`` steps
     (0: never) a checkpoint goes to ``checkpoint_dir``; ``resume`` continues from it (bit-for-bit on cpu,
-    without a time budget; see ``training.loop``).
+    without a time budget; see ``training.engine.loop``). ``patience`` epochs without validation gain stop
+    training where there are validation classes.
     """
 
     epochs: int = 3
@@ -94,23 +94,15 @@ class TrainConfig:
             raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise ConfigError(f"max_train_seconds must be positive, got {self.max_train_seconds}")
-        # "auto" may still resolve to cpu: the loop checks again on the device it trains on
-        check_precision(self.precision, torch.device("cpu" if self.device == "cpu" else "cuda"))
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "fp16" and resolve_device(self.device).type != "cuda":  # "auto" as the run resolves it
+            raise ConfigError("precision fp16 needs a CUDA device (a GradScaler on cpu is not supported); "
+                              "use bf16 or fp32 on cpu")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be 0 (never) or a number of steps, got {self.checkpoint_every}")
         if (self.checkpoint_every or self.resume) and self.checkpoint_dir is None:
             raise ConfigError("checkpoint_every and resume need a checkpoint_dir")
-
-    def fit_settings(self, *, has_validation: bool) -> FitSettings:
-        """The training loop's settings; early stopping only when there are validation classes."""
-        return FitSettings(epochs=self.epochs, lr=self.lr, head_lr=self.head_lr, weight_decay=self.weight_decay,
-                           head_weight_decay=self.head_weight_decay, lr_schedule=self.lr_schedule,
-                           warmup_fraction=self.warmup_fraction, grad_clip=self.grad_clip,
-                           margin_warmup_fraction=self.margin_warmup_fraction,
-                           max_train_seconds=self.max_train_seconds,
-                           patience=self.patience if has_validation else None, show_progress=self.show_progress,
-                           precision=self.precision, checkpoint_every=self.checkpoint_every,
-                           checkpoint_dir=self.checkpoint_dir, resume=self.resume)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings, the objective's knobs nested), as recorded in reports and manifests,

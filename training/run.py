@@ -21,11 +21,11 @@ from index.bundle import ImagePreprocessing, write_json_atomic
 from index.corpus import read_image_folder, read_text_file
 from index.embedder import load_embedder, resolve_device
 from index.preprocess import decode_image
-from training import distributed
 from training.backbones import build_image_encoder
 from training.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
 from training.config import ImageTrainConfig, TextTrainConfig
 from training.data import ClassSplit, indices_of, label_codes, split_classes
+from training.engine import distributed
 from training.evaluate import embed_images, embed_texts, format_table, score
 from training.export import export_image_embedder, export_text_embedder
 from training.figures import write_run_figures

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from training import distributed
 from training.config import TextTrainConfig
 from training.data import length_bucketed_batches
+from training.engine import distributed
+from training.engine.loop import fit
+from training.engine.trainer import Batch, FitResult
 from training.evaluate import embed_texts
-from training.loop import Batch, FitResult, fit
 from training.metrics import map_at_r
 from training.objectives.registry import class_centres, make_objective
 from training.samplers import epoch_batches, resolve_sampler
@@ -60,7 +61,7 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
 
     ``validation`` = (texts, labels) of validation classes, scored by MAP@R after each epoch (selects the
     best epoch); ``heldout`` = (texts, labels) of held-out classes, scored after each epoch for the curves only.
-    Under torchrun each rank trains on its slice of every global batch (``training.distributed``).
+    Under torchrun each rank trains on its slice of every global batch (``training.engine.distributed``).
     """
     dim = sentence_dimension(model)
     objective = make_objective(config.objective, int(codes.max()) + 1, dim, config.objective_params, seed=config.seed,
@@ -89,8 +90,8 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
     def score_on(data: tuple[Sequence[str], Sequence[str]]) -> Callable[[], float]:
         return lambda: map_at_r(embed_texts(model, data[0]), data[1])
 
-    result = fit(model, objective, batches=batches, embed=embed, steps_per_epoch=len(epoch_order(
-                 np.random.default_rng(0))), settings=config.fit_settings(has_validation=validation is not None),
+    result = fit(model, objective, batches=batches, embed=embed, config=config,
+                 steps_per_epoch=len(epoch_order(np.random.default_rng(0))),
                  validate=score_on(validation) if validation is not None else None, rng=rng,
                  monitor=score_on(heldout) if heldout is not None else None)
     return objective, result

@@ -130,7 +130,7 @@ def image_steps(data_dir: Path, *, batch_size: int, num_classes: int,
 
 def text_steps(data_dir: Path, *, batch_size: int, num_classes: int, device: torch.device = CPU) -> dict[str, Step]:
     """Whole steps of the default text encoder (all-MiniLM-L6-v2) on real glosses, per objective."""
-    from training.text_trainer import load_sentence_model, tokenize
+    from training.fitting.text import load_sentence_model, tokenize
 
     texts = [item.text for item in read_text_file(data_dir / "wordnet_glosses.jsonl")[:batch_size]]
     labels = pk_labels(batch_size, num_classes).to(device)

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from index.embedder import resolve_device
+from training.data.samplers import SAMPLERS
 from training.engine.optimiser import LR_SCHEDULES
 from training.engine.precision import PRECISIONS
 from training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
-from training.samplers import SAMPLERS
 
 DEFAULT_TEXT_MODEL = "data/pretrained/all-MiniLM-L6-v2"
 HEAD_INITS = ("auto", "centres", "random")
@@ -33,16 +33,16 @@ class TrainConfig:
     """Knobs shared by image and text training.
 
     Learning rates are peak AdamW rates (encoder ``lr``, class centres ``head_lr``); ``objective`` names one
-    of ``training.objectives.params.OBJECTIVE_NAMES`` with ``objective_params`` (scale, margins, ...); ``sampler`` picks
-    the batches (``training.samplers``: ``auto`` is P x K with ``samples_per_class`` for triplet losses);
-    ``margin_warmup_fraction`` of training grows the margin from 0; ``holdout_fraction`` of all classes
-    is held out for evaluation, ``validation_fraction`` of the rest is used for early stopping (0: none);
+    of ``training.objectives.params.OBJECTIVE_NAMES`` (the ``--loss`` flag) with ``objective_params`` (scale,
+    margins, ...); ``sampler`` picks the batches (``training.data.samplers``: ``auto`` is P x K with
+    ``samples_per_class`` for triplet objectives); ``margin_warmup_fraction`` of training grows the margin
+    from 0; ``holdout_fraction`` of all classes is held out for evaluation, ``validation_fraction`` of the
+    rest is used for early stopping (0: none), after ``patience`` epochs without gain (None: never);
     ``max_train_seconds`` bounds the training wall time. ``head_init`` ``centres`` starts the class
     centres at the mean training embeddings, ``random`` at random.
     ``precision`` ``fp32``, ``bf16`` (cpu or cuda) or ``fp16`` (cuda only). Every ``checkpoint_every`` steps
     (0: never) a checkpoint goes to ``checkpoint_dir``; ``resume`` continues from it (bit-for-bit on cpu,
-    without a time budget; see ``training.engine.loop``). ``patience`` epochs without validation gain stop
-    training where there are validation classes.
+    without a time budget; see ``training.engine.loop``).
     """
 
     epochs: int = 3

@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from index.bundle import ImagePreprocessing
-from training.image_data import image_batch
+from training.data.images import image_batch
 from training.metrics import angle_statistics, retrieval_metrics
 from training.verification import verification_report
 

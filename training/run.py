@@ -24,16 +24,16 @@ from index.preprocess import decode_image
 from training.backbones import build_image_encoder
 from training.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
 from training.config import ImageTrainConfig, TextTrainConfig
-from training.data import ClassSplit, indices_of, label_codes, split_classes
+from training.data.images import load_images
+from training.data.splits import ClassSplit, indices_of, label_codes, split_classes
 from training.engine import distributed
 from training.evaluate import embed_images, embed_texts, format_table, score
 from training.export import export_image_embedder, export_text_embedder
 from training.figures import write_run_figures
-from training.image_data import load_images
-from training.image_trainer import fit_image_encoder, init_projection_pca, wants_pca_projection
+from training.fitting.image import fit_image_encoder, init_projection_pca, wants_pca_projection
+from training.fitting.text import fit_text_encoder, load_sentence_model
 from training.mislabelled import mislabelled_report
 from training.objectives.subcenter import SubCenterClassifier
-from training.text_trainer import fit_text_encoder, load_sentence_model
 
 __all__ = ["ImageTrainConfig", "TextTrainConfig", "evaluate_bundle", "report_path", "train_images",
            "train_texts"]

@@ -21,12 +21,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from index.bundle import ImagePreprocessing
 from tests.training.test_resume import arcface_objective, make_batches, make_encoder, steps_per_epoch, train_config
+from training.data.images import Augmentation, image_batch
 from training.engine import distributed
 from training.engine.loop import fit
 from training.engine.step import Embedding, training_model
 from training.engine.trainer import FitResult
-from training.image_data import Augmentation, image_batch
-from training.image_trainer import view_batch
+from training.fitting.image import view_batch
 
 GLOBAL_BATCH, EPOCHS, WORLD = 15, 2, 2
 

@@ -11,12 +11,12 @@ import torch
 from pytorch_metric_learning import losses as pml
 
 from training.config import TrainConfig
+from training.data.samplers import pk_batches
 from training.engine.loop import fit
 from training.objectives.margins import arcface_logits, combined_margin_logits, cosface_logits, sphereface_psi
 from training.objectives.params import ObjectiveParams
 from training.objectives.registry import OBJECTIVES, build_objective
 from training.objectives.triplet import batch_hard_triplet_loss
-from training.samplers import pk_batches
 
 SCALE, MARGIN_RAD, COSFACE_MARGIN, SUBCENTERS = 30.0, 0.5, 0.35, 3
 PARAMS = ObjectiveParams(scale=SCALE, margin_rad=MARGIN_RAD, cosface_margin=COSFACE_MARGIN, subcenters=SUBCENTERS)

@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from training.config import TrainConfig
+from training.data.images import load_images
 from training.engine import distributed
 from training.engine.checkpoint import checkpoint_path, load_checkpoint
 from training.engine.loop import fit
 from training.engine.trainer import Batch, FitResult
-from training.image_data import load_images
-from training.image_trainer import fit_image_encoder
+from training.fitting.image import fit_image_encoder
 from training.objectives.params import ObjectiveParams
 from training.objectives.registry import build_objective
 
@@ -167,7 +167,7 @@ def test_image_trainer_resumes_bit_for_bit(faces_subset: Path, tmp_path: Path,
     from index.corpus import read_image_folder
     from training.backbones import build_image_encoder
     from training.config import ImageTrainConfig
-    from training.data import label_codes
+    from training.data.splits import label_codes
 
     items = read_image_folder(faces_subset)[:48]
     images, labels = load_images(items), [item.label for item in items]
@@ -185,9 +185,9 @@ def test_image_trainer_resumes_bit_for_bit(faces_subset: Path, tmp_path: Path,
         return encoder, objective, result
 
     straight = train()
-    from training import image_trainer
+    from training.fitting import image as image_fitting
 
-    original, calls = image_trainer.shuffled_batches, [0]
+    original, calls = image_fitting.shuffled_batches, [0]
 
     def crashing_batches(*args: Any, **kwargs: Any) -> Iterable[np.ndarray]:
         batches = original(*args, **kwargs)
@@ -197,7 +197,7 @@ def test_image_trainer_resumes_bit_for_bit(faces_subset: Path, tmp_path: Path,
         return (batch if k < 2 else _raise(Crash("simulated crash")) for k, batch in enumerate(batches))
 
     with monkeypatch.context() as patch:
-        patch.setattr(image_trainer, "shuffled_batches", crashing_batches)
+        patch.setattr(image_fitting, "shuffled_batches", crashing_batches)
         with pytest.raises(Crash):
             train(checkpoint_every=1, checkpoint_dir=tmp_path / "ckpt")
     assert load_checkpoint(checkpoint_path(tmp_path / "ckpt"))["position"] == 2

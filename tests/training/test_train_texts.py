@@ -16,9 +16,9 @@ from training.baselines import tfidf_embeddings
 from training.config import TextTrainConfig
 from training.evaluate import embed_texts
 from training.export import export_text_embedder
+from training.fitting.text import fit_text_encoder, load_sentence_model
 from training.metrics import retrieval_metrics
 from training.run import evaluate_bundle, report_path, train_texts
-from training.text_trainer import fit_text_encoder, load_sentence_model
 
 
 @pytest.fixture(scope="module")

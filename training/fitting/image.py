@@ -13,15 +13,15 @@ from torch import nn
 from index.bundle import ImagePreprocessing
 from training.baselines import backbone_baseline
 from training.config import ImageTrainConfig
-from training.data import shuffled_batches
+from training.data.images import Augmentation, image_batch
+from training.data.samplers import epoch_batches, resolve_sampler
+from training.data.splits import shuffled_batches
 from training.engine import distributed
 from training.engine.loop import fit
 from training.engine.trainer import Batch, FitResult
 from training.evaluate import embed_images
-from training.image_data import Augmentation, image_batch
 from training.metrics import map_at_r
 from training.objectives.registry import class_centres, make_objective
-from training.samplers import epoch_batches, resolve_sampler
 
 logger = logging.getLogger(__name__)
 

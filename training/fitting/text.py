@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 from training.config import TextTrainConfig
-from training.data import length_bucketed_batches
+from training.data.samplers import epoch_batches, resolve_sampler
+from training.data.splits import length_bucketed_batches
 from training.engine import distributed
 from training.engine.loop import fit
 from training.engine.trainer import Batch, FitResult
 from training.evaluate import embed_texts
 from training.metrics import map_at_r
 from training.objectives.registry import class_centres, make_objective
-from training.samplers import epoch_batches, resolve_sampler
 
 logger = logging.getLogger(__name__)
 

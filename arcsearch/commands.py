@@ -11,7 +11,7 @@ from dataclasses import fields
 from typing import Any
 
 from arcsearch.cli import print_json
-from training.evaluate import format_table
+from training.evaluation.scoring import format_table
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ def prepare(args: argparse.Namespace) -> int:
 
 def _training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[str, Any]]]:
     """The image or text training config the flags describe, and the ``training.run`` function for it."""
-    from training.run import ImageTrainConfig, TextTrainConfig, train_images, train_texts
+    from training.config import ImageTrainConfig, TextTrainConfig
+    from training.run import train_images, train_texts
 
     if args.images is not None:
         if args.backbone == "mobilenet_v2" and args.checkpoint is None:
@@ -137,7 +138,7 @@ def tune(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     from index.bundle import read_embedder_manifest
-    from training.run import evaluate_bundle
+    from training.evaluation.exported import evaluate_bundle
 
     only = None
     if not args.all_classes:

@@ -21,7 +21,7 @@ import numpy as np
 
 from index.bundle import write_json_atomic
 from training.config import TrainConfig
-from training.figures import write_compare_figures
+from training.evaluation.figures import write_compare_figures
 from training.reuse import reusable_report
 from training.tuning import apply_overrides
 

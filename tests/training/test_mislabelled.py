@@ -6,7 +6,7 @@ import pytest
 import torch
 from pytorch_metric_learning.losses import SubCenterArcFaceLoss
 
-from training.mislabelled import likely_mislabelled
+from training.evaluation.mislabelled import likely_mislabelled
 from training.objectives.params import ObjectiveParams
 from training.objectives.registry import build_objective
 from training.objectives.subcenter import SubCenterClassifier

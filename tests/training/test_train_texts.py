@@ -12,13 +12,14 @@ import torch
 from index.bundle import read_embedder_manifest
 from index.corpus import read_text_file
 from index.embedder import load_embedder
-from training.baselines import tfidf_embeddings
 from training.config import TextTrainConfig
-from training.evaluate import embed_texts
+from training.evaluation.baselines import tfidf_embeddings
+from training.evaluation.exported import evaluate_bundle
+from training.evaluation.metrics import retrieval_metrics
+from training.evaluation.scoring import embed_texts
 from training.export import export_text_embedder
 from training.fitting.text import fit_text_encoder, load_sentence_model
-from training.metrics import retrieval_metrics
-from training.run import evaluate_bundle, report_path, train_texts
+from training.run import report_path, train_texts
 
 
 @pytest.fixture(scope="module")

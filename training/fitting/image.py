@@ -11,7 +11,6 @@ from PIL import Image
 from torch import nn
 
 from index.bundle import ImagePreprocessing
-from training.baselines import backbone_baseline
 from training.config import ImageTrainConfig
 from training.data.images import Augmentation, image_batch
 from training.data.samplers import epoch_batches, resolve_sampler
@@ -19,8 +18,9 @@ from training.data.splits import shuffled_batches
 from training.engine import distributed
 from training.engine.loop import fit
 from training.engine.trainer import Batch, FitResult
-from training.evaluate import embed_images
-from training.metrics import map_at_r
+from training.evaluation.baselines import backbone_baseline
+from training.evaluation.metrics import map_at_r
+from training.evaluation.scoring import embed_images
 from training.objectives.registry import class_centres, make_objective
 
 logger = logging.getLogger(__name__)

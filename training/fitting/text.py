@@ -16,8 +16,8 @@ from training.data.splits import length_bucketed_batches
 from training.engine import distributed
 from training.engine.loop import fit
 from training.engine.trainer import Batch, FitResult
-from training.evaluate import embed_texts
-from training.metrics import map_at_r
+from training.evaluation.metrics import map_at_r
+from training.evaluation.scoring import embed_texts
 from training.objectives.registry import class_centres, make_objective
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 W has shape (C * k, D); rows c*k .. c*k + k - 1 are the sub-centres of class c (the order of
 pytorch-metric-learning's ``SubCenterArcFaceLoss``, whose W is the transpose). Clean samples gather at
-one dominant sub-centre per class; noisy ones at the others or far from all (``training.mislabelled``).
+one dominant sub-centre per class; noisy ones at the others or far from all (``training.evaluation.mislabelled``).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from training.metrics import pair_angles
-from training.plots import plot_angle_distributions, plot_projection_2d, plot_training_curves
+from training.evaluation.metrics import pair_angles
+from training.evaluation.plots import plot_angle_distributions, plot_projection_2d, plot_training_curves
 
 logger = logging.getLogger(__name__)
 

@@ -111,7 +111,7 @@ def _refuse_torchrun(command: str) -> None:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from training.compare import compare_objectives
+    from training.experiments.compare import compare_objectives
 
     _refuse_torchrun("compare")
     objectives = _objective_names(args.objectives)
@@ -123,7 +123,7 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
-    from training.tuning import tune_objectives
+    from training.experiments.tuning import tune_objectives
 
     _refuse_torchrun("tune")
     config, run = _training_config(args)

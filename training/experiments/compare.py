@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,8 @@ import numpy as np
 from index.bundle import write_json_atomic
 from training.config import TrainConfig
 from training.evaluation.figures import write_compare_figures
-from training.reuse import reusable_report
-from training.tuning import apply_overrides
+from training.experiments.reuse import reusable_report
+from training.experiments.tuning import TrainRun, apply_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,6 @@ ANGLE_METRICS = (("angle_to_centre_deg", "sample → own centre"),
                  ("angle_nearest_centre_deg", "centre → nearest centre"),
                  ("angle_min_between_centres_deg", "min between centres"),
                  ("angle_positive_pairs_deg", "positive pairs"), ("angle_negative_pairs_deg", "negative pairs"))
-
-Trainer = Callable[..., dict[str, Any]]
 
 
 def _flatten(result: dict[str, Any]) -> dict[str, float]:
@@ -132,7 +130,7 @@ def angle_table(summary: dict[str, dict[str, dict[str, float]]], *, order: Seque
     return "\n".join(lines)
 
 
-def compare_objectives(base: TrainConfig, train: Trainer, *, objectives: Sequence[str], seeds: Sequence[int],
+def compare_objectives(base: TrainConfig, train: TrainRun, *, objectives: Sequence[str], seeds: Sequence[int],
                        out_dir: Path, overrides: dict[str, dict[str, Any]] | None = None,
                        reuse_dir: Path | None = None) -> dict[str, Any]:
     """Train ``base`` once per objective and seed with ``train(config, export=False, baselines=...)`` (the

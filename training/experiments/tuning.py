@@ -25,13 +25,13 @@ import numpy as np
 
 from index.bundle import write_json_atomic
 from training.config import TrainConfig
+from training.experiments.reuse import reusable_report
 from training.objectives.params import ObjectiveParams
-from training.reuse import reusable_report
 
 logger = logging.getLogger(__name__)
 
 Point = dict[str, float | int | bool | str]
-Trainer = Callable[..., dict[str, Any]]
+TrainRun = Callable[..., dict[str, Any]]  # train_images or train_texts of training.run
 
 # the default ({}) first, then moves of the objective's own knobs (margins, scale; the head's rate for the
 # unnormalised softmax, the triplet margin) and, for every objective, three times the encoder's learning rate;
@@ -79,7 +79,7 @@ def _last_validation_score(report: dict[str, Any]) -> float:
     return float(scores[-1]) if scores else math.nan
 
 
-def tune_objectives(base: TrainConfig, train: Trainer, *, objectives: Sequence[str], seeds: Sequence[int],
+def tune_objectives(base: TrainConfig, train: TrainRun, *, objectives: Sequence[str], seeds: Sequence[int],
                     out_dir: Path, grids: dict[str, list[Point]] | None = None) -> dict[str, Any]:
     """Train every grid point of every objective on every seed with ``train(config, export=False,
     baselines=False)``; returns and writes ``tuning.json`` ({points: [{loss, point, ...}], best: {objective:

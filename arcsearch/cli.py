@@ -6,9 +6,7 @@ Heavy libraries are imported inside each command, so ``arcsearch --help`` answer
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -33,6 +31,8 @@ def _add_objective_params(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of train, compare and tune. Each flag's destination is the name of the config field it sets
+    (``training.config``; ``--loss`` sets ``objective``), which is how ``arcsearch.commands`` finds them."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=Path, help="folder with one sub-folder of images per class")
     source.add_argument("--texts", type=Path, help="JSONL ({\"text\", \"label\"} per line) or CSV file")
@@ -161,11 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         logger.error("%s", exc)
         return 2
-
-
-def print_json(payload: object) -> None:
-    """Write a JSON document to stdout (the command's result, not a log line)."""
-    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

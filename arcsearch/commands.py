@@ -4,48 +4,46 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-from arcsearch.cli import print_json
 from training.evaluation.scoring import format_table
 
 logger = logging.getLogger(__name__)
 
-TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "objective", "embedding_dim", "holdout_fraction",
-                  "max_train_seconds", "seed", "device", "sampler", "samples_per_class", "validation_fraction",
-                  "patience", "precision", "checkpoint_every", "checkpoint_dir", "resume", "weight_decay",
-                  "head_weight_decay", "lr_schedule", "margin_warmup_fraction")
+
+def print_json(payload: object) -> None:
+    """Write a JSON document to stdout (the command's result, not a log line)."""
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _config_kwargs(config_type: type, args: argparse.Namespace, **given: Any) -> dict[str, Any]:
-    """Keyword arguments for a training config: the given ones plus every flag the user set, the
-    objective's hyper-parameters gathered into ``objective_params``."""
+    """Keyword arguments for a training config: every field of ``config_type`` that a flag of the parser set
+    (a flag's destination is the field's name), the ``given`` ones, the objective's knobs gathered into
+    ``objective_params``. Flags left out (None) take the config's defaults."""
     from training.objectives.params import ObjectiveParams
 
-    accepted = {f.name for f in fields(config_type)}
-    kwargs = {name: value for name, value in given.items() if value is not None}
-    for flag in TRAINING_FLAGS:
-        value = getattr(args, flag, None)
-        if value is not None and flag in accepted:
-            kwargs[flag] = value
-    knobs = {f.name: getattr(args, f.name) for f in fields(ObjectiveParams) if getattr(args, f.name, None) is not None}
-    kwargs["objective_params"] = ObjectiveParams(**knobs)
+    flags = {name: value for name, value in vars(args).items() if value is not None}
+    kwargs = {f.name: flags[f.name] for f in fields(config_type) if f.name in flags}
+    kwargs.update({name: value for name, value in given.items() if value is not None})
+    kwargs["objective_params"] = ObjectiveParams(**{f.name: flags[f.name] for f in fields(ObjectiveParams)
+                                                    if f.name in flags})
     return kwargs
 
 
 def prepare(args: argparse.Namespace) -> int:
-    from training.prepare import prepare_all
+    from arcsearch.prepare.defaults import prepare_all
 
     prepared = prepare_all(args.data_dir)
     print_json({name: str(path) for name, path in vars(prepared).items()})
     return 0
 
 
-def _training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[str, Any]]]:
+def training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[str, Any]]]:
     """The image or text training config the flags describe, and the ``training.run`` function for it."""
     from training.config import ImageTrainConfig, TextTrainConfig
     from training.run import train_images, train_texts
@@ -55,20 +53,19 @@ def _training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[
             raise ValueError("--backbone mobilenet_v2 needs --checkpoint (pretrained weights; "
                              "`arcsearch prepare` writes data/pretrained/mobilenet_v2-b0353104.pth), "
                              "or use --backbone small_cnn to train from scratch")
-        return ImageTrainConfig(**_config_kwargs(
-            ImageTrainConfig, args, images_dir=args.images, out_dir=args.out, backbone=args.backbone,
-            checkpoint=args.checkpoint)), train_images
+        return ImageTrainConfig(**_config_kwargs(ImageTrainConfig, args, images_dir=args.images,
+                                                 out_dir=args.out)), train_images
     if args.model is None:
         raise ValueError("--texts needs --model: a sentence-transformers model name or local folder "
                          "(`arcsearch prepare` writes data/pretrained/all-MiniLM-L6-v2)")
-    return TextTrainConfig(**_config_kwargs(
-        TextTrainConfig, args, texts_file=args.texts, out_dir=args.out, model=args.model)), train_texts
+    return TextTrainConfig(**_config_kwargs(TextTrainConfig, args, texts_file=args.texts,
+                                            out_dir=args.out)), train_texts
 
 
 def train(args: argparse.Namespace) -> int:
     from training.engine.distributed import distributed_session, is_main_process
 
-    config, run = _training_config(args)
+    config, run = training_config(args)
     with distributed_session(device=config.device):  # a no-op unless started by torchrun with several processes
         report = run(config)
         if not is_main_process():
@@ -115,7 +112,7 @@ def compare(args: argparse.Namespace) -> int:
 
     _refuse_torchrun("compare")
     objectives = _objective_names(args.objectives)
-    config, run = _training_config(args)
+    config, run = training_config(args)
     result = compare_objectives(config, run, objectives=objectives, seeds=args.seeds, out_dir=args.out,
                                 overrides=_read_overrides(args.overrides), reuse_dir=args.reuse)
     sys.stdout.write(result["table"] + "\n")
@@ -126,7 +123,7 @@ def tune(args: argparse.Namespace) -> int:
     from training.experiments.tuning import tune_objectives
 
     _refuse_torchrun("tune")
-    config, run = _training_config(args)
+    config, run = training_config(args)
     if config.validation_fraction <= 0:
         config = dataclasses.replace(config, validation_fraction=0.25)
         logger.info("tuning on a quarter of the training classes (--validation-fraction 0.25)")

@@ -56,9 +56,9 @@ def example_requests(host: str, port: int, *, image_path: Path) -> str:
 
 def run_demo(*, data_dir: Path, artifacts_dir: Path, host: str, port: int, device: str, serve: bool) -> int:
     """Prepare, train, evaluate, export, index, then serve (unless ``serve`` is False)."""
+    from arcsearch.prepare.defaults import prepare_all
     from index.collections import index_collection
     from training.config import ImageTrainConfig, TextTrainConfig
-    from training.prepare import prepare_all
     from training.run import train_images, train_texts
 
     started = time.perf_counter()

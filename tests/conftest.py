@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from arcsearch.prepare.defaults import PreparedData
 from tests import bundles
-from training.prepare import PreparedData
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from arcsearch.prepare.defaults import PreparedData
 from index.bundle import ImagePreprocessing, read_embedder_manifest
 from index.corpus import read_image_folder
 from index.embedder import load_embedder
@@ -26,7 +27,6 @@ from training.evaluation.exported import evaluate_bundle
 from training.evaluation.scoring import embed_images
 from training.export import export_image_embedder
 from training.fitting.image import fit_image_encoder
-from training.prepare import PreparedData
 from training.run import report_path, train_images
 
 

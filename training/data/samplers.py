@@ -69,9 +69,8 @@ PAIR_MINING_OBJECTIVES = ("triplet", "arcface_triplet")  # need positives in eve
 
 
 def resolve_sampler(sampler: str, objective: str) -> str:
-    """``auto`` becomes ``pk`` for the objectives that mine pairs inside a batch, ``shuffle`` otherwise."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    """``auto`` becomes ``pk`` for the objectives that mine pairs inside a batch, ``shuffle`` otherwise; a
+    sampler of ``SAMPLERS`` (``TrainConfig`` checks it) stays itself."""
     if sampler == "auto":
         return "pk" if objective in PAIR_MINING_OBJECTIVES else "shuffle"
     return sampler

@@ -6,14 +6,12 @@ Heavy libraries are imported inside each command, so ``arcsearch --help`` answer
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from training.loss_params import LOSS_NAMES, LossParams
+from training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
 
 logger = logging.getLogger("arcsearch")
 
@@ -21,10 +19,10 @@ DEFAULT_DATA_DIR = Path("data")
 DEFAULT_ARTIFACTS_DIR = Path("artifacts")
 
 
-def _add_loss_params(parser: argparse.ArgumentParser) -> None:
-    """One flag per ``LossParams`` field, e.g. ``--margin-rad``; booleans are switches."""
+def _add_objective_params(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``ObjectiveParams`` field, e.g. ``--margin-rad``; booleans are switches."""
     group = parser.add_argument_group("objective hyper-parameters (each loss reads the ones it uses)")
-    for knob in fields(LossParams):
+    for knob in fields(ObjectiveParams):
         flag = "--" + knob.name.replace("_", "-")
         if isinstance(knob.default, bool):
             group.add_argument(flag, action="store_true", default=None, help=knob.metadata["help"])
@@ -33,6 +31,8 @@ def _add_loss_params(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of train, compare and tune. Each flag's destination is the name of the config field it sets
+    (``training.config``; ``--loss`` sets ``objective``), which is how ``arcsearch.commands`` finds them."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=Path, help="folder with one sub-folder of images per class")
     source.add_argument("--texts", type=Path, help="JSONL ({\"text\", \"label\"} per line) or CSV file")
@@ -50,8 +50,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-schedule", choices=["cosine", "poly"], help="decay after warmup (default cosine)")
     parser.add_argument("--margin-warmup-fraction", type=float,
                         help="share of the steps over which a margin grows from nothing (default 0.2)")
-    parser.add_argument("--loss", choices=LOSS_NAMES, help="training objective (default: arcface)")
-    _add_loss_params(parser)
+    parser.add_argument("--loss", dest="objective", choices=OBJECTIVE_NAMES,
+                        help="training objective (default: arcface)")
+    _add_objective_params(parser)
     parser.add_argument("--embedding-dim", type=int, help="image embedding size (texts keep the model's)")
     parser.add_argument("--holdout-fraction", type=float, help="share of classes held out for evaluation")
     parser.add_argument("--max-train-seconds", type=float,
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="train every loss on the same data, seeds and time budget; "
                                   "write a mean ± std table and pictures to --out")
     _add_training_options(compare)
-    compare.add_argument("--losses", nargs="+", default=["all"], help="loss names, or all (default)")
+    compare.add_argument("--losses", dest="objectives", metavar="LOSSES", nargs="+", default=["all"],
+                         help="loss names, or all (default)")
     compare.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one run per loss and seed")
     compare.add_argument("--overrides", type=Path, help="JSON {loss: {knob: value}} of per-loss hyper-parameters, "
                          "e.g. the tuned.json that `arcsearch tune` writes")
@@ -124,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune = commands.add_parser("tune", help="search each loss's own hyper-parameters on validation classes (never "
                                "the held-out ones); write tuning.md and tuned.json for compare --overrides")
     _add_training_options(tune)
-    tune.add_argument("--losses", nargs="+", default=["all"], help="loss names, or all (default)")
+    tune.add_argument("--losses", dest="objectives", metavar="LOSSES", nargs="+", default=["all"],
+                      help="loss names, or all (default)")
     tune.add_argument("--seeds", nargs="+", type=int, default=[0], help="one run per grid point and seed")
 
     demo = commands.add_parser("demo", help="prepare, train, evaluate, export, index and serve the defaults")
@@ -158,11 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         logger.error("%s", exc)
         return 2
-
-
-def print_json(payload: object) -> None:
-    """Write a JSON document to stdout (the command's result, not a log line)."""
-    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,70 +4,68 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-from arcsearch.cli import print_json
-from training.evaluate import format_table
+from training.evaluation.scoring import format_table
 
 logger = logging.getLogger(__name__)
 
-TRAINING_FLAGS = ("epochs", "batch_size", "lr", "head_lr", "loss", "embedding_dim", "holdout_fraction",
-                  "max_train_seconds", "seed", "device", "sampler", "samples_per_class", "validation_fraction",
-                  "patience", "precision", "checkpoint_every", "checkpoint_dir", "resume", "weight_decay",
-                  "head_weight_decay", "lr_schedule", "margin_warmup_fraction")
+
+def print_json(payload: object) -> None:
+    """Write a JSON document to stdout (the command's result, not a log line)."""
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _config_kwargs(config_type: type, args: argparse.Namespace, **given: Any) -> dict[str, Any]:
-    """Keyword arguments for a training config: the given ones plus every flag the user set, the
-    objective's hyper-parameters gathered into ``loss_params``."""
-    from training.loss_params import LossParams
+    """Keyword arguments for a training config: every field of ``config_type`` that a flag of the parser set
+    (a flag's destination is the field's name), the ``given`` ones, the objective's knobs gathered into
+    ``objective_params``. Flags left out (None) take the config's defaults."""
+    from training.objectives.params import ObjectiveParams
 
-    accepted = {f.name for f in fields(config_type)}
-    kwargs = {name: value for name, value in given.items() if value is not None}
-    for flag in TRAINING_FLAGS:
-        value = getattr(args, flag, None)
-        if value is not None and flag in accepted:
-            kwargs[flag] = value
-    knobs = {f.name: getattr(args, f.name) for f in fields(LossParams) if getattr(args, f.name, None) is not None}
-    kwargs["loss_params"] = LossParams(**knobs)
+    flags = {name: value for name, value in vars(args).items() if value is not None}
+    kwargs = {f.name: flags[f.name] for f in fields(config_type) if f.name in flags}
+    kwargs.update({name: value for name, value in given.items() if value is not None})
+    kwargs["objective_params"] = ObjectiveParams(**{f.name: flags[f.name] for f in fields(ObjectiveParams)
+                                                    if f.name in flags})
     return kwargs
 
 
 def prepare(args: argparse.Namespace) -> int:
-    from training.prepare import prepare_all
+    from arcsearch.prepare.defaults import prepare_all
 
     prepared = prepare_all(args.data_dir)
     print_json({name: str(path) for name, path in vars(prepared).items()})
     return 0
 
 
-def _training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[str, Any]]]:
+def training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[str, Any]]]:
     """The image or text training config the flags describe, and the ``training.run`` function for it."""
-    from training.run import ImageTrainConfig, TextTrainConfig, train_images, train_texts
+    from training.config import ImageTrainConfig, TextTrainConfig
+    from training.run import train_images, train_texts
 
     if args.images is not None:
         if args.backbone == "mobilenet_v2" and args.checkpoint is None:
             raise ValueError("--backbone mobilenet_v2 needs --checkpoint (pretrained weights; "
                              "`arcsearch prepare` writes data/pretrained/mobilenet_v2-b0353104.pth), "
                              "or use --backbone small_cnn to train from scratch")
-        return ImageTrainConfig(**_config_kwargs(
-            ImageTrainConfig, args, images_dir=args.images, out_dir=args.out, backbone=args.backbone,
-            checkpoint=args.checkpoint)), train_images
+        return ImageTrainConfig(**_config_kwargs(ImageTrainConfig, args, images_dir=args.images,
+                                                 out_dir=args.out)), train_images
     if args.model is None:
         raise ValueError("--texts needs --model: a sentence-transformers model name or local folder "
                          "(`arcsearch prepare` writes data/pretrained/all-MiniLM-L6-v2)")
-    return TextTrainConfig(**_config_kwargs(
-        TextTrainConfig, args, texts_file=args.texts, out_dir=args.out, model=args.model)), train_texts
+    return TextTrainConfig(**_config_kwargs(TextTrainConfig, args, texts_file=args.texts,
+                                            out_dir=args.out)), train_texts
 
 
 def train(args: argparse.Namespace) -> int:
-    from training.distributed import distributed_session, is_main_process
+    from training.engine.distributed import distributed_session, is_main_process
 
-    config, run = _training_config(args)
+    config, run = training_config(args)
     with distributed_session(device=config.device):  # a no-op unless started by torchrun with several processes
         report = run(config)
         if not is_main_process():
@@ -77,16 +75,15 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loss_names(requested: list[str]) -> list[str]:
-    """``all`` (every loss but the sharded ones, which equal ArcFace in one process) or the names given."""
-    from training.loss_params import SHARDED_LOSSES
-    from training.losses import LOSSES
+def _objective_names(requested: list[str]) -> list[str]:
+    """``all`` (every objective but the sharded ones, which equal ArcFace in one process) or the names given."""
+    from training.objectives.params import OBJECTIVE_NAMES, SHARDED_OBJECTIVES
 
-    losses = [name for name in LOSSES if name not in SHARDED_LOSSES] if requested == ["all"] else requested
-    unknown = [name for name in losses if name not in LOSSES]
+    names = [name for name in OBJECTIVE_NAMES if name not in SHARDED_OBJECTIVES] if requested == ["all"] else requested
+    unknown = [name for name in names if name not in OBJECTIVE_NAMES]
     if unknown:
-        raise ValueError(f"unknown loss(es) {unknown}; choose from {', '.join(LOSSES)} or 'all'")
-    return losses
+        raise ValueError(f"unknown loss(es) {unknown}; choose from {', '.join(OBJECTIVE_NAMES)} or 'all'")
+    return names
 
 
 def _read_overrides(path: Any) -> dict[str, dict[str, Any]]:
@@ -111,33 +108,34 @@ def _refuse_torchrun(command: str) -> None:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from training.compare import compare_losses
+    from training.experiments.compare import compare_objectives
 
     _refuse_torchrun("compare")
-    losses = _loss_names(args.losses)
-    config, run = _training_config(args)
-    result = compare_losses(config, run, losses=losses, seeds=args.seeds, out_dir=args.out,
-                            overrides=_read_overrides(args.overrides), reuse_dir=args.reuse)
+    objectives = _objective_names(args.objectives)
+    config, run = training_config(args)
+    result = compare_objectives(config, run, objectives=objectives, seeds=args.seeds, out_dir=args.out,
+                                overrides=_read_overrides(args.overrides), reuse_dir=args.reuse)
     sys.stdout.write(result["table"] + "\n")
     return 0
 
 
 def tune(args: argparse.Namespace) -> int:
-    from training.tuning import tune_losses
+    from training.experiments.tuning import tune_objectives
 
     _refuse_torchrun("tune")
-    config, run = _training_config(args)
+    config, run = training_config(args)
     if config.validation_fraction <= 0:
         config = dataclasses.replace(config, validation_fraction=0.25)
         logger.info("tuning on a quarter of the training classes (--validation-fraction 0.25)")
-    result = tune_losses(config, run, losses=_loss_names(args.losses), seeds=args.seeds, out_dir=args.out)
+    result = tune_objectives(config, run, objectives=_objective_names(args.objectives), seeds=args.seeds,
+                             out_dir=args.out)
     sys.stdout.write(result["table"] + "\n")
     return 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
     from index.bundle import read_embedder_manifest
-    from training.run import evaluate_bundle
+    from training.evaluation.exported import evaluate_bundle
 
     only = None
     if not args.all_classes:

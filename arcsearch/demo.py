@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training.evaluate import format_table
+from training.evaluation.scoring import format_table
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,10 @@ def example_requests(host: str, port: int, *, image_path: Path) -> str:
 
 def run_demo(*, data_dir: Path, artifacts_dir: Path, host: str, port: int, device: str, serve: bool) -> int:
     """Prepare, train, evaluate, export, index, then serve (unless ``serve`` is False)."""
+    from arcsearch.prepare.defaults import prepare_all
     from index.collections import index_collection
-    from training.prepare import prepare_all
-    from training.run import ImageTrainConfig, TextTrainConfig, train_images, train_texts
+    from training.config import ImageTrainConfig, TextTrainConfig
+    from training.run import train_images, train_texts
 
     started = time.perf_counter()
     prepared = prepare_all(data_dir)

@@ -28,8 +28,10 @@ import torch
 from torch import nn
 
 from index.corpus import read_text_file
-from training.losses import LOSSES, LossParams, Objective, ObjectiveOutput, build_objective
-from training.optimiser import make_optimizer
+from training.engine.optimiser import make_optimiser
+from training.objectives.base import Objective, ObjectiveOutput
+from training.objectives.params import ObjectiveParams
+from training.objectives.registry import OBJECTIVES, build_objective
 
 logger = logging.getLogger(__name__)
 CPU = torch.device("cpu")
@@ -40,7 +42,7 @@ Step = Callable[[], None]
 class PmlArcFace(Objective):
     """pytorch-metric-learning's ArcFaceLoss behind our interface (its margin is in degrees)."""
 
-    def __init__(self, num_classes: int, dim: int, params: LossParams) -> None:
+    def __init__(self, num_classes: int, dim: int, params: ObjectiveParams) -> None:
         super().__init__()
         from pytorch_metric_learning.losses import ArcFaceLoss
 
@@ -72,7 +74,7 @@ def time_rounds(steps: dict[str, Step], *, rounds: int, warmup: int,
 def training_step(encoder: nn.Module, objective: Objective, inputs: Any, labels: torch.Tensor,
                   embed: Callable[[Any], torch.Tensor]) -> Step:
     """A closure doing one forward + backward + AdamW step of ``encoder`` and ``objective``."""
-    optimizer = make_optimizer(encoder, objective, lr=1e-5, head_lr=1e-3, weight_decay=1e-4)
+    optimizer = make_optimiser(encoder, objective, lr=1e-5, head_lr=1e-3, weight_decay=1e-4)
 
     def step() -> None:
         loss = objective(embed(inputs), labels).loss
@@ -85,11 +87,11 @@ def training_step(encoder: nn.Module, objective: Objective, inputs: Any, labels:
 def objectives(num_classes: int, dim: int, *, with_pml: bool) -> dict[str, Objective]:
     """Every registered objective (seeded, same init order), plus pml's ArcFaceLoss when asked."""
     built: dict[str, Objective] = {}
-    for name in LOSSES:
+    for name in OBJECTIVES:
         torch.manual_seed(0)
-        built[name] = build_objective(name, num_classes, dim, LossParams())
+        built[name] = build_objective(name, num_classes, dim, ObjectiveParams())
     if with_pml:
-        built["pml_arcface"] = PmlArcFace(num_classes, dim, LossParams())
+        built["pml_arcface"] = PmlArcFace(num_classes, dim, ObjectiveParams())
     return built
 
 
@@ -128,7 +130,7 @@ def image_steps(data_dir: Path, *, batch_size: int, num_classes: int,
 
 def text_steps(data_dir: Path, *, batch_size: int, num_classes: int, device: torch.device = CPU) -> dict[str, Step]:
     """Whole steps of the default text encoder (all-MiniLM-L6-v2) on real glosses, per objective."""
-    from training.text_trainer import load_sentence_model, tokenize
+    from training.fitting.text import load_sentence_model, tokenize
 
     texts = [item.text for item in read_text_file(data_dir / "wordnet_glosses.jsonl")[:batch_size]]
     labels = pk_labels(batch_size, num_classes).to(device)

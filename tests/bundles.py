@@ -1,6 +1,6 @@
 """Test bundles shared by tests/index and tests/service, built once per test session.
 
-Data: ``training.prepare.prepare_all`` into ``$ARCSEARCH_TEST_DATA`` (default ``<repo>/.cache/test-data``,
+Data: ``arcsearch.prepare.defaults.prepare_all`` into ``$ARCSEARCH_TEST_DATA`` (default ``<repo>/.cache/test-data``,
 cached between runs). Embedders: MobileNetV2 (ImageNet weights, random 128-d projection, untrained)
 and all-MiniLM-L6-v2, exported with ``training.export``.
 """
@@ -28,7 +28,7 @@ def data_dir() -> Path:
 
 @cache
 def prepared() -> Any:
-    from training.prepare import prepare_all
+    from arcsearch.prepare.defaults import prepare_all
 
     return prepare_all(data_dir())
 

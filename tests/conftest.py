@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from arcsearch.prepare.defaults import PreparedData
 from index.collections import index_collection
 from tests import bundles
 from tests.service.helpers import ServiceData
-from training.prepare import PreparedData
 
 
 @pytest.fixture(scope="session")

@@ -64,3 +64,29 @@ def test_compare_and_tune_refuse_to_run_once_per_torchrun_rank(command, tmp_path
     assert f"`arcsearch {command}` runs in one process" in caplog.text
     assert not (tmp_path / "o").exists()
 
+
+
+def test_every_training_flag_reaches_the_config(tmp_path):
+    """Each flag of train/compare/tune sets the config field its destination names (``--loss``: objective)."""
+    from arcsearch.cli import build_parser
+    from arcsearch.commands import training_config
+
+    args = build_parser().parse_args([
+        "compare", "--images", str(tmp_path), "--out", str(tmp_path / "o"), "--backbone", "small_cnn",
+        "--epochs", "7", "--batch-size", "12", "--lr", "0.002", "--head-lr", "0.2", "--weight-decay", "0.001",
+        "--head-weight-decay", "0.01", "--lr-schedule", "poly", "--margin-warmup-fraction", "0.4", "--loss", "cosface",
+        "--cosface-margin", "0.3", "--easy-margin", "--embedding-dim", "24", "--holdout-fraction", "0.3",
+        "--max-train-seconds", "50", "--seed", "3", "--device", "cpu", "--sampler", "pk", "--samples-per-class", "3",
+        "--validation-fraction", "0.2", "--patience", "2", "--precision", "bf16", "--checkpoint-every", "5",
+        "--checkpoint-dir", str(tmp_path / "ck"), "--resume", "--losses", "arcface", "--seeds", "4"])
+    config, _ = training_config(args)
+    given = {"epochs": 7, "batch_size": 12, "lr": 0.002, "head_lr": 0.2, "weight_decay": 0.001,
+             "head_weight_decay": 0.01, "lr_schedule": "poly", "margin_warmup_fraction": 0.4, "objective": "cosface",
+             "embedding_dim": 24, "holdout_fraction": 0.3, "max_train_seconds": 50.0, "seed": 3, "device": "cpu",
+             "sampler": "pk", "samples_per_class": 3, "validation_fraction": 0.2, "patience": 2, "precision": "bf16",
+             "checkpoint_every": 5, "checkpoint_dir": tmp_path / "ck", "resume": True, "backbone": "small_cnn",
+             "images_dir": tmp_path, "out_dir": tmp_path / "o"}
+    assert {name: getattr(config, name) for name in given} == given
+    assert (config.objective_params.cosface_margin, config.objective_params.easy_margin) == (0.3, True)
+    assert config.objective_params.scale == 30.0  # a knob left out keeps its default
+    assert config.to_dict()["loss"] == "cosface" and config.to_dict()["loss_params"]["cosface_margin"] == 0.3

@@ -1,7 +1,8 @@
 """Typed training configurations; the defaults fit the default data on 2 CPU cores in about 2-3 minutes.
 
 ``TrainConfig`` holds what both modalities share (optimiser, objective, split, budget); ``ImageTrainConfig``
-and ``TextTrainConfig`` add their data and encoder and override the defaults that differ.
+and ``TextTrainConfig`` add their data and encoder and override the defaults that differ. A config is
+checked once, when it is made (``ConfigError``); the training loop (``training.engine``) reads it as it is.
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from training.loop import FitSettings
-from training.losses import LOSSES, LossParams
-from training.optimiser import LR_SCHEDULES
-from training.precision import check_precision
-from training.samplers import SAMPLERS
+from index.embedder import resolve_device
+from training.data.samplers import SAMPLERS
+from training.engine.optimiser import LR_SCHEDULES
+from training.engine.precision import PRECISIONS
+from training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
 
 DEFAULT_TEXT_MODEL = "data/pretrained/all-MiniLM-L6-v2"
 HEAD_INITS = ("auto", "centres", "random")
 PROJECTION_INITS = ("auto", "pca", "random")
+# field -> key in reports and manifests: saved reports (and ``--reuse`` of them) name the objective "loss"
+REPORT_KEYS = {"objective": "loss", "objective_params": "loss_params"}
 
 
 class ConfigError(ValueError):
@@ -31,16 +32,17 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Knobs shared by image and text training.
 
-    Learning rates are peak AdamW rates (encoder ``lr``, class centres ``head_lr``); ``loss`` names an
-    objective of ``training.losses.LOSSES`` with ``loss_params`` (scale, margins, ...); ``sampler`` picks
-    the batches (``training.samplers``: ``auto`` is P x K with ``samples_per_class`` for triplet losses);
-    ``margin_warmup_fraction`` of training grows the margin from 0; ``holdout_fraction`` of all classes
-    is held out for evaluation, ``validation_fraction`` of the rest is used for early stopping (0: none);
+    Learning rates are peak AdamW rates (encoder ``lr``, class centres ``head_lr``); ``objective`` names one
+    of ``training.objectives.params.OBJECTIVE_NAMES`` (the ``--loss`` flag) with ``objective_params`` (scale,
+    margins, ...); ``sampler`` picks the batches (``training.data.samplers``: ``auto`` is P x K with
+    ``samples_per_class`` for triplet objectives); ``margin_warmup_fraction`` of training grows the margin
+    from 0; ``holdout_fraction`` of all classes is held out for evaluation, ``validation_fraction`` of the
+    rest is used for early stopping (0: none), after ``patience`` epochs without gain (None: never);
     ``max_train_seconds`` bounds the training wall time. ``head_init`` ``centres`` starts the class
     centres at the mean training embeddings, ``random`` at random.
     ``precision`` ``fp32``, ``bf16`` (cpu or cuda) or ``fp16`` (cuda only). Every ``checkpoint_every`` steps
     (0: never) a checkpoint goes to ``checkpoint_dir``; ``resume`` continues from it (bit-for-bit on cpu,
-    without a time budget; see ``training.loop``).
+    without a time budget; see ``training.engine.loop``).
     """
 
     epochs: int = 3
@@ -52,8 +54,8 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     warmup_fraction: float = 0.1
     grad_clip: float = 5.0
-    loss: str = "arcface"
-    loss_params: LossParams = field(default_factory=LossParams)
+    objective: str = "arcface"
+    objective_params: ObjectiveParams = field(default_factory=ObjectiveParams)
     sampler: str = "auto"
     samples_per_class: int = 4
     margin_warmup_fraction: float = 0.2
@@ -71,8 +73,8 @@ class TrainConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.loss_params, dict):
-            self.loss_params = LossParams(**self.loss_params)
+        if isinstance(self.objective_params, dict):
+            self.objective_params = ObjectiveParams(**self.objective_params)
         self.checkpoint_dir = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
@@ -80,8 +82,8 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be at least 2, got {self.batch_size}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise ConfigError(f"learning rates must be positive, got lr={self.lr}, head_lr={self.head_lr}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
+        if self.objective not in OBJECTIVE_NAMES:
+            raise ConfigError(f"objective must be one of {OBJECTIVE_NAMES}, got {self.objective!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.sampler not in SAMPLERS:
@@ -92,27 +94,21 @@ class TrainConfig:
             raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise ConfigError(f"max_train_seconds must be positive, got {self.max_train_seconds}")
-        # "auto" may still resolve to cpu: the loop checks again on the device it trains on
-        check_precision(self.precision, torch.device("cpu" if self.device == "cpu" else "cuda"))
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "fp16" and resolve_device(self.device).type != "cuda":  # "auto" as the run resolves it
+            raise ConfigError("precision fp16 needs a CUDA device (a GradScaler on cpu is not supported); "
+                              "use bf16 or fp32 on cpu")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be 0 (never) or a number of steps, got {self.checkpoint_every}")
         if (self.checkpoint_every or self.resume) and self.checkpoint_dir is None:
             raise ConfigError("checkpoint_every and resume need a checkpoint_dir")
 
-    def fit_settings(self, *, has_validation: bool) -> FitSettings:
-        """The training loop's settings; early stopping only when there are validation classes."""
-        return FitSettings(epochs=self.epochs, lr=self.lr, head_lr=self.head_lr, weight_decay=self.weight_decay,
-                           head_weight_decay=self.head_weight_decay, lr_schedule=self.lr_schedule,
-                           warmup_fraction=self.warmup_fraction, grad_clip=self.grad_clip,
-                           margin_warmup_fraction=self.margin_warmup_fraction,
-                           max_train_seconds=self.max_train_seconds,
-                           patience=self.patience if has_validation else None, show_progress=self.show_progress,
-                           precision=self.precision, checkpoint_every=self.checkpoint_every,
-                           checkpoint_dir=self.checkpoint_dir, resume=self.resume)
-
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (paths as strings, ``loss_params`` nested), as recorded in reports and manifests."""
-        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+        """JSON-ready dict (paths as strings, the objective's knobs nested), as recorded in reports and manifests,
+        whose keys for the objective (``REPORT_KEYS``) are those of the ``--loss`` flag."""
+        return {REPORT_KEYS.get(key, key): str(value) if isinstance(value, Path) else value
+                for key, value in asdict(self).items()}
 
 
 @dataclass(kw_only=True)

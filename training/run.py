@@ -2,14 +2,14 @@
 
 ``train_images`` / ``train_texts``: split classes, score baselines on the held-out classes, fine-tune
 with the training objective, score the fine-tuned encoder, export the headless bundle to ``config.out_dir``
-and write the report to ``report_path(config.out_dir)``. ``evaluate_bundle`` scores an exported bundle.
+and write the report to ``report_path(config.out_dir)``. (``training.evaluation.exported`` scores an
+exported bundle.)
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,24 +19,20 @@ import torch
 
 from index.bundle import ImagePreprocessing, write_json_atomic
 from index.corpus import read_image_folder, read_text_file
-from index.embedder import load_embedder, resolve_device
-from index.preprocess import decode_image
-from training import distributed
+from index.embedder import resolve_device
 from training.backbones import build_image_encoder
-from training.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
 from training.config import ImageTrainConfig, TextTrainConfig
-from training.data import ClassSplit, indices_of, label_codes, split_classes
-from training.evaluate import embed_images, embed_texts, format_table, score
+from training.data.images import load_images
+from training.data.splits import ClassSplit, indices_of, label_codes, split_classes
+from training.engine import distributed
+from training.evaluation.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
+from training.evaluation.figures import write_run_figures
+from training.evaluation.mislabelled import mislabelled_report
+from training.evaluation.scoring import embed_images, embed_texts, format_table, score
 from training.export import export_image_embedder, export_text_embedder
-from training.figures import write_run_figures
-from training.image_data import load_images
-from training.image_trainer import fit_image_encoder, init_projection_pca, wants_pca_projection
-from training.losses.subcenter import SubCenterClassifier
-from training.mislabelled import mislabelled_report
-from training.text_trainer import fit_text_encoder, load_sentence_model
-
-__all__ = ["ImageTrainConfig", "TextTrainConfig", "evaluate_bundle", "report_path", "train_images",
-           "train_texts"]
+from training.fitting.image import fit_image_encoder, init_projection_pca, wants_pca_projection
+from training.fitting.text import fit_text_encoder, load_sentence_model
+from training.objectives.subcenter import SubCenterClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +93,7 @@ def _conclude(report: dict[str, Any], config: ImageTrainConfig | TextTrainConfig
         inputs, codes, ids, labels = train
         report["likely_mislabelled"] = mislabelled_report(objective, embed(inputs), codes, ids, labels)
     if held[1]:
-        heldout[f"{config.loss}_finetuned"] = embed(held[0])
+        heldout[f"{config.objective}_finetuned"] = embed(held[0])
         _score_finetuned(report, config, heldout, held[1], result)
     if export is not None:
         export()
@@ -115,14 +111,14 @@ def _score_finetuned(report: dict[str, Any], config: ImageTrainConfig | TextTrai
     """Score the fine-tuned encoder's (N, D) held-out embeddings (the last of ``heldout``, method -> vectors)
     into the report, keep them on disk and draw the run's pictures."""
     embeddings = list(heldout.values())[-1]
-    report["methods"][f"{config.loss}_finetuned"] = {**score(embeddings, labels, seed=config.seed),
+    report["methods"][f"{config.objective}_finetuned"] = {**score(embeddings, labels, seed=config.seed),
                                                      "train_seconds": result.train_seconds}
     path = heldout_path(config.out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, embeddings=embeddings, labels=np.asarray(labels, dtype=str))
     report["heldout_embeddings"] = str(path)
-    report["figures"] = write_run_figures(config.out_dir, loss=config.loss, fit=report["fit"], heldout=heldout,
-                                          labels=labels)
+    report["figures"] = write_run_figures(config.out_dir, objective=config.objective, fit=report["fit"],
+                                          heldout=heldout, labels=labels)
 
 
 def _manifest_training(report: dict[str, Any], source: Path) -> dict[str, Any]:
@@ -205,27 +201,3 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
         export=(lambda: export_text_embedder(
             model, config.out_dir, backbone=config.model, training=_manifest_training(report, config.texts_file),
             metrics=report["methods"])) if export else None)
-
-
-def evaluate_bundle(bundle_dir: Path, corpus: Path, *, only_classes: list[str] | None = None) -> dict[str, Any]:
-    """Score an exported embedder on a labelled corpus (image folder or text file); all classes unless
-    ``only_classes`` is given (e.g. the manifest's ``training.holdout_classes``)."""
-    start = time.perf_counter()
-    embedder = load_embedder(Path(bundle_dir))
-    wanted = set(only_classes) if only_classes is not None else None
-    if embedder.modality == "image":
-        items = [it for it in read_image_folder(Path(corpus)) if wanted is None or it.label in wanted]
-        vectors = np.concatenate([embedder.embed_images([decode_image(it.path) for it in items[s:s + 256]])
-                                  for s in range(0, len(items), 256)]) if items else np.zeros((0, embedder.dim))
-    else:
-        items = [it for it in read_text_file(Path(corpus)) if wanted is None or it.label in wanted]
-        vectors = embedder.embed_texts([it.text for it in items])
-    if not items:
-        raise ValueError(f"no items of the classes asked for in {corpus}")
-    labels = [it.label for it in items]
-    result = score(vectors, labels)
-    result.update(num_items=len(items), num_classes=len(set(labels)), seconds=time.perf_counter() - start)
-    logger.info("%s: P@1 %.4f, R-precision %.4f, MAP@R %.4f on %d items of %d classes", bundle_dir,
-                result["precision_at_1"], result["r_precision"], result["map_at_r"], len(items),
-                result["num_classes"])
-    return result

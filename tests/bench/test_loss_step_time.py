@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.loss_step_time import head_steps, markdown, summarise, time_rounds
-from training.losses import LOSSES
+from training.objectives.registry import OBJECTIVES
 
 
 def test_rounds_rotate_the_order_and_every_step_trains_its_own_weights() -> None:
@@ -16,7 +16,7 @@ def test_rounds_rotate_the_order_and_every_step_trains_its_own_weights() -> None
 
 def test_head_steps_of_every_objective_and_pml_summarised_against_softmax() -> None:
     steps = head_steps(batch_size=32, dim=16, num_classes=20)
-    assert set(steps) == set(LOSSES) | {"pml_arcface"}
+    assert set(steps) == set(OBJECTIVES) | {"pml_arcface"}
     results = {"head": summarise(time_rounds(steps, rounds=2, warmup=1), batch_size=32)}
     assert results["head"]["softmax"]["ratio_to_softmax"] == 1.0
     assert results["head"]["pml_arcface"]["ratio_to_pml_arcface"] == 1.0

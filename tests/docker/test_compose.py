@@ -174,7 +174,7 @@ def test_every_service_runs_a_cli_command(services: dict[str, Any], parser: argp
 
 def test_paths_connect_the_stages(services: dict[str, Any], parser: argparse.ArgumentParser) -> None:
     """What prepare writes, train reads; what train writes, index reads; what index writes, api serves."""
-    from training.prepare import MINILM_DIR, MOBILENET_FILE
+    from arcsearch.prepare.defaults import MINILM_DIR, MOBILENET_FILE
 
     args = {name: parse(parser, name, service_argv(s)) for name, s in services.items()}
     data_dir = str(args["prepare"].data_dir)

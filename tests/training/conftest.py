@@ -1,7 +1,7 @@
 """Small real data sets for the training tests, cut from the prepared default data.
 
 The data come from the session fixture ``prepared`` (tests/conftest.py), which calls
-``training.prepare.prepare_all`` on ``Path(os.environ.get("ARCSEARCH_TEST_DATA", <repo>/.cache/test-data))``.
+``arcsearch.prepare.defaults.prepare_all`` on ``Path(os.environ.get("ARCSEARCH_TEST_DATA", <repo>/.cache/test-data))``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from arcsearch.prepare.defaults import PreparedData
 from index.corpus import read_text_file
-from training.prepare import PreparedData
 
 NUM_FACE_PEOPLE = 12
 NUM_TEXT_CLASSES = 40

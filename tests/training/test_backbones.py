@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from arcsearch.prepare.defaults import PreparedData
 from training.backbones import build_image_encoder
-from training.prepare import PreparedData
 
 
 def test_safetensors_checkpoint_loads_the_same_weights_as_the_pth(prepared: PreparedData, tmp_path: Path) -> None:

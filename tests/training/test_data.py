@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from index.bundle import ImagePreprocessing
-from training.data import SplitError, indices_of, label_codes, shuffled_batches, split_classes
-from training.image_data import Augmentation, augment, image_batch, random_crop_box
-from training.optimiser import get_lr, make_optimizer
+from training.data.images import Augmentation, augment, image_batch, random_crop_box
+from training.data.splits import SplitError, indices_of, label_codes, shuffled_batches, split_classes
+from training.engine.optimiser import get_lr, make_optimiser
 
 LABELS = [f"class{c:02d}" for c in range(40) for _ in range(3)]
 
@@ -86,9 +86,9 @@ def test_poly_schedule_decays_quadratically_to_the_floor_and_unknown_names_are_r
 
 
 def test_head_has_its_own_rate_and_weight_decay() -> None:
-    encoder, head = torch.nn.Linear(4, 3), torch.nn.Linear(3, 5, bias=False)
-    optimizer = make_optimizer(encoder, head, lr=1e-3, head_lr=1e-1, weight_decay=1e-4, head_weight_decay=5e-4)
+    encoder, objective = torch.nn.Linear(4, 3), torch.nn.Linear(3, 5, bias=False)
+    optimizer = make_optimiser(encoder, objective, lr=1e-3, head_lr=1e-1, weight_decay=1e-4, head_weight_decay=5e-4)
     by_param = {id(p): g for g in optimizer.param_groups for p in g["params"]}
-    assert (by_param[id(head.weight)]["lr"], by_param[id(head.weight)]["weight_decay"]) == (1e-1, 5e-4)
+    assert (by_param[id(objective.weight)]["lr"], by_param[id(objective.weight)]["weight_decay"]) == (1e-1, 5e-4)
     assert (by_param[id(encoder.weight)]["lr"], by_param[id(encoder.weight)]["weight_decay"]) == (1e-3, 1e-4)
     assert by_param[id(encoder.bias)]["weight_decay"] == 0.0

@@ -20,12 +20,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from index.bundle import ImagePreprocessing
-from tests.training.test_resume import make_batches, make_encoder, make_head, settings, steps_per_epoch
-from training import distributed
-from training.image_data import Augmentation, image_batch
-from training.image_trainer import view_batch
-from training.loop import FitResult, fit
-from training.step_model import Embedding, training_model
+from tests.training.test_resume import arcface_objective, make_batches, make_encoder, steps_per_epoch, train_config
+from training.data.images import Augmentation, image_batch
+from training.engine import distributed
+from training.engine.loop import fit
+from training.engine.step import Embedding, training_model
+from training.engine.trainer import FitResult
+from training.fitting.image import view_batch
 
 GLOBAL_BATCH, EPOCHS, WORLD = 15, 2, 2
 
@@ -38,7 +39,7 @@ def free_port() -> int:
 
 def train(checkpoint_dir: Path | None = None) -> tuple[nn.Module, nn.Module, FitResult]:
     """The same small deterministic run (no dropout, no BatchNorm) in every process; rank 0 validates."""
-    encoder, head, rng = make_encoder(dropout=0.0), make_head(), np.random.default_rng(0)
+    encoder, objective, rng = make_encoder(dropout=0.0), arcface_objective(), np.random.default_rng(0)
     scores = iter([0.25, 0.75])
 
     def validate() -> float:
@@ -46,19 +47,19 @@ def train(checkpoint_dir: Path | None = None) -> tuple[nn.Module, nn.Module, Fit
         return next(scores)
 
     every = dict(checkpoint_every=3, checkpoint_dir=checkpoint_dir) if checkpoint_dir is not None else {}
-    result = fit(encoder, head, batches=make_batches(rng, batch_size=GLOBAL_BATCH), embed=encoder,
-                 settings=settings(epochs=EPOCHS, **every), steps_per_epoch=steps_per_epoch(GLOBAL_BATCH),
+    result = fit(encoder, objective, batches=make_batches(rng, batch_size=GLOBAL_BATCH), embed=encoder,
+                 config=train_config(epochs=EPOCHS, **every), steps_per_epoch=steps_per_epoch(GLOBAL_BATCH),
                  validate=validate)
-    return encoder, head, result
+    return encoder, objective, result
 
 
 def wrapping(encoder: nn.Module) -> dict[str, bool]:
     """What DDP wraps for a plain objective and for one that ``handles_distribution`` itself."""
     cpu = torch.device("cpu")
-    plain = training_model(Embedding(encoder, encoder, precision="fp32", device=cpu), make_head(), cpu)
-    flagged_head = make_head()
-    flagged_head.handles_distribution = True
-    flagged = training_model(Embedding(encoder, encoder, precision="fp32", device=cpu), flagged_head, cpu)
+    plain = training_model(Embedding(encoder, encoder, precision="fp32", device=cpu), arcface_objective(), cpu)
+    flagged_objective = arcface_objective()
+    flagged_objective.handles_distribution = True
+    flagged = training_model(Embedding(encoder, encoder, precision="fp32", device=cpu), flagged_objective, cpu)
     return {"plain_whole": isinstance(plain, DistributedDataParallel),
             "flagged_whole": isinstance(flagged, DistributedDataParallel),
             "flagged_embedding": isinstance(getattr(flagged, "embedding", None), DistributedDataParallel)}
@@ -82,9 +83,9 @@ def worker(rank: int, port: int, out_dir: str) -> None:
                       WORLD_SIZE=str(WORLD), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(1)
     with distributed.distributed_session(timeout_minutes=1.0):
-        encoder, head, result = train(Path(out_dir) / "checkpoints")
+        encoder, objective, result = train(Path(out_dir) / "checkpoints")
         report: dict[str, Any] = {"step_losses": result.step_losses, "validation_scores": result.validation_scores,
-                                  "encoder": encoder.state_dict(), "head": head.state_dict(),
+                                  "encoder": encoder.state_dict(), "objective": objective.state_dict(),
                                   "world": distributed.world_size(), **wrapping(encoder), **augmented_views()}
         torch.save(report, Path(out_dir) / f"rank{rank}.pt")
 
@@ -99,16 +100,16 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str
 
 def test_two_ranks_follow_the_one_process_loss_curve(ranks: tuple[Path, list[dict[str, Any]]]) -> None:
     out, reports = ranks
-    encoder, head, single = train()
+    encoder, objective, single = train()
     assert all(rank["world"] == WORLD for rank in reports)
     assert len(single.step_losses) == EPOCHS * steps_per_epoch(GLOBAL_BATCH) == len(reports[0]["step_losses"])
     np.testing.assert_allclose(reports[0]["step_losses"], single.step_losses, rtol=1e-5)
     assert reports[0]["step_losses"] == reports[1]["step_losses"]
     assert reports[0]["validation_scores"] == reports[1]["validation_scores"] == single.validation_scores
-    for name, value in {**encoder.state_dict(), **head.state_dict()}.items():
-        theirs = {**reports[0]["encoder"], **reports[0]["head"]}[name]
+    for name, value in {**encoder.state_dict(), **objective.state_dict()}.items():
+        theirs = {**reports[0]["encoder"], **reports[0]["objective"]}[name]
         torch.testing.assert_close(theirs, value, rtol=1e-4, atol=1e-5, msg=name)
-    for part in ("encoder", "head"):  # DDP keeps encoder and class centres identical on every rank
+    for part in ("encoder", "objective"):  # DDP keeps encoder and class centres identical on every rank
         for name, value in reports[0][part].items():
             assert torch.equal(value, reports[1][part][name]), name
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.pt"]  # rank 0 writes it alone

@@ -10,14 +10,16 @@ import pytest
 import torch
 from pytorch_metric_learning import losses as pml
 
-from training.loop import FitSettings, fit
-from training.losses import LOSSES, LossParams, build_objective
-from training.losses.triplet import batch_hard_triplet_loss
-from training.margins import arcface_logits, combined_margin_logits, cosface_logits, sphereface_psi
-from training.samplers import pk_batches
+from training.config import TrainConfig
+from training.data.samplers import pk_batches
+from training.engine.loop import fit
+from training.objectives.margins import arcface_logits, combined_margin_logits, cosface_logits, sphereface_psi
+from training.objectives.params import ObjectiveParams
+from training.objectives.registry import OBJECTIVES, build_objective
+from training.objectives.triplet import batch_hard_triplet_loss
 
 SCALE, MARGIN_RAD, COSFACE_MARGIN, SUBCENTERS = 30.0, 0.5, 0.35, 3
-PARAMS = LossParams(scale=SCALE, margin_rad=MARGIN_RAD, cosface_margin=COSFACE_MARGIN, subcenters=SUBCENTERS)
+PARAMS = ObjectiveParams(scale=SCALE, margin_rad=MARGIN_RAD, cosface_margin=COSFACE_MARGIN, subcenters=SUBCENTERS)
 
 
 def pml_reference(name: str, num_classes: int, dim: int, weight: torch.Tensor) -> torch.nn.Module:
@@ -195,7 +197,7 @@ def test_batch_hard_triplet_without_valid_anchor_is_zero_with_a_graph() -> None:
 
 
 def test_arcface_triplet_adds_the_weighted_triplet_term_to_arcface() -> None:
-    params = LossParams(scale=SCALE, margin_rad=MARGIN_RAD, triplet_weight=2.5, triplet_margin=0.3)
+    params = ObjectiveParams(scale=SCALE, margin_rad=MARGIN_RAD, triplet_weight=2.5, triplet_margin=0.3)
     combined = build_objective("arcface_triplet", 4, 8, params)
     combined.margin_fraction = 0.5
     arcface = build_objective("arcface", 4, 8, params)
@@ -218,7 +220,7 @@ def overlapping_classes(num_classes: int = 6, per_class: int = 20,
     return means[labels] + torch.randn(len(labels), in_dim, generator=gen), labels
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", list(OBJECTIVES))
 def test_every_objective_trains_a_linear_encoder(name: str) -> None:
     inputs, labels = overlapping_classes()
     torch.manual_seed(0)
@@ -228,19 +230,19 @@ def test_every_objective_trains_a_linear_encoder(name: str) -> None:
     rng = np.random.default_rng(0)
     def batches(epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(inputs[b], labels[b]) for b in pk_batches(codes, classes_per_batch=4, samples_per_class=5, rng=rng)]
-    settings = FitSettings(epochs=5, lr=1e-2, head_lr=5e-2, show_progress=False)
-    result = fit(encoder, objective, batches=batches, embed=encoder, settings=settings,
+    config = TrainConfig(epochs=5, lr=1e-2, head_lr=5e-2, margin_warmup_fraction=0.0, show_progress=False)
+    result = fit(encoder, objective, batches=batches, embed=encoder, config=config,
                  steps_per_epoch=len(codes) // 20)
     assert result.steps == 30
     assert result.epoch_losses[-1] < 0.75 * result.epoch_losses[0], result.epoch_losses
 
 
 def test_registry_rejects_an_unknown_name_and_lists_the_choices() -> None:
-    with pytest.raises(ValueError, match="unknown loss 'arcfase'; choose one of arcface, cosface, .*arcface_triplet"):
+    with pytest.raises(ValueError, match="unknown objective 'arcfase'; choose one of arcface, cosface, .*triplet"):
         build_objective("arcfase", 4, 8)
 
 
 def test_the_torch_free_name_list_is_the_registry() -> None:
-    from training.loss_params import LOSS_NAMES, SHARDED_LOSSES
+    from training.objectives.params import OBJECTIVE_NAMES, SHARDED_OBJECTIVES
 
-    assert tuple(LOSSES) == LOSS_NAMES and set(SHARDED_LOSSES) <= set(LOSSES)
+    assert tuple(OBJECTIVES) == OBJECTIVE_NAMES and set(SHARDED_OBJECTIVES) <= set(OBJECTIVES)

@@ -6,15 +6,16 @@ import pytest
 import torch
 from pytorch_metric_learning.losses import SubCenterArcFaceLoss
 
-from training.losses import LossParams, build_objective
-from training.losses.subcenter import SubCenterClassifier
-from training.mislabelled import likely_mislabelled
+from training.evaluation.mislabelled import likely_mislabelled
+from training.objectives.params import ObjectiveParams
+from training.objectives.registry import build_objective
+from training.objectives.subcenter import SubCenterClassifier
 
 NUM_CLASSES, PER_CLASS, DIM, SUBCENTERS, NUM_PLANTED = 8, 40, 32, 3, 12
 
 
 def subcenter_objective(**params: float) -> SubCenterClassifier:
-    objective = build_objective("subcenter_arcface", NUM_CLASSES, DIM, LossParams(subcenters=SUBCENTERS, **params))
+    objective = build_objective("subcenter_arcface", NUM_CLASSES, DIM, ObjectiveParams(subcenters=SUBCENTERS, **params))
     assert isinstance(objective, SubCenterClassifier)
     return objective
 

@@ -14,15 +14,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from training.heads import make_objective
-from training.loss_params import LossParams
-from training.losses.registry import build_objective
-from training.partial_fc import PartialFCArcFace, shard_bounds
+from training.objectives.params import ObjectiveParams
+from training.objectives.partial_fc import PartialFCArcFace, shard_bounds
+from training.objectives.registry import build_objective, make_objective
 
 NUM_CLASSES, DIM, IN_DIM = 41, 8, 5
 LOCAL_SIZES = (7, 5)  # uneven on purpose: the all-gather pads and trims
 WORLD = len(LOCAL_SIZES)
-PARAMS = LossParams(scale=30.0, margin_rad=0.5)
+PARAMS = ObjectiveParams(scale=30.0, margin_rad=0.5)
 MARGIN_FRACTION = 0.7
 RATES = (1.0, 0.5)
 TOL = 1e-10
@@ -198,7 +197,7 @@ def test_single_process_sampling_is_seeded_and_keeps_the_positives(data: dict[st
 
 def test_a_training_run_seeds_the_negative_sampling_with_its_own_seed(data: dict[str, Tensor]) -> None:
     def sampled(seed: int) -> Tensor:
-        objective = make_objective("partial_fc_arcface", NUM_CLASSES, DIM, LossParams(sample_rate=0.5), seed=seed)
+        objective = make_objective("partial_fc_arcface", NUM_CLASSES, DIM, ObjectiveParams(sample_rate=0.5), seed=seed)
         return _step(objective.double(), data, slice(None))["sampled"]
 
     direct = _step(PartialFCArcFace(NUM_CLASSES, DIM, sample_rate=0.5, seed=3).double(), data, slice(None))

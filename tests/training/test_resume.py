@@ -17,12 +17,15 @@ import pytest
 import torch
 from torch import nn
 
-from training import distributed
-from training.checkpoint import checkpoint_path, load_checkpoint
-from training.image_data import load_images
-from training.image_trainer import fit_image_encoder
-from training.loop import Batch, FitResult, FitSettings, fit
-from training.losses import LossParams, build_objective
+from training.config import TrainConfig
+from training.data.images import load_images
+from training.engine import distributed
+from training.engine.checkpoint import checkpoint_path, load_checkpoint
+from training.engine.loop import fit
+from training.engine.trainer import Batch, FitResult
+from training.fitting.image import fit_image_encoder
+from training.objectives.params import ObjectiveParams
+from training.objectives.registry import build_objective
 
 NUM_CLASSES, INPUT_DIM, EMBEDDING_DIM, NUM_ITEMS, BATCH = 6, 12, 8, 90, 16
 
@@ -44,9 +47,9 @@ def make_encoder(*, dropout: float = 0.2, seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(INPUT_DIM, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, EMBEDDING_DIM))
 
 
-def make_head(seed: int = 1) -> nn.Module:
+def arcface_objective(seed: int = 1) -> nn.Module:
     torch.manual_seed(seed)
-    return build_objective("arcface", NUM_CLASSES, EMBEDDING_DIM, LossParams(scale=16.0))
+    return build_objective("arcface", NUM_CLASSES, EMBEDDING_DIM, ObjectiveParams(scale=16.0))
 
 
 def make_batches(rng: np.random.Generator, *, batch_size: int = BATCH, noise: float = 0.1,
@@ -74,9 +77,9 @@ def steps_per_epoch(batch_size: int = BATCH) -> int:
     return -(-NUM_ITEMS // batch_size)
 
 
-def settings(**overrides: Any) -> FitSettings:
+def train_config(**overrides: Any) -> TrainConfig:
     base = dict(epochs=4, lr=3e-3, head_lr=3e-2, margin_warmup_fraction=0.3, show_progress=False)
-    return FitSettings(**{**base, **overrides})
+    return TrainConfig(**{**base, **overrides})
 
 
 def scripted_validation(scores: list[float]) -> tuple[Callable[[], float], Callable[[int], None]]:
@@ -85,10 +88,10 @@ def scripted_validation(scores: list[float]) -> tuple[Callable[[], float], Calla
     return (lambda: scores[current[0]]), (lambda epoch: current.__setitem__(0, epoch))
 
 
-def run(fit_settings: FitSettings, *, crash_after: int | None = None,
+def run(config: TrainConfig, *, crash_after: int | None = None,
         scores: list[float] | None = None) -> tuple[nn.Module, nn.Module, FitResult]:
-    """A fresh encoder, head and generator (seed 0), trained with ``fit``."""
-    encoder, head, rng = make_encoder(), make_head(), np.random.default_rng(0)
+    """A fresh encoder, objective and generator (seed 0), trained with ``fit``."""
+    encoder, objective, rng = make_encoder(), arcface_objective(), np.random.default_rng(0)
     batches = make_batches(rng, crash_after=crash_after)
     validate = None
     if scores is not None:
@@ -100,9 +103,9 @@ def run(fit_settings: FitSettings, *, crash_after: int | None = None,
             return inner(epoch)
 
     torch.manual_seed(123)  # the dropout stream; a resumed run must take it from the checkpoint instead
-    result = fit(encoder, head, batches=batches, embed=encoder, settings=fit_settings,
+    result = fit(encoder, objective, batches=batches, embed=encoder, config=config,
                  steps_per_epoch=steps_per_epoch(), validate=validate, rng=rng)
-    return encoder, head, result
+    return encoder, objective, result
 
 
 def assert_same_run(a: tuple[nn.Module, nn.Module, FitResult], b: tuple[nn.Module, nn.Module, FitResult]) -> None:
@@ -119,9 +122,9 @@ def test_resume_is_bit_for_bit(tmp_path: Path, crash_after: int, epoch: int, pos
     """6 steps per epoch, a checkpoint every 4: resume mid-epoch, at an epoch's end before its validation,
     and after the best validation epoch (whose weights must come back at the end)."""
     scores = [0.3, 0.8, 0.5, 0.6]
-    straight = run(settings(), scores=scores)
+    straight = run(train_config(), scores=scores)
     assert straight[2].best_epoch == 1 and len(straight[2].step_losses) == 4 * steps_per_epoch()
-    with_checkpoints = settings(checkpoint_every=4, checkpoint_dir=tmp_path)
+    with_checkpoints = train_config(checkpoint_every=4, checkpoint_dir=tmp_path)
     with pytest.raises(Crash):
         run(with_checkpoints, crash_after=crash_after, scores=scores)
     state = load_checkpoint(checkpoint_path(tmp_path))
@@ -132,18 +135,18 @@ def test_resume_is_bit_for_bit(tmp_path: Path, crash_after: int, epoch: int, pos
 
 def test_resume_without_a_generator_of_batches_differs(tmp_path: Path) -> None:
     """Control: skipping the generator restore really changes the run, so the test above can fail."""
-    straight = run(settings(epochs=2))
+    straight = run(train_config(epochs=2))
     with pytest.raises(Crash):
-        run(settings(epochs=2, checkpoint_every=4, checkpoint_dir=tmp_path), crash_after=9)
-    encoder, head, rng = make_encoder(), make_head(), np.random.default_rng(0)
-    result = fit(encoder, head, batches=make_batches(rng), embed=encoder, steps_per_epoch=steps_per_epoch(),
-                 settings=settings(epochs=2, checkpoint_dir=tmp_path, resume=True))  # no rng: not restored
+        run(train_config(epochs=2, checkpoint_every=4, checkpoint_dir=tmp_path), crash_after=9)
+    encoder, objective, rng = make_encoder(), arcface_objective(), np.random.default_rng(0)
+    result = fit(encoder, objective, batches=make_batches(rng), embed=encoder, steps_per_epoch=steps_per_epoch(),
+                 config=train_config(epochs=2, checkpoint_dir=tmp_path, resume=True))  # no rng: not restored
     assert result.step_losses[:8] == straight[2].step_losses[:8]
     assert result.step_losses[8:] != straight[2].step_losses[8:]
 
 
 def test_checkpoint_is_plain_and_written_atomically(tmp_path: Path) -> None:
-    _, _, result = run(settings(epochs=1, checkpoint_every=2, checkpoint_dir=tmp_path))
+    _, _, result = run(train_config(epochs=1, checkpoint_every=2, checkpoint_dir=tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary files left behind
     state = load_checkpoint(checkpoint_path(tmp_path))  # weights_only=True inside
     assert state["step"] == 6 and state["epoch"] == 0 and state["position"] == 6
@@ -154,7 +157,7 @@ def test_checkpoint_is_plain_and_written_atomically(tmp_path: Path) -> None:
 
 def test_resume_without_a_checkpoint_says_so(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no training checkpoint"):
-        run(settings(checkpoint_dir=tmp_path, resume=True))
+        run(train_config(checkpoint_dir=tmp_path, resume=True))
 
 
 def test_image_trainer_resumes_bit_for_bit(faces_subset: Path, tmp_path: Path,
@@ -164,7 +167,7 @@ def test_image_trainer_resumes_bit_for_bit(faces_subset: Path, tmp_path: Path,
     from index.corpus import read_image_folder
     from training.backbones import build_image_encoder
     from training.config import ImageTrainConfig
-    from training.data import label_codes
+    from training.data.splits import label_codes
 
     items = read_image_folder(faces_subset)[:48]
     images, labels = load_images(items), [item.label for item in items]
@@ -182,9 +185,9 @@ def test_image_trainer_resumes_bit_for_bit(faces_subset: Path, tmp_path: Path,
         return encoder, objective, result
 
     straight = train()
-    from training import image_trainer
+    from training.fitting import image as image_fitting
 
-    original, calls = image_trainer.shuffled_batches, [0]
+    original, calls = image_fitting.shuffled_batches, [0]
 
     def crashing_batches(*args: Any, **kwargs: Any) -> Iterable[np.ndarray]:
         batches = original(*args, **kwargs)
@@ -194,7 +197,7 @@ def test_image_trainer_resumes_bit_for_bit(faces_subset: Path, tmp_path: Path,
         return (batch if k < 2 else _raise(Crash("simulated crash")) for k, batch in enumerate(batches))
 
     with monkeypatch.context() as patch:
-        patch.setattr(image_trainer, "shuffled_batches", crashing_batches)
+        patch.setattr(image_fitting, "shuffled_batches", crashing_batches)
         with pytest.raises(Crash):
             train(checkpoint_every=1, checkpoint_dir=tmp_path / "ckpt")
     assert load_checkpoint(checkpoint_path(tmp_path / "ckpt"))["position"] == 2

@@ -12,13 +12,14 @@ import torch
 from index.bundle import read_embedder_manifest
 from index.corpus import read_text_file
 from index.embedder import load_embedder
-from training.baselines import tfidf_embeddings
 from training.config import TextTrainConfig
-from training.evaluate import embed_texts
+from training.evaluation.baselines import tfidf_embeddings
+from training.evaluation.exported import evaluate_bundle
+from training.evaluation.metrics import retrieval_metrics
+from training.evaluation.scoring import embed_texts
 from training.export import export_text_embedder
-from training.metrics import retrieval_metrics
-from training.run import evaluate_bundle, report_path, train_texts
-from training.text_trainer import fit_text_encoder, load_sentence_model
+from training.fitting.text import fit_text_encoder, load_sentence_model
+from training.run import report_path, train_texts
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_subcenter_run_lists_planted_wrong_labels_first(glosses_subset: Path, ti
     noisy = tmp_path / "noisy.jsonl"
     noisy.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     config = TextTrainConfig(texts_file=noisy, out_dir=tmp_path / "subcenter", model=str(tiny_text_model),
-                             loss="subcenter_arcface", epochs=2, batch_size=32, holdout_fraction=0.0,
+                             objective="subcenter_arcface", epochs=2, batch_size=32, holdout_fraction=0.0,
                              device="cpu", show_progress=False)
     flagged = train_texts(config, export=False)["likely_mislabelled"]
     angles = [row["angle_to_dominant_deg"] for row in flagged]

@@ -10,15 +10,15 @@ import pytest
 
 from arcsearch.cli import main
 from training.config import TrainConfig
-from training.tuning import DEFAULT_GRIDS, apply_overrides, best_overrides, point_name, tuning_table
+from training.experiments.tuning import DEFAULT_GRIDS, apply_overrides, best_overrides, point_name, tuning_table
 
 
 def test_overrides_go_to_loss_params_or_the_config_and_lr_factor_scales_the_encoder_rate() -> None:
     base = TrainConfig(lr=1e-4, head_lr=3e-2)
     tuned = apply_overrides(base, {"margin_rad": 0.3, "head_lr": 1e-2, "lr_factor": 3.0})
-    assert tuned.loss_params.margin_rad == 0.3 and tuned.loss_params.scale == base.loss_params.scale
+    assert tuned.objective_params.margin_rad == 0.3 and tuned.objective_params.scale == base.objective_params.scale
     assert tuned.head_lr == 1e-2 and math.isclose(tuned.lr, 3e-4)
-    assert base.loss_params.margin_rad == 0.5 and base.lr == 1e-4  # the base is left alone
+    assert base.objective_params.margin_rad == 0.5 and base.lr == 1e-4  # the base is left alone
     with pytest.raises(ValueError, match="margin_deg"):
         apply_overrides(base, {"margin_deg": 30})
 

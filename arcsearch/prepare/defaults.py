@@ -15,8 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.downloads import extract_members, fetch_distribution
-from training.wordnet import gloss_classes, read_synsets
+from arcsearch.prepare.downloads import extract_members, fetch_distribution
+from arcsearch.prepare.wordnet import gloss_classes, read_synsets
 
 logger = logging.getLogger(__name__)
 

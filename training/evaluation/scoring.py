@@ -12,9 +12,9 @@ from PIL import Image
 from torch import nn
 
 from index.bundle import ImagePreprocessing
-from training.image_data import image_batch
-from training.metrics import angle_statistics, retrieval_metrics
-from training.verification import verification_report
+from training.data.images import image_batch
+from training.evaluation.metrics import angle_statistics, retrieval_metrics
+from training.evaluation.verification import verification_report
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
-"""Batch samplers that choose which classes a batch holds, with the contract of ``training.data.shuffled_batches``:
-one epoch as a list of index arrays into the training items, drawn from a seeded ``np.random.Generator``.
+"""Batch samplers that choose which classes a batch holds, with the contract of
+``training.data.splits.shuffled_batches``: one epoch as a list of index arrays into the training items,
+drawn from a seeded ``np.random.Generator``.
 
-- ``pk_batches``: P classes x K samples per batch, so that every anchor has positives (triplet losses).
+- ``pk_batches``: P classes x K samples per batch, so that every anchor has positives (triplet objectives).
 - ``class_balanced_batches``: every class equally likely per draw, whatever its size (long-tailed data).
 """
 
@@ -64,15 +65,14 @@ def class_balanced_batches(codes: np.ndarray, *, batch_size: int, rng: np.random
 
 
 SAMPLERS = ("auto", "shuffle", "class_balanced", "pk")
-PAIR_MINING_LOSSES = ("triplet", "arcface_triplet")  # need positives in every batch: P x K by default
+PAIR_MINING_OBJECTIVES = ("triplet", "arcface_triplet")  # need positives in every batch: P x K by default
 
 
-def resolve_sampler(sampler: str, loss: str) -> str:
-    """``auto`` becomes ``pk`` for the losses that mine pairs inside a batch, ``shuffle`` otherwise."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+def resolve_sampler(sampler: str, objective: str) -> str:
+    """``auto`` becomes ``pk`` for the objectives that mine pairs inside a batch, ``shuffle`` otherwise; a
+    sampler of ``SAMPLERS`` (``TrainConfig`` checks it) stays itself."""
     if sampler == "auto":
-        return "pk" if loss in PAIR_MINING_LOSSES else "shuffle"
+        return "pk" if objective in PAIR_MINING_OBJECTIVES else "shuffle"
     return sampler
 
 

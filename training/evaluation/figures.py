@@ -1,4 +1,4 @@
-"""The PNG pictures of a training run and of a loss comparison, written beside their reports."""
+"""The PNG pictures of a training run and of a comparison of objectives, written beside their reports."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from training.metrics import pair_angles
-from training.plots import plot_angle_distributions, plot_projection_2d, plot_training_curves
+from training.evaluation.metrics import pair_angles
+from training.evaluation.plots import plot_angle_distributions, plot_projection_2d, plot_training_curves
 
 logger = logging.getLogger(__name__)
 
@@ -20,12 +20,12 @@ def figure_path(out_dir: Path, name: str) -> Path:
     return Path(out_dir).parent / f"{Path(out_dir).name}_{name}.png"
 
 
-def write_run_figures(out_dir: Path, *, loss: str, fit: dict[str, Any], heldout: dict[str, np.ndarray],
+def write_run_figures(out_dir: Path, *, objective: str, fit: dict[str, Any], heldout: dict[str, np.ndarray],
                       labels: Sequence[str]) -> dict[str, str]:
     """Angle distributions of positive vs negative held-out pairs for each method in ``heldout`` (method ->
     (N, D) L2-normalised embeddings), the training curves, and a 2-D projection of the last method's
     embeddings coloured by class. Returns picture name -> path."""
-    written = {"training_curves": plot_training_curves({loss: fit}, figure_path(out_dir, "training_curves"))}
+    written = {"training_curves": plot_training_curves({objective: fit}, figure_path(out_dir, "training_curves"))}
     if heldout:
         written["angles"] = plot_angle_distributions(
             {method: pair_angles(vectors, labels) for method, vectors in heldout.items()},
@@ -37,8 +37,8 @@ def write_run_figures(out_dir: Path, *, loss: str, fit: dict[str, Any], heldout:
 
 
 def write_compare_figures(runs: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, str]:
-    """For the first seed of a comparison: held-out pair angles per loss (one panel each, as in the ArcFace
-    paper) and every loss's training curves in one picture. Returns picture name -> path."""
+    """For the first seed of a comparison: held-out pair angles per objective (one panel each, as in the
+    ArcFace paper) and every objective's training curves in one picture. Returns picture name -> path."""
     first_seed = runs[0]["seed"]
     chosen = [run for run in runs if run["seed"] == first_seed]
     curves, fits = {}, {}

@@ -10,14 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from training import distributed
 from training.config import TextTrainConfig
-from training.data import length_bucketed_batches
-from training.evaluate import embed_texts
-from training.heads import class_centres, make_objective
-from training.loop import Batch, FitResult, fit
-from training.metrics import map_at_r
-from training.samplers import epoch_batches, resolve_sampler
+from training.data.samplers import epoch_batches, resolve_sampler
+from training.data.splits import length_bucketed_batches
+from training.engine import distributed
+from training.engine.loop import fit
+from training.engine.trainer import Batch, FitResult
+from training.evaluation.metrics import map_at_r
+from training.evaluation.scoring import embed_texts
+from training.objectives.registry import class_centres, make_objective
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +61,16 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
 
     ``validation`` = (texts, labels) of validation classes, scored by MAP@R after each epoch (selects the
     best epoch); ``heldout`` = (texts, labels) of held-out classes, scored after each epoch for the curves only.
-    Under torchrun each rank trains on its slice of every global batch (``training.distributed``).
+    Under torchrun each rank trains on its slice of every global batch (``training.engine.distributed``).
     """
     dim = sentence_dimension(model)
-    objective = make_objective(config.loss, int(codes.max()) + 1, dim, config.loss_params, seed=config.seed,
+    objective = make_objective(config.objective, int(codes.max()) + 1, dim, config.objective_params, seed=config.seed,
                                centres=(lambda: class_centres(embed_texts(model, texts), codes))
                                if config.uses_centre_init else None).to(device)
     rng = np.random.default_rng(config.seed)
     labels = torch.from_numpy(codes)
     lengths = token_lengths(model, texts)
-    sampler = resolve_sampler(config.sampler, config.loss)
+    sampler = resolve_sampler(config.sampler, config.objective)
 
     def epoch_order(generator: np.random.Generator) -> list[np.ndarray]:
         return epoch_batches(sampler, codes, batch_size=config.batch_size, samples_per_class=config.samples_per_class,
@@ -89,8 +90,8 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
     def score_on(data: tuple[Sequence[str], Sequence[str]]) -> Callable[[], float]:
         return lambda: map_at_r(embed_texts(model, data[0]), data[1])
 
-    result = fit(model, objective, batches=batches, embed=embed, steps_per_epoch=len(epoch_order(
-                 np.random.default_rng(0))), settings=config.fit_settings(has_validation=validation is not None),
+    result = fit(model, objective, batches=batches, embed=embed, config=config,
+                 steps_per_epoch=len(epoch_order(np.random.default_rng(0))),
                  validate=score_on(validation) if validation is not None else None, rng=rng,
                  monitor=score_on(heldout) if heldout is not None else None)
     return objective, result

@@ -1,10 +1,10 @@
 """Every objective on the same data, backbone, seeds and training budget: a mean ± std table and pictures.
 
-``compare_losses`` trains one run per (loss, seed) from a base config, each with the same epochs (and
+``compare_objectives`` trains one run per (objective, seed) from a base config, each with the same epochs (and
 ``max_train_seconds``, if set), and scores the held-out classes of that seed's split; baselines (no
 training) are scored once per seed. ``summarise`` folds the per-seed scores into mean and standard
-deviation and ``markdown_table`` prints them, with each method's MAP@R minus the first loss's on the same
-seed (``paired_differences``); ``angle_table`` gives the paper's angle statistics. ``compare_losses`` also
+deviation and ``markdown_table`` prints them, with each method's MAP@R minus the first objective's on the
+same seed (``paired_differences``); ``angle_table`` gives the paper's angle statistics. ``compare_objectives`` also
 writes ``compare.json``, ``compare.md`` and the PNG pictures into the output folder.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ import numpy as np
 
 from index.bundle import write_json_atomic
 from training.config import TrainConfig
-from training.figures import write_compare_figures
-from training.reuse import reusable_report
-from training.tuning import apply_overrides
+from training.evaluation.figures import write_compare_figures
+from training.experiments.reuse import reusable_report
+from training.experiments.tuning import TrainRun, apply_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,6 @@ ANGLE_METRICS = (("angle_to_centre_deg", "sample → own centre"),
                  ("angle_nearest_centre_deg", "centre → nearest centre"),
                  ("angle_min_between_centres_deg", "min between centres"),
                  ("angle_positive_pairs_deg", "positive pairs"), ("angle_negative_pairs_deg", "negative pairs"))
-
-Trainer = Callable[..., dict[str, Any]]
 
 
 def _flatten(result: dict[str, Any]) -> dict[str, float]:
@@ -49,7 +47,7 @@ def _flatten(result: dict[str, Any]) -> dict[str, float]:
 
 
 def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """``runs``: one report per (loss, seed), each with ``methods``. Returns method -> metric -> {mean, std,
+    """``runs``: one report per (objective, seed), each with ``methods``. Returns method -> metric -> {mean, std,
     n} over seeds (population std; n counts runs that reported the metric, NaN values excluded)."""
     values: dict[str, dict[str, list[float]]] = {}
     for report in runs:
@@ -72,7 +70,7 @@ def paired_differences(runs: Sequence[dict[str, Any]], reference: str,
     {mean, better (seeds where the method beat the reference), n}. Seeds lacking either are skipped.
 
     Seeds draw different held-out classes, so the spread over seeds is mostly the split's; the paired
-    difference removes it and is what says whether one loss beats another."""
+    difference removes it and is what says whether one objective beats another."""
     by_seed: dict[int, dict[str, float]] = {}
     for report in runs:
         for method, result in report["methods"].items():
@@ -132,36 +130,37 @@ def angle_table(summary: dict[str, dict[str, dict[str, float]]], *, order: Seque
     return "\n".join(lines)
 
 
-def compare_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], seeds: Sequence[int],
-                   out_dir: Path, overrides: dict[str, dict[str, Any]] | None = None,
-                   reuse_dir: Path | None = None) -> dict[str, Any]:
-    """Train ``base`` once per loss and seed with ``train(config, export=False, baselines=...)`` (the
-    modality's ``training.run`` function), each loss with its ``overrides`` (knob -> value, as
-    ``training.tuning.apply_overrides`` takes them; e.g. the tuned points); returns and writes {summary,
-    runs, table}. A run of an earlier comparison in ``reuse_dir`` with the very same configuration is
-    taken as it is instead of trained again (runs on cpu are deterministic)."""
+def compare_objectives(base: TrainConfig, train: TrainRun, *, objectives: Sequence[str], seeds: Sequence[int],
+                       out_dir: Path, overrides: dict[str, dict[str, Any]] | None = None,
+                       reuse_dir: Path | None = None) -> dict[str, Any]:
+    """Train ``base`` once per objective and seed with ``train(config, export=False, baselines=...)`` (the
+    modality's ``training.run`` function), each objective with its ``overrides`` (knob -> value, as
+    ``apply_overrides`` takes them; e.g. the tuned points); returns and writes {summary, runs, table}
+    (the objectives under the key ``losses``, each run's under ``loss``, as the ``--loss`` flag names them).
+    A run of an earlier comparison in ``reuse_dir`` with the very same configuration is taken as it is
+    instead of trained again (runs on cpu are deterministic)."""
     overrides = overrides or {}
-    unknown = sorted(set(overrides) - set(losses))
+    unknown = sorted(set(overrides) - set(objectives))
     if unknown:
-        raise ValueError(f"overrides for loss(es) not compared: {unknown}")
+        raise ValueError(f"overrides for loss(es) not compared (--losses): {unknown}")
     out_dir = Path(out_dir)
     runs: list[dict[str, Any]] = []
     for seed in seeds:
-        for position, loss in enumerate(losses):
-            config = dataclasses.replace(apply_overrides(base, overrides.get(loss, {})), loss=loss, seed=seed,
-                                         out_dir=out_dir / "runs" / f"{loss}_seed{seed}")
-            logger.info("compare: %s, seed %d (%d/%d)", loss, seed, len(runs) + 1, len(losses) * len(seeds))
+        for position, objective in enumerate(objectives):
+            config = dataclasses.replace(apply_overrides(base, overrides.get(objective, {})), objective=objective,
+                                         seed=seed, out_dir=out_dir / "runs" / f"{objective}_seed{seed}")
+            logger.info("compare: %s, seed %d (%d/%d)", objective, seed, len(runs) + 1, len(objectives) * len(seeds))
             report = reusable_report(reuse_dir, config, with_baselines=position == 0) if reuse_dir else None
             if report is None:
                 report = train(config, export=False, baselines=position == 0)
-            report["loss"], report["seed"] = loss, seed
+            report["loss"], report["seed"] = objective, seed
             runs.append(report)
     summary = summarise(runs)
-    order = [f"{loss}_finetuned" for loss in losses]
+    order = [f"{objective}_finetuned" for objective in objectives]
     table = markdown_table(summary, order=order, paired=paired_differences(runs, order[0]), reference=order[0])
     angles = angle_table(summary, order=order)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"losses": list(losses), "seeds": list(seeds), "max_train_seconds": base.max_train_seconds,
+    result = {"losses": list(objectives), "seeds": list(seeds), "max_train_seconds": base.max_train_seconds,
               "overrides": overrides, "summary": summary, "table": table, "angle_table": angles,
               "figures": write_compare_figures(runs, out_dir), "runs": runs}
     write_json_atomic(out_dir / "compare.json", result)

@@ -1,6 +1,6 @@
 """Names and hyper-parameters of the training objectives, free of torch so that the CLI can list them fast.
 
-``LossParams`` is the single source of every objective's knobs: the CLI makes one ``--flag`` per field
+``ObjectiveParams`` is the single source of every objective's knobs: the CLI makes one ``--flag`` per field
 from its ``help`` metadata, configs and reports carry it whole, and each objective reads what it needs.
 """
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LOSS_NAMES = ("arcface", "cosface", "sphereface", "combined", "subcenter_arcface", "softmax", "norm_softmax",
-              "triplet", "arcface_triplet", "partial_fc_arcface")
+OBJECTIVE_NAMES = ("arcface", "cosface", "sphereface", "combined", "subcenter_arcface", "softmax", "norm_softmax",
+                   "triplet", "arcface_triplet", "partial_fc_arcface")
 # ArcFace with its class centres sharded across torchrun ranks: in one process it is ArcFace itself,
 # so ``arcsearch compare --losses all`` leaves it out.
-SHARDED_LOSSES = ("partial_fc_arcface",)
+SHARDED_OBJECTIVES = ("partial_fc_arcface",)
 
 
 def _knob(default: float | int | bool, help_text: str) -> object:
@@ -20,7 +20,7 @@ def _knob(default: float | int | bool, help_text: str) -> object:
 
 
 @dataclass(frozen=True)
-class LossParams:
+class ObjectiveParams:
     """Hyper-parameters of all objectives (angles in radians)."""
 
     scale: float = _knob(30.0, "scale s of the normalised logits (margin losses and norm_softmax)")

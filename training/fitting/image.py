@@ -1,4 +1,4 @@
-"""Fitting an image encoder with a training objective on decoded images (see ``training.loop.fit``)."""
+"""Fitting an image encoder with a training objective on decoded images (see ``training.engine.loop.fit``)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ from PIL import Image
 from torch import nn
 
 from index.bundle import ImagePreprocessing
-from training import distributed
-from training.baselines import backbone_baseline
 from training.config import ImageTrainConfig
-from training.data import shuffled_batches
-from training.evaluate import embed_images
-from training.heads import class_centres, make_objective
-from training.image_data import Augmentation, image_batch
-from training.loop import Batch, FitResult, fit
-from training.metrics import map_at_r
-from training.samplers import epoch_batches, resolve_sampler
+from training.data.images import Augmentation, image_batch
+from training.data.samplers import epoch_batches, resolve_sampler
+from training.data.splits import shuffled_batches
+from training.engine import distributed
+from training.engine.loop import fit
+from training.engine.trainer import Batch, FitResult
+from training.evaluation.baselines import backbone_baseline
+from training.evaluation.metrics import map_at_r
+from training.evaluation.scoring import embed_images
+from training.objectives.registry import class_centres, make_objective
 
 logger = logging.getLogger(__name__)
 
@@ -70,19 +71,19 @@ def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: 
                       ) -> tuple[nn.Module, FitResult]:
     """Train ``encoder`` (on ``device``) on images with (N,) class ``codes``; returns (objective, result).
 
-    Under torchrun each rank trains on its slice of every global batch (``training.distributed``).
+    Under torchrun each rank trains on its slice of every global batch (``training.engine.distributed``).
     ``validation`` = (images, labels) of validation classes, scored by MAP@R after each epoch (selects the
     best epoch); ``heldout`` = (images, labels) of held-out classes, scored after each epoch for the curves only.
     """
     num_classes = int(codes.max()) + 1
     objective = make_objective(
-        config.loss, num_classes, config.embedding_dim, config.loss_params, seed=config.seed,
+        config.objective, num_classes, config.embedding_dim, config.objective_params, seed=config.seed,
         centres=(lambda: class_centres(embed_images(encoder, images, params, device=device), codes))
         if config.uses_centre_init else None).to(device)
     rng = np.random.default_rng(config.seed)
     aug = Augmentation() if config.augment else None
     labels = torch.from_numpy(codes)
-    sampler = resolve_sampler(config.sampler, config.loss)
+    sampler = resolve_sampler(config.sampler, config.objective)
 
     def epoch_order(generator: np.random.Generator) -> list[np.ndarray]:
         return epoch_batches(sampler, codes, batch_size=config.batch_size, samples_per_class=config.samples_per_class,
@@ -100,8 +101,8 @@ def fit_image_encoder(encoder: nn.Module, images: Sequence[Image.Image], codes: 
         return lambda: map_at_r(embed_images(encoder, data[0], params, device=device), data[1])
 
     freeze = config.freeze_batchnorm if config.freeze_batchnorm is not None else config.checkpoint is not None
-    result = fit(encoder, objective, batches=batches, embed=encoder, steps_per_epoch=len(epoch_order(
-                 np.random.default_rng(0))), settings=config.fit_settings(has_validation=validation is not None),
+    result = fit(encoder, objective, batches=batches, embed=encoder, config=config,
+                 steps_per_epoch=len(epoch_order(np.random.default_rng(0))),
                  validate=score_on(validation) if validation is not None else None, freeze_batchnorm=freeze,
                  rng=rng, monitor=score_on(heldout) if heldout is not None else None)
     return objective, result

@@ -9,6 +9,7 @@ from torch import nn
 
 LR_SCHEDULES = ("cosine", "poly")
 POLY_POWER = 2.0  # insightface's arcface_torch decays its learning rate with (1 - progress)^2
+MIN_LR_FRACTION = 0.05  # the schedules end at this share of each peak rate
 
 
 def get_lr(step: float, *, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float,
@@ -35,16 +36,16 @@ def _decays(name: str, param: nn.Parameter) -> bool:
     return param.ndim > 1 and not name.endswith(".bias")
 
 
-def make_optimizer(encoder: nn.Module, head: nn.Module, *, lr: float, head_lr: float,
+def make_optimiser(encoder: nn.Module, objective: nn.Module, *, lr: float, head_lr: float,
                    weight_decay: float, head_weight_decay: float = 0.0) -> torch.optim.AdamW:
     """AdamW with the encoder at ``lr`` and decay ``weight_decay`` (none on biases and norms), and the
-    objective's parameters (``head``: class centres) at ``head_lr`` and ``head_weight_decay``.
+    ``objective``'s parameters (its class centres, the "head") at ``head_lr`` and ``head_weight_decay``.
     Each group keeps its peak rate in ``group['peak_lr']`` for the schedule."""
     named = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad]
     groups = [
         {"params": [p for n, p in named if _decays(n, p)], "weight_decay": weight_decay, "peak_lr": lr},
         {"params": [p for n, p in named if not _decays(n, p)], "weight_decay": 0.0, "peak_lr": lr},
-        {"params": list(head.parameters()), "weight_decay": head_weight_decay, "peak_lr": head_lr},
+        {"params": list(objective.parameters()), "weight_decay": head_weight_decay, "peak_lr": head_lr},
     ]
     groups = [g for g in groups if g["params"]]
     return torch.optim.AdamW([{**g, "lr": g["peak_lr"]} for g in groups])

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from training import distributed
-from training.losses import Objective
-from training.precision import autocast
+from training.engine import distributed
+from training.engine.precision import autocast
+from training.objectives.base import Objective
 
 
 class Embedding(nn.Module):
@@ -33,18 +33,18 @@ class Embedding(nn.Module):
 class Scoring(nn.Module):
     """Embedding + objective as one module (what DDP wraps): (inputs, labels) -> (loss, logits or None)."""
 
-    def __init__(self, embedding: nn.Module, head: Objective) -> None:
+    def __init__(self, embedding: nn.Module, objective: Objective) -> None:
         super().__init__()
-        self.embedding, self.head = embedding, head
+        self.embedding, self.objective = embedding, objective
 
     def forward(self, inputs: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        output = self.head(self.embedding(inputs), labels)
+        output = self.objective(self.embedding(inputs), labels)
         return output.loss, output.logits
 
 
-def training_model(embedding: Embedding, head: Objective, device: torch.device) -> nn.Module:
+def training_model(embedding: Embedding, objective: Objective, device: torch.device) -> nn.Module:
     """The module a step calls: DDP over embedding and objective, or over the embedding alone when the
     objective ``handles_distribution`` itself (then its gradients are left as it makes them)."""
-    if getattr(head, "handles_distribution", False):
-        return Scoring(distributed.data_parallel(embedding, device), head)
-    return distributed.data_parallel(Scoring(embedding, head), device)
+    if getattr(objective, "handles_distribution", False):
+        return Scoring(distributed.data_parallel(embedding, device), objective)
+    return distributed.data_parallel(Scoring(embedding, objective), device)

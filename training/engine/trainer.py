@@ -1,18 +1,8 @@
-"""The training loop shared by images and texts: encoder + objective, AdamW, warmup + cosine decay.
+"""The state of one ``fit`` (see ``training.engine.loop``): one step at a time, the end of each epoch, checkpoints.
 
-Read top to bottom: ``FitSettings``, ``FitResult``, ``_Trainer`` (one step, one epoch's end,
-checkpoints), ``fit``; the schedules and AdamW are in ``training.optimiser``. The loop knows nothing of
-the modality: it is given a function that yields (inputs, labels) batches and one that embeds inputs.
-
-Checkpoints (``checkpoint_every`` steps into ``checkpoint_dir``; ``resume`` to continue) hold everything the
-run depends on, so that on cpu a run interrupted and resumed ends with bit-for-bit the weights and losses of
-an uninterrupted one: weights, optimiser (and fp16 scaler) state, step, epoch and position in it, the
-numpy generator's state at the start of the epoch (the epoch's batches are drawn again and the ones
-already trained on skipped), torch's RNG states, the result so far and the best validation state.
-A time budget (``max_train_seconds``) makes a run non-deterministic: the schedule then follows the
-clock, and the time before an interruption counts against the budget.
-
-Precision, the divergence guard and data-parallel training: ``training.precision``, ``training.distributed``.
+``Trainer`` reads its knobs from a ``TrainConfig`` (validated when it was made) and takes the schedules and
+AdamW from ``training.engine.optimiser``, the precision and the divergence guard from
+``training.engine.precision``, the data-parallel collectives from ``training.engine.distributed``.
 """
 
 from __future__ import annotations
@@ -23,52 +13,32 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from training import checkpoint, distributed
-from training.losses import Objective
-from training.optimiser import get_lr, get_margin_fraction, make_optimizer
-from training.precision import DivergenceGuard, check_precision, make_scaler
-from training.step_model import Embedding, training_model
+from training.engine import checkpoint, distributed
+from training.engine.optimiser import MIN_LR_FRACTION, get_lr, get_margin_fraction, make_optimiser
+from training.engine.precision import DivergenceGuard, make_scaler
+from training.engine.step import Embedding, training_model
+from training.objectives.base import Objective
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
 Batch = tuple[Any, torch.Tensor]  # (encoder inputs, (N,) int64 class indices)
 
 
-@dataclass(frozen=True)
-class FitSettings:
-    """Optimisation knobs; learning rates are peak values, ``max_train_seconds`` a hard budget."""
-
-    epochs: int
-    lr: float
-    head_lr: float
-    weight_decay: float = 1e-4
-    head_weight_decay: float = 0.0
-    lr_schedule: str = "cosine"  # or "poly", see training.optimiser.get_lr
-    warmup_fraction: float = 0.1
-    min_lr_fraction: float = 0.05
-    grad_clip: float = 5.0
-    margin_warmup_fraction: float = 0.0  # share of training over which a head's margin grows from 0
-    max_train_seconds: float | None = None
-    patience: int | None = None  # epochs without validation gain before stopping; None: never stop
-    show_progress: bool = True
-    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (cuda only), see training.precision
-    checkpoint_every: int = 0  # steps between checkpoints; 0: none
-    checkpoint_dir: Path | None = None
-    resume: bool = False  # continue from the checkpoint in checkpoint_dir
-
-
 @dataclass
 class FitResult:
     """What happened: per-epoch mean loss, head accuracy (share of training samples whose highest logit is
     their class; empty for objectives without logits) and validation scores, each step's loss (the mean over
-    the global batch), time spent, why it stopped."""
+    the global batch), time spent, why it stopped. Its field names are keys of checkpoints and reports."""
 
     epoch_losses: list[float] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
@@ -81,48 +51,52 @@ class FitResult:
     stop_reason: str = "epochs done"
 
 
-def set_train_mode(encoder: nn.Module, head: nn.Module, *, freeze_batchnorm: bool) -> None:
+def set_train_mode(encoder: nn.Module, objective: nn.Module, *, freeze_batchnorm: bool) -> None:
     """Train mode; with ``freeze_batchnorm`` BatchNorm layers keep their running statistics (eval mode),
     which is what small batches of a fine-tuned pretrained backbone need."""
     encoder.train()
-    head.train()
+    objective.train()
     if freeze_batchnorm:
         for module in encoder.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
 
 
-_TRAJECTORY_SETTINGS = ("epochs", "lr", "head_lr", "weight_decay", "head_weight_decay", "lr_schedule",
-                        "warmup_fraction", "min_lr_fraction", "grad_clip", "margin_warmup_fraction", "precision")
+# the config fields a run's trajectory depends on: a checkpoint records them, a resume compares them
+TRAJECTORY_FIELDS = ("epochs", "lr", "head_lr", "weight_decay", "head_weight_decay", "lr_schedule",
+                     "warmup_fraction", "grad_clip", "margin_warmup_fraction", "precision")
 
 
-class _Trainer:
-    """The state of one ``fit``: takes one step at a time, closes epochs, writes and reads checkpoints."""
+class Trainer:
+    """The state of one ``fit``: takes one step at a time, closes epochs, writes and reads checkpoints.
 
-    def __init__(self, encoder: nn.Module, head: Objective, *, embed: Callable[[Any], torch.Tensor],
-                 settings: FitSettings, steps_per_epoch: int, freeze_batchnorm: bool) -> None:
-        if (settings.checkpoint_every or settings.resume) and settings.checkpoint_dir is None:
-            raise ValueError("checkpoint_every and resume need a checkpoint_dir")
-        self.encoder, self.head, self.settings, self.freeze_batchnorm = encoder, head, settings, freeze_batchnorm
+    Trains on the device of ``encoder``'s parameters; ``config`` was validated when it was made (its
+    precision against its device), so nothing here checks it again.
+    """
+
+    def __init__(self, encoder: nn.Module, objective: Objective, *, embed: Callable[[Any], torch.Tensor],
+                 config: TrainConfig, steps_per_epoch: int, freeze_batchnorm: bool) -> None:
+        self.encoder, self.objective, self.config = encoder, objective, config
+        self.freeze_batchnorm = freeze_batchnorm
         self.device = next(encoder.parameters()).device
-        check_precision(settings.precision, self.device)
-        self.optimizer = make_optimizer(encoder, head, lr=settings.lr, head_lr=settings.head_lr,
-                                        weight_decay=settings.weight_decay,
-                                        head_weight_decay=settings.head_weight_decay)
-        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        self.scaler = make_scaler(settings.precision, self.device)
+        self.optimiser = make_optimiser(encoder, objective, lr=config.lr, head_lr=config.head_lr,
+                                        weight_decay=config.weight_decay, head_weight_decay=config.head_weight_decay)
+        self.params = [p for group in self.optimiser.param_groups for p in group["params"]]
+        self.scaler = make_scaler(config.precision, self.device)
         self.guard = DivergenceGuard(scaled=self.scaler is not None)
-        self.sharded_head = bool(getattr(head, "handles_distribution", False))
-        self.model = training_model(Embedding(encoder, embed, precision=settings.precision, device=self.device),
-                                     head, self.device)
+        self.sharded_objective = bool(getattr(objective, "handles_distribution", False))
+        self.model = training_model(Embedding(encoder, embed, precision=config.precision, device=self.device),
+                                     objective, self.device)
         self.steps_per_epoch = steps_per_epoch
-        self.total_steps = max(1, settings.epochs * steps_per_epoch)
-        self.warmup_steps = int(settings.warmup_fraction * self.total_steps)
-        self.margin_warmup_steps = int(settings.margin_warmup_fraction * self.total_steps)
+        self.total_steps = max(1, config.epochs * steps_per_epoch)
+        self.warmup_steps = int(config.warmup_fraction * self.total_steps)
+        self.margin_warmup_steps = int(config.margin_warmup_fraction * self.total_steps)
         self.result = FitResult()
         self.epoch, self.position, self.hits, self.seen = 0, 0, 0, 0  # position: steps done in this epoch
         self.epoch_rng: dict[str, Any] | None = None  # the batch generator's state at the start of the epoch
-        self.best: dict[str, Any] | None = None  # {"score", "epoch", "encoder", "head"} of the best validation
+        # {"score", "epoch", "encoder", "head"} of the best validation ("head": the objective's state, a
+        # checkpoint key kept from earlier versions so that their checkpoints still resume)
+        self.best: dict[str, Any] | None = None
         self.seconds_before, self.started = 0.0, time.perf_counter()
 
     # --- one step -------------------------------------------------------------------------------------
@@ -131,20 +105,20 @@ class _Trainer:
         return distributed.all_max(self.seconds_before + time.perf_counter() - self.started, self.device)
 
     def out_of_time(self) -> bool:
-        budget = self.settings.max_train_seconds
+        budget = self.config.max_train_seconds
         return bool(budget) and self.elapsed() >= budget
 
     def schedule(self) -> None:
         """Learning rates and margin share for the next step: progress in steps or, under a time budget,
         in time, whichever is further along."""
-        progress, budget = self.result.steps, self.settings.max_train_seconds
+        progress, budget = self.result.steps, self.config.max_train_seconds
         if budget:
             progress = max(progress, int(self.total_steps * self.elapsed() / budget))
-        for group in self.optimizer.param_groups:
+        for group in self.optimiser.param_groups:
             group["lr"] = get_lr(progress, max_lr=group["peak_lr"], warmup_steps=self.warmup_steps,
-                                 total_steps=self.total_steps, min_lr=group["peak_lr"] * self.settings.min_lr_fraction,
-                                 schedule=self.settings.lr_schedule)
-        self.head.margin_fraction = get_margin_fraction(progress, warmup_steps=self.margin_warmup_steps)
+                                 total_steps=self.total_steps, min_lr=group["peak_lr"] * MIN_LR_FRACTION,
+                                 schedule=self.config.lr_schedule)
+        self.objective.margin_fraction = get_margin_fraction(progress, warmup_steps=self.margin_warmup_steps)
 
     def global_loss(self, loss: torch.Tensor, logits: torch.Tensor | None,
                     labels: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -161,24 +135,24 @@ class _Trainer:
             return local, loss
         loss_sum, count, hits = distributed.all_sum([local * len(labels), len(labels), hits], self.device)
         self.hits, self.seen = self.hits + int(hits), self.seen + (int(count) if logits is not None else 0)
-        if self.sharded_head:
+        if self.sharded_objective:
             return loss_sum / count, loss
         return loss_sum / count, loss * (len(labels) * distributed.world_size() / count)
 
     def optimise(self, loss: torch.Tensor, loss_value: float) -> None:
         """Backward, clip, guard, step (through the fp16 scaler where there is one)."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimiser.zero_grad(set_to_none=True)
         if self.scaler is None:
             loss.backward()
         else:
             self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-        grad_norm = float(nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip))
+            self.scaler.unscale_(self.optimiser)
+        grad_norm = float(nn.utils.clip_grad_norm_(self.params, self.config.grad_clip))
         self.guard.check_gradients(self.result.steps, loss_value, grad_norm)
         if self.scaler is None:
-            self.optimizer.step()
+            self.optimiser.step()
         else:  # skips the update itself when the gradients hold inf/nan
-            self.scaler.step(self.optimizer)
+            self.scaler.step(self.optimiser)
             self.scaler.update()
 
     def step(self, inputs: Any, labels: torch.Tensor) -> None:
@@ -199,14 +173,14 @@ class _Trainer:
         if self.position == 0:  # a fresh epoch, not one resumed part-way
             self.epoch, self.hits, self.seen = epoch, 0, 0
             self.epoch_rng = checkpoint.rng_state(rng) if rng is not None else None
-        set_train_mode(self.encoder, self.head, freeze_batchnorm=self.freeze_batchnorm)
-        show = self.settings.show_progress and distributed.is_main_process()
+        set_train_mode(self.encoder, self.objective, freeze_batchnorm=self.freeze_batchnorm)
+        show = self.config.show_progress and distributed.is_main_process()
         for done, (inputs, labels) in enumerate(tqdm(batches(epoch), total=self.steps_per_epoch,
                                                      desc=f"epoch {epoch + 1}", leave=False, disable=not show)):
             if done < self.position:
                 continue  # trained on before the checkpoint; drawn again so that the generator's draws match
             self.step(inputs, labels)
-            if self.settings.checkpoint_every and self.result.steps % self.settings.checkpoint_every == 0:
+            if self.config.checkpoint_every and self.result.steps % self.config.checkpoint_every == 0:
                 self.save()
             if self.out_of_time():
                 return True
@@ -219,7 +193,7 @@ class _Trainer:
         if self.best is None or score > self.best["score"]:
             self.result.best_epoch = epoch
             self.best = {"score": score, "epoch": epoch, "encoder": copy.deepcopy(self.encoder.state_dict()),
-                         "head": copy.deepcopy(self.head.state_dict())}
+                         "head": copy.deepcopy(self.objective.state_dict())}
         return score
 
     def watch(self, monitor: Callable[[], float]) -> float:
@@ -235,7 +209,7 @@ class _Trainer:
         """Record the epoch's mean loss, head accuracy, validation and monitor scores; the reason to stop, if any."""
         losses = self.result.step_losses[len(self.result.step_losses) - self.position:]
         self.result.epoch_losses.append(sum(losses) / max(1, len(losses)))
-        message = f"epoch {epoch + 1}/{self.settings.epochs}: loss {self.result.epoch_losses[-1]:.4f}"
+        message = f"epoch {epoch + 1}/{self.config.epochs}: loss {self.result.epoch_losses[-1]:.4f}"
         if self.seen:
             self.result.epoch_head_accuracy.append(self.hits / self.seen)
             message += f", head accuracy {self.hits / self.seen:.3f}"
@@ -246,9 +220,9 @@ class _Trainer:
         if distributed.is_main_process():
             logger.info("%s (%.0f s)", message, self.seconds_before + time.perf_counter() - self.started)
         self.position = 0
-        patience = self.settings.patience
+        patience = self.config.patience  # stops only where there is validation (a best epoch)
         if out_of_time:
-            return f"time budget of {self.settings.max_train_seconds} s spent"
+            return f"time budget of {self.config.max_train_seconds} s spent"
         if patience is not None and self.result.best_epoch is not None and epoch - self.result.best_epoch >= patience:
             return f"no validation gain for {patience} epochs"
         return None
@@ -258,34 +232,39 @@ class _Trainer:
         self.result.train_seconds = self.seconds_before + time.perf_counter() - self.started
         if self.best is not None:
             self.encoder.load_state_dict(self.best["encoder"])
-            self.head.load_state_dict(self.best["head"])
+            self.objective.load_state_dict(self.best["head"])
             if distributed.is_main_process():
                 logger.info("restored the weights of epoch %d (validation MAP@R %.4f)", self.best["epoch"] + 1,
                             self.best["score"])
         self.encoder.eval()
-        self.head.eval()
+        self.objective.eval()
         return self.result
 
     # --- checkpoints ----------------------------------------------------------------------------------
     def checkpoint_file(self) -> Path:
         """Rank 0's file, or each rank's own when the objective's state differs between ranks."""
-        per_rank = self.sharded_head and distributed.is_distributed()
-        return checkpoint.checkpoint_path(self.settings.checkpoint_dir, rank=distributed.rank() if per_rank else None)
+        per_rank = self.sharded_objective and distributed.is_distributed()
+        return checkpoint.checkpoint_path(self.config.checkpoint_dir, rank=distributed.rank() if per_rank else None)
+
+    def trajectory(self) -> dict[str, Any]:
+        """The settings the run's trajectory depends on: ``TRAJECTORY_FIELDS`` and the schedule's floor."""
+        return {**{name: getattr(self.config, name) for name in TRAJECTORY_FIELDS}, "min_lr_fraction": MIN_LR_FRACTION}
 
     def state(self) -> dict[str, Any]:
-        """Everything ``restore`` needs to continue exactly (tensors and plain containers only)."""
+        """Everything ``restore`` needs to continue exactly (tensors and plain containers only). The keys are
+        those of earlier versions ("head": the objective, "optimizer"), so that their checkpoints resume."""
         self.result.train_seconds = self.seconds_before + time.perf_counter() - self.started
         return {"step": self.result.steps, "epoch": self.epoch, "position": self.position, "hits": self.hits,
-                "seen": self.seen, "encoder": self.encoder.state_dict(), "head": self.head.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                "seen": self.seen, "encoder": self.encoder.state_dict(), "head": self.objective.state_dict(),
+                "optimizer": self.optimiser.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "epoch_rng": self.epoch_rng, "torch_rng": checkpoint.torch_rng_states(), "result": asdict(self.result),
                 "best": self.best, "skipped_steps": self.guard.skipped, "steps_per_epoch": self.steps_per_epoch,
-                "settings": {name: getattr(self.settings, name) for name in _TRAJECTORY_SETTINGS}}
+                "settings": self.trajectory()}
 
     def save(self) -> None:
         """Write a checkpoint (rank 0, or every rank for a sharded objective); the others wait."""
-        if self.sharded_head or distributed.is_main_process():
+        if self.sharded_objective or distributed.is_main_process():
             checkpoint.save_checkpoint(self.checkpoint_file(), self.state())
         distributed.barrier()
 
@@ -293,15 +272,15 @@ class _Trainer:
         """Continue from the checkpoint file: weights, optimiser, counters, result, RNGs."""
         path = self.checkpoint_file()
         state = checkpoint.load_checkpoint(path)
-        changed = {name: (value, getattr(self.settings, name)) for name, value in state["settings"].items()
-                   if getattr(self.settings, name) != value}
+        now = self.trajectory()
+        changed = {name: (value, now.get(name)) for name, value in state["settings"].items() if now.get(name) != value}
         if changed or state["steps_per_epoch"] != self.steps_per_epoch:
             logger.warning("resuming %s with other settings than it was written with (%s, steps per epoch %d -> "
                            "%d): the run will not match an uninterrupted one", path, changed,
                            state["steps_per_epoch"], self.steps_per_epoch)
         self.encoder.load_state_dict(state["encoder"])
-        self.head.load_state_dict(state["head"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.objective.load_state_dict(state["head"])
+        self.optimiser.load_state_dict(state["optimizer"])
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.result = FitResult(**state["result"])
@@ -317,31 +296,3 @@ class _Trainer:
         if distributed.is_main_process():
             logger.info("resumed from %s at step %d (epoch %d, %d steps into it)", path, self.result.steps,
                         self.epoch + 1, self.position)
-
-
-def fit(encoder: nn.Module, head: Objective, *, batches: Callable[[int], Iterable[Batch]],
-        embed: Callable[[Any], torch.Tensor], settings: FitSettings, steps_per_epoch: int,
-        validate: Callable[[], float] | None = None, freeze_batchnorm: bool = False,
-        rng: np.random.Generator | None = None, monitor: Callable[[], float] | None = None) -> FitResult:
-    """Train ``encoder`` and the objective ``head`` (class centres, if any) on the objective's loss.
-
-    ``batches(epoch)`` yields one epoch of batches; ``embed(inputs)`` gives (N, D) embeddings.
-    ``rng`` is the generator ``batches`` draws from (if any): checkpoints keep its state at the start of
-    each epoch so that a resumed epoch draws the same batches. The learning rate follows ``get_lr`` on
-    progress measured in steps or, under a time budget, in time, whichever is further along. With
-    ``validate`` (higher is better) the best epoch's encoder and head weights are restored at the end.
-    ``monitor()`` (e.g. held-out MAP@R) is recorded after every epoch for the curves and never selects
-    anything; its time does not count against the time budget.
-    Raises ``training.precision.TrainingDiverged`` when the loss or gradients become non-finite.
-    Under torchrun (``training.distributed``) every rank calls ``fit`` with its slice of each global batch.
-    """
-    trainer = _Trainer(encoder, head, embed=embed, settings=settings, steps_per_epoch=steps_per_epoch,
-                       freeze_batchnorm=freeze_batchnorm)
-    if settings.resume:
-        trainer.restore(rng)
-    for epoch in range(trainer.epoch, settings.epochs):
-        stop_reason = trainer.end_epoch(epoch, validate, trainer.run_epoch(epoch, batches, rng), monitor)
-        if stop_reason is not None:
-            trainer.result.stop_reason = stop_reason
-            break
-    return trainer.finish()

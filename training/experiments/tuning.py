@@ -1,15 +1,15 @@
-"""Each loss's own hyper-parameters, searched on validation classes with the budget of the comparison.
+"""Each objective's own hyper-parameters, searched on validation classes with the budget of the comparison.
 
-A loss is trained once per point of its grid and per seed, with ``validation_fraction`` of the training
+An objective is trained once per point of its grid and per seed, with ``validation_fraction`` of the training
 classes kept back (``base.validation_fraction`` must be > 0). A point's score is the validation MAP@R of
 the last epoch — what a comparison run, which never selects an epoch, would end with — averaged over
-seeds. The held-out classes are not looked at. ``best_overrides`` gives each loss its best point, the
+seeds. The held-out classes are not looked at. ``best_overrides`` gives each objective its best point, the
 input of ``arcsearch compare --overrides``. Runs already in the output folder with the same configuration
 are reused, so an interrupted or extended search continues where it stopped.
 
 A point is a dict of overrides: names of ``TrainConfig`` fields (``lr``, ``head_lr``, ...) or of
-``LossParams`` fields (``margin_rad``, ``scale``, ...). The empty point is the default configuration
-and is always in the grid, so a tuned loss is never worse on validation than its defaults.
+``ObjectiveParams`` fields (``margin_rad``, ``scale``, ...). The empty point is the default configuration
+and is always in the grid, so a tuned objective is never worse on validation than its defaults.
 """
 
 from __future__ import annotations
@@ -25,16 +25,16 @@ import numpy as np
 
 from index.bundle import write_json_atomic
 from training.config import TrainConfig
-from training.loss_params import LossParams
-from training.reuse import reusable_report
+from training.experiments.reuse import reusable_report
+from training.objectives.params import ObjectiveParams
 
 logger = logging.getLogger(__name__)
 
 Point = dict[str, float | int | bool | str]
-Trainer = Callable[..., dict[str, Any]]
+TrainRun = Callable[..., dict[str, Any]]  # train_images or train_texts of training.run
 
-# the default ({}) first, then moves of the loss's own knobs (margins, scale; the head's rate for the
-# unnormalised softmax, the triplet margin) and, for every loss, three times the encoder's learning rate;
+# the default ({}) first, then moves of the objective's own knobs (margins, scale; the head's rate for the
+# unnormalised softmax, the triplet margin) and, for every objective, three times the encoder's learning rate;
 # ArcFace also with the P x K batches the triplet losses train on, so that a gain of arcface_triplet over
 # arcface can be told apart from a gain of its sampler
 FASTER_ENCODER: Point = {"lr_factor": 3.0}
@@ -50,21 +50,22 @@ DEFAULT_GRIDS: dict[str, list[Point]] = {
     "triplet": [{}, {"triplet_margin": 0.1}, {"triplet_margin": 0.4}, FASTER_ENCODER],
     "arcface_triplet": [{}, {"triplet_weight": 0.5}, {"triplet_weight": 2.0}, {"margin_rad": 0.3}, FASTER_ENCODER],
 }
-LOSS_KNOBS = frozenset(f.name for f in dataclasses.fields(LossParams))
-CONFIG_KNOBS = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - {"loss", "loss_params", "seed"}
+OBJECTIVE_KNOBS = frozenset(f.name for f in dataclasses.fields(ObjectiveParams))
+CONFIG_KNOBS = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - {"objective", "objective_params", "seed"}
 
 
 def apply_overrides(base: TrainConfig, point: Point) -> TrainConfig:
-    """``base`` with the point's values: ``LossParams`` fields go into ``loss_params``, others replace config
+    """``base`` with the point's values: ``ObjectiveParams`` fields go into ``objective_params``, others replace config
     fields; ``lr_factor`` multiplies the encoder's ``lr``. ValueError names an unknown key."""
-    unknown = set(point) - LOSS_KNOBS - CONFIG_KNOBS - {"lr_factor"}
+    unknown = set(point) - OBJECTIVE_KNOBS - CONFIG_KNOBS - {"lr_factor"}
     if unknown:
-        raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; use TrainConfig or LossParams field names")
-    knobs = {key: value for key, value in point.items() if key in LOSS_KNOBS}
+        raise ValueError(f"unknown hyper-parameter(s) {sorted(unknown)}; use TrainConfig or ObjectiveParams "
+                         "field names")
+    knobs = {key: value for key, value in point.items() if key in OBJECTIVE_KNOBS}
     fields = {key: value for key, value in point.items() if key in CONFIG_KNOBS}
     if "lr_factor" in point:
         fields["lr"] = base.lr * float(point["lr_factor"])
-    return dataclasses.replace(base, loss_params=dataclasses.replace(base.loss_params, **knobs), **fields)
+    return dataclasses.replace(base, objective_params=dataclasses.replace(base.objective_params, **knobs), **fields)
 
 
 def point_name(point: Point) -> str:
@@ -78,37 +79,37 @@ def _last_validation_score(report: dict[str, Any]) -> float:
     return float(scores[-1]) if scores else math.nan
 
 
-def tune_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], seeds: Sequence[int], out_dir: Path,
-                grids: dict[str, list[Point]] | None = None) -> dict[str, Any]:
-    """Train every grid point of every loss on every seed with ``train(config, export=False,
-    baselines=False)``; returns and writes ``tuning.json`` ({points: [...], best: {loss: point}}) and a
-    markdown table ``tuning.md`` into ``out_dir``."""
+def tune_objectives(base: TrainConfig, train: TrainRun, *, objectives: Sequence[str], seeds: Sequence[int],
+                    out_dir: Path, grids: dict[str, list[Point]] | None = None) -> dict[str, Any]:
+    """Train every grid point of every objective on every seed with ``train(config, export=False,
+    baselines=False)``; returns and writes ``tuning.json`` ({points: [{loss, point, ...}], best: {objective:
+    point}}) and a markdown table ``tuning.md`` into ``out_dir``."""
     if base.validation_fraction <= 0:
         raise ValueError("tuning needs validation classes: set validation_fraction > 0 (e.g. 0.25)")
     grids = grids or DEFAULT_GRIDS
-    missing = [loss for loss in losses if loss not in grids]
+    missing = [objective for objective in objectives if objective not in grids]
     if missing:
         raise ValueError(f"no tuning grid for {missing}; grids exist for {sorted(grids)}")
     out_dir = Path(out_dir)
-    total = sum(len(grids[loss]) for loss in losses) * len(seeds)
+    total = sum(len(grids[objective]) for objective in objectives) * len(seeds)
     points: list[dict[str, Any]] = []
-    for loss in losses:
-        for point in grids[loss]:
+    for objective in objectives:
+        for point in grids[objective]:
             scores = []
             for seed in seeds:
-                name = f"{loss}_{point_name(point)}_seed{seed}".replace("=", "-").replace(",", "_")
-                config = dataclasses.replace(apply_overrides(base, point), loss=loss, seed=seed,
+                name = f"{objective}_{point_name(point)}_seed{seed}".replace("=", "-").replace(",", "_")
+                config = dataclasses.replace(apply_overrides(base, point), objective=objective, seed=seed,
                                              out_dir=out_dir / "runs" / name)
-                logger.info("tune: %s %s, seed %d (%d/%d)", loss, point_name(point), seed,
+                logger.info("tune: %s %s, seed %d (%d/%d)", objective, point_name(point), seed,
                             len(points) * len(seeds) + len(scores) + 1, total)
                 report = reusable_report(out_dir, config) or train(config, export=False, baselines=False)
                 scores.append(_last_validation_score(report))
-            points.append({"loss": loss, "point": point, "name": point_name(point), "scores": scores,
+            points.append({"loss": objective, "point": point, "name": point_name(point), "scores": scores,
                            "mean": float(np.nanmean(scores)) if not all(map(math.isnan, scores)) else math.nan})
     best = best_overrides(points)
     table = tuning_table(points, best)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"losses": list(losses), "seeds": list(seeds), "validation_fraction": base.validation_fraction,
+    result = {"losses": list(objectives), "seeds": list(seeds), "validation_fraction": base.validation_fraction,
               "points": points, "best": best, "table": table}
     write_json_atomic(out_dir / "tuning.json", result)
     write_json_atomic(out_dir / "tuned.json", best)
@@ -118,19 +119,19 @@ def tune_losses(base: TrainConfig, train: Trainer, *, losses: Sequence[str], see
 
 
 def best_overrides(points: Sequence[dict[str, Any]]) -> dict[str, Point]:
-    """Per loss, the point with the highest mean validation score (the earlier point on a tie, so the
-    default wins ties); NaN scores never win."""
+    """Per objective (each entry's ``loss``), the point with the highest mean validation score (the earlier
+    point on a tie, so the default wins ties); NaN scores never win."""
     best: dict[str, tuple[float, Point]] = {}
     for entry in points:
         score = entry["mean"]
         current = best.get(entry["loss"])
         if current is None or (not math.isnan(score) and (math.isnan(current[0]) or score > current[0])):
             best[entry["loss"]] = (score, entry["point"])
-    return {loss: point for loss, (_, point) in best.items()}
+    return {objective: point for objective, (_, point) in best.items()}
 
 
 def tuning_table(points: Sequence[dict[str, Any]], best: dict[str, Point]) -> str:
-    """A markdown row per (loss, point): its validation MAP@R per seed and mean; the chosen point in bold."""
+    """A markdown row per (objective, point): its validation MAP@R per seed and mean; the chosen point in bold."""
     lines = ["| loss | hyper-parameters | validation MAP@R (per seed) | mean |", "|---|---|---|---|"]
     for entry in points:
         chosen = best.get(entry["loss"]) == entry["point"]

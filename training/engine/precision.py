@@ -2,7 +2,8 @@
 
 ``fp32``: plain float32. ``bf16``: the encoder's forward under ``torch.autocast`` in bfloat16 (cpu or cuda).
 ``fp16``: autocast in float16 with a ``torch.amp.GradScaler`` (cuda only). The objective (margin math:
-acos/sqrt near +-1) always runs in float32 on float32 embeddings; the loop sees to that.
+acos/sqrt near +-1) always runs in float32 on float32 embeddings; the loop sees to that. Which precision
+a device allows is checked where the configuration is made (``training.config``).
 """
 
 from __future__ import annotations
@@ -30,17 +31,6 @@ class TrainingDiverged(RuntimeError):
         super().__init__(
             f"training diverged at step {step}: {what} (loss {loss!r}). Try a lower --lr and/or --head-lr, a "
             "lower --scale, a longer margin warmup (--margin-warmup-fraction), or --precision fp32.")
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """Raise ``ConfigError`` unless ``precision`` is one of ``PRECISIONS`` and usable on ``device``."""
-    from training.config import ConfigError  # config imports the loop, which imports this module
-
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError(f"precision fp16 needs a CUDA device (a GradScaler on {device.type} is not supported); "
-                          "use bf16 or fp32 on cpu")
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager:

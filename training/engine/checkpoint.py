@@ -1,6 +1,6 @@
 """Training checkpoints: one file of tensors and plain containers, written atomically, read without pickle.
 
-A checkpoint is a dict (see ``training.loop._Trainer.state``) of state dicts, ints, floats, strings, lists
+A checkpoint is a dict (see ``training.engine.trainer.Trainer.state``) of state dicts, ints, floats, strings, lists
 and None only, so ``torch.load(weights_only=True)`` reads it. A numpy ``Generator``'s state is already such
 a dict (``{"bit_generator": "PCG64", "state": {"state": int, "inc": int}, ...}``); ``rng_state`` makes sure.
 """

@@ -2,7 +2,7 @@
 
 W has shape (C * k, D); rows c*k .. c*k + k - 1 are the sub-centres of class c (the order of
 pytorch-metric-learning's ``SubCenterArcFaceLoss``, whose W is the transpose). Clean samples gather at
-one dominant sub-centre per class; noisy ones at the others or far from all (``training.mislabelled``).
+one dominant sub-centre per class; noisy ones at the others or far from all (``training.evaluation.mislabelled``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from training.losses.base import ObjectiveOutput
-from training.losses.classifiers import Margin, MarginClassifier
+from training.objectives.base import ObjectiveOutput
+from training.objectives.classifiers import Margin, MarginClassifier
 
 COUNT_DECAY = 0.99  # running nearest-sub-centre counts forget with a horizon of about 100 batches
 INIT_NOISE = 0.1  # norm of the seeded perturbation of each sub-centre around its class centre (~6 degrees)

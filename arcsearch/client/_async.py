@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from arcsearch.client import _requests as calls
+import arcsearch.client._requests as calls
 from arcsearch.client._errors import transport_error
 from arcsearch.client._media import ImageInput
 from arcsearch.client._policy import (

@@ -4,7 +4,9 @@ A real server on 127.0.0.1 with API keys. For ``--seconds`` (60) ``--clients`` (
 with a read key, alternating text and image queries; a few seconds in, an admin re-indexes ``texts`` from its
 source file; a little later a burst of hostile requests *without a key* arrives (large JSON bodies, deeply
 nested JSON, unknown HTTP methods that would bloat ``/metrics``, oversized image uploads, a foreign Host
-header), while a prober times ``GET /healthz`` every 50 ms and a sampler reads the server's resident memory.
+header) and, with ``--keyed-bombs``, parallel image searches *with the read key* whose PNGs are tiny files of
+6300 x 6300 pixels (each would decode to 119 MB), while a prober times ``GET /healthz`` every 50 ms and a
+sampler reads the server's resident memory.
 Everything is bounded in count and time and sent to loopback only.
 
 Prints: requests served, 5xx answers (to anyone), searches failed, p50/p99 of searches, the server's peak RSS
@@ -101,6 +103,24 @@ def hostile_requests(base: str, burst: Burst, *, rounds: int, json_mib: int) -> 
                     burst.record("odd_method", type(exc).__name__)
 
 
+def keyed_bombs(base: str, burst: Burst, *, requests: int, headers: dict[str, str]) -> None:
+    """``requests`` image searches at once, each of 16 tiny PNGs that decode to 6300 x 6300 pixels, with a key."""
+    parts = [("file", (f"{i}.png", bomb_png(6300), "image/png")) for i in range(16)]
+
+    def send(_: int) -> None:
+        with httpx.Client(base_url=base, timeout=300) as client:
+            try:
+                burst.record("keyed_bomb_png", client.post("/v1/images/search", files=parts, headers=headers,
+                                                           data={"k": "1"}).status_code)
+            except httpx.HTTPError as exc:
+                burst.record("keyed_bomb_png", type(exc).__name__)
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def probe(base: str, stop: threading.Event, samples: list[tuple[float, float]]) -> None:
     """``GET /healthz`` every 50 ms until ``stop``: (monotonic start, seconds) per probe (inf on error)."""
     with httpx.Client(base_url=base, timeout=10) as client:
@@ -128,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--burst-rounds", type=int, default=5, help="rounds of hostile requests")
     parser.add_argument("--json-mib", type=int, default=16, help="size of each large unauthenticated JSON body")
+    parser.add_argument("--keyed-bombs", type=int, default=0,
+                        help="parallel image searches with the read key, 16 huge-but-tiny PNGs each (0: none)")
     args = parser.parse_args(argv)
     collections_dir = bench_collections(args)
     texts = [item.text for item in read_text_file(args.data_dir / args.source)]
@@ -144,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {"ARCSEARCH_READ_KEYS": read_key, "ARCSEARCH_ADMIN_KEYS": admin_key}
     with server_process(collections_dir, args.data_dir.resolve(), env=env, ready_headers=read_auth) as (base, proc):
-        report = run_scenario(base, proc, search, args=args, admin_auth=admin_auth)
+        report = run_scenario(base, proc, search, args=args, admin_auth=admin_auth, read_auth=read_auth)
         metrics_bytes = len(httpx.get(f"{base}/metrics", headers=read_auth, timeout=10).content)
         job = wait_for_job(base, report["job_id"], timeout_s=600, headers=admin_auth)
         peak_kib = rss_kib(proc.pid, "VmHWM")
@@ -157,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_scenario(base: str, proc: subprocess.Popen, search: Callable, *, args: argparse.Namespace,
-                 admin_auth: dict[str, str]) -> dict:
+                 admin_auth: dict[str, str], read_auth: dict[str, str]) -> dict:
     """Load, re-index, burst, probe and sample at once; what each part saw."""
     stop = threading.Event()
     health: list[tuple[float, float]] = []
@@ -178,6 +200,8 @@ def run_scenario(base: str, proc: subprocess.Popen, search: Callable, *, args: a
     burst = Burst()
     burst_started = time.monotonic()
     hostile_requests(base, burst, rounds=args.burst_rounds, json_mib=args.json_mib)
+    if args.keyed_bombs:
+        keyed_bombs(base, burst, requests=args.keyed_bombs, headers=read_auth)
     burst_window = (burst_started, time.monotonic())
     loader.join()
     stop.set()
@@ -206,7 +230,7 @@ def write_report(report: dict, *, job: dict, peak_kib: int, metrics_bytes: int) 
               f"p99 {np.percentile(finite, 99) * 1000:.1f} ms, max {finite.max() * 1000:.1f} ms |\n")
     out.write(f"| /metrics size after the burst | {metrics_bytes / 1024:.0f} KiB |\n")
     out.write(f"| re-index job | {job['status']}, {job['progress']['done']} of {job['progress']['total']} items |\n")
-    out.write("\nhostile requests (no key) by kind and answer:\n")
+    out.write("\nhostile requests (without a key, but keyed_bomb_png) by kind and answer:\n")
     for (kind, outcome), count in sorted(report["burst"].statuses.items(), key=str):
         out.write(f"- {kind}: {outcome} x{count}\n")
     for failure in load.failures[:5]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
+from arcsearch.training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
 
 logger = logging.getLogger("arcsearch")
 

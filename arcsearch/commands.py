@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-from training.evaluation.scoring import format_table
+from arcsearch.training.evaluation.scoring import format_table
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def _config_kwargs(config_type: type, args: argparse.Namespace, **given: Any) ->
     """Keyword arguments for a training config: every field of ``config_type`` that a flag of the parser set
     (a flag's destination is the field's name), the ``given`` ones, the objective's knobs gathered into
     ``objective_params``. Flags left out (None) take the config's defaults."""
-    from training.objectives.params import ObjectiveParams
+    from arcsearch.training.objectives.params import ObjectiveParams
 
     flags = {name: value for name, value in vars(args).items() if value is not None}
     kwargs = {f.name: flags[f.name] for f in fields(config_type) if f.name in flags}
@@ -45,8 +45,8 @@ def prepare(args: argparse.Namespace) -> int:
 
 def training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[str, Any]]]:
     """The image or text training config the flags describe, and the ``training.run`` function for it."""
-    from training.config import ImageTrainConfig, TextTrainConfig
-    from training.run import train_images, train_texts
+    from arcsearch.training.config import ImageTrainConfig, TextTrainConfig
+    from arcsearch.training.run import train_images, train_texts
 
     if args.images is not None:
         if args.backbone == "mobilenet_v2" and args.checkpoint is None:
@@ -63,7 +63,7 @@ def training_config(args: argparse.Namespace) -> tuple[Any, Callable[..., dict[s
 
 
 def train(args: argparse.Namespace) -> int:
-    from training.engine.distributed import distributed_session, is_main_process
+    from arcsearch.training.engine.distributed import distributed_session, is_main_process
 
     config, run = training_config(args)
     with distributed_session(device=config.device):  # a no-op unless started by torchrun with several processes
@@ -77,7 +77,7 @@ def train(args: argparse.Namespace) -> int:
 
 def _objective_names(requested: list[str]) -> list[str]:
     """``all`` (every objective but the sharded ones, which equal ArcFace in one process) or the names given."""
-    from training.objectives.params import OBJECTIVE_NAMES, SHARDED_OBJECTIVES
+    from arcsearch.training.objectives.params import OBJECTIVE_NAMES, SHARDED_OBJECTIVES
 
     names = [name for name in OBJECTIVE_NAMES if name not in SHARDED_OBJECTIVES] if requested == ["all"] else requested
     unknown = [name for name in names if name not in OBJECTIVE_NAMES]
@@ -108,7 +108,7 @@ def _refuse_torchrun(command: str) -> None:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from training.experiments.compare import compare_objectives
+    from arcsearch.training.experiments.compare import compare_objectives
 
     _refuse_torchrun("compare")
     objectives = _objective_names(args.objectives)
@@ -120,7 +120,7 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
-    from training.experiments.tuning import tune_objectives
+    from arcsearch.training.experiments.tuning import tune_objectives
 
     _refuse_torchrun("tune")
     config, run = training_config(args)
@@ -134,8 +134,8 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from index.bundle import read_embedder_manifest
-    from training.evaluation.exported import evaluate_bundle
+    from arcsearch.index.bundle import read_embedder_manifest
+    from arcsearch.training.evaluation.exported import evaluate_bundle
 
     only = None
     if not args.all_classes:
@@ -146,7 +146,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def index(args: argparse.Namespace) -> int:
-    from index.collections import index_collection
+    from arcsearch.index.collections import index_collection
 
     manifest = index_collection(args.collections_dir, args.collection, args.embedder, args.source,
                                 factory=args.factory, batch_size=args.batch_size, device=args.device)
@@ -155,7 +155,7 @@ def index(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from service.settings import Settings
+    from arcsearch.service.settings import Settings
 
     overrides = {name: getattr(args, name) for name in ("host", "port", "collections_dir", "data_root", "device")
                  if getattr(args, name, None) is not None}
@@ -163,7 +163,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from service.server import serve as run_server
+    from arcsearch.service.server import serve as run_server
 
     run_server(_settings(args))
     return 0

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training.evaluation.scoring import format_table
+from arcsearch.training.evaluation.scoring import format_table
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +18,8 @@ logger = logging.getLogger(__name__)
 def _train_or_reuse(kind: str, out_dir: Path, train: Any) -> dict[str, Any]:
     """Train unless a bundle of the current format with its report already exists (delete the folder to
     train again); a bundle of an older format (e.g. a format-1 image bundle, no longer loaded) is retrained."""
-    from index.bundle import EMBEDDER_FORMAT_VERSION, read_embedder_manifest
-    from training.run import report_path
+    from arcsearch.index.bundle import EMBEDDER_FORMAT_VERSION, read_embedder_manifest
+    from arcsearch.training.run import report_path
 
     if (out_dir / "manifest.json").exists() and report_path(out_dir).exists():
         if read_embedder_manifest(out_dir).format_version == EMBEDDER_FORMAT_VERSION:
@@ -31,8 +31,8 @@ def _train_or_reuse(kind: str, out_dir: Path, train: Any) -> dict[str, Any]:
 
 def _forget_collection_of_other_embedder(collections_dir: Path, name: str, embedder: Path) -> None:
     """The demo owns its collections: one built with an earlier embedder is removed, not refused."""
-    from index.bundle import read_embedder_manifest
-    from index.collections import collection_dir, embedder_dir
+    from arcsearch.index.bundle import read_embedder_manifest
+    from arcsearch.index.collections import collection_dir, embedder_dir
 
     folder = collection_dir(collections_dir, name)
     if not folder.exists():
@@ -60,10 +60,10 @@ def example_requests(host: str, port: int, *, image_path: Path) -> str:
 
 def run_demo(*, data_dir: Path, artifacts_dir: Path, host: str, port: int, device: str, serve: bool) -> int:
     """Prepare, train, evaluate, export, index, then serve (unless ``serve`` is False)."""
+    from arcsearch.index.collections import index_collection
     from arcsearch.prepare.defaults import prepare_all
-    from index.collections import index_collection
-    from training.config import ImageTrainConfig, TextTrainConfig
-    from training.run import train_images, train_texts
+    from arcsearch.training.config import ImageTrainConfig, TextTrainConfig
+    from arcsearch.training.run import train_images, train_texts
 
     started = time.perf_counter()
     prepared = prepare_all(data_dir)
@@ -89,8 +89,8 @@ def run_demo(*, data_dir: Path, artifacts_dir: Path, host: str, port: int, devic
     sys.stdout.write(f"Serving on http://{host}:{port} — try:\n"
                      f"{example_requests(host, port, image_path=sample_image)}\n\n")
     sys.stdout.flush()
-    from service.server import serve as run_server
-    from service.settings import Settings
+    from arcsearch.service.server import serve as run_server
+    from arcsearch.service.settings import Settings
 
     run_server(Settings(host=host, port=port, collections_dir=collections_dir,
                         data_root=data_dir.resolve(), device=device))

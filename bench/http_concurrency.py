@@ -21,17 +21,17 @@ from pathlib import Path
 
 import httpx
 
+from arcsearch.index.corpus import read_image_folder, read_text_file
+from arcsearch.index.embedder import ThreadPolicy, load_embedder
+from arcsearch.index.preprocess import decode_image
 from bench.http_latency import percentile_ms
 from bench.load import Call, run_load
 from bench.server_process import running_server
-from index.corpus import read_image_folder, read_text_file
-from index.embedder import ThreadPolicy, load_embedder
-from index.preprocess import decode_image
 
 
 def make_collections(out: Path, data_dir: Path) -> None:
     """Index data/faces and data/wordnet_glosses.jsonl with the test embedders (bench-only set-up)."""
-    from index.collections import index_collection
+    from arcsearch.index.collections import index_collection
     from tests import bundles
 
     bundle_dir = out.parent / f"{out.name}-embedders"

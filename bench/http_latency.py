@@ -25,12 +25,12 @@ import httpx
 import numpy as np
 import torch
 
+from arcsearch.index.collections import current_index_dir, embedder_dir
+from arcsearch.index.corpus import read_image_folder, read_text_file
+from arcsearch.index.embedder import ThreadPolicy, load_embedder
+from arcsearch.index.preprocess import decode_image
+from arcsearch.index.store import IndexStore
 from bench.server_process import running_server
-from index.collections import current_index_dir, embedder_dir
-from index.corpus import read_image_folder, read_text_file
-from index.embedder import ThreadPolicy, load_embedder
-from index.preprocess import decode_image
-from index.store import IndexStore
 
 logger = logging.getLogger(__name__)
 

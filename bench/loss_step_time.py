@@ -27,11 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from index.corpus import read_text_file
-from training.engine.optimiser import make_optimiser
-from training.objectives.base import Objective, ObjectiveOutput
-from training.objectives.params import ObjectiveParams
-from training.objectives.registry import OBJECTIVES, build_objective
+from arcsearch.index.corpus import read_text_file
+from arcsearch.training.engine.optimiser import make_optimiser
+from arcsearch.training.objectives.base import Objective, ObjectiveOutput
+from arcsearch.training.objectives.params import ObjectiveParams
+from arcsearch.training.objectives.registry import OBJECTIVES, build_objective
 
 logger = logging.getLogger(__name__)
 CPU = torch.device("cpu")
@@ -115,7 +115,7 @@ def head_steps(*, batch_size: int, dim: int, num_classes: int, device: torch.dev
 def image_steps(data_dir: Path, *, batch_size: int, num_classes: int,
                 device: torch.device = CPU) -> dict[str, Step]:
     """Whole steps of the default image encoder (pretrained MobileNetV2, 112 px, 128-d) per objective."""
-    from training.backbones import build_image_encoder
+    from arcsearch.training.backbones import build_image_encoder
 
     labels = pk_labels(batch_size, num_classes).to(device)
     pixels = torch.randn(batch_size, 3, 112, 112).to(device)
@@ -130,7 +130,7 @@ def image_steps(data_dir: Path, *, batch_size: int, num_classes: int,
 
 def text_steps(data_dir: Path, *, batch_size: int, num_classes: int, device: torch.device = CPU) -> dict[str, Step]:
     """Whole steps of the default text encoder (all-MiniLM-L6-v2) on real glosses, per objective."""
-    from training.fitting.text import load_sentence_model, tokenize
+    from arcsearch.training.fitting.text import load_sentence_model, tokenize
 
     texts = [item.text for item in read_text_file(data_dir / "wordnet_glosses.jsonl")[:batch_size]]
     labels = pk_labels(batch_size, num_classes).to(device)

@@ -22,11 +22,11 @@ from typing import Any
 
 import httpx
 
+from arcsearch.index.corpus import read_text_file
 from bench.http_concurrency import add_collection_args, bench_collections
 from bench.http_latency import percentile_ms
 from bench.load import LoadResult, run_load
 from bench.server_process import running_server
-from index.corpus import read_text_file
 
 JOB_DONE = {"succeeded", "failed", "interrupted"}
 

@@ -36,12 +36,12 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from arcsearch.index.corpus import read_image_folder, read_text_file
 from bench.http_concurrency import add_collection_args, bench_collections
 from bench.http_latency import percentile_ms
 from bench.load import LoadResult, run_load
 from bench.reindex_under_load import wait_for_job
 from bench.server_process import server_process
-from index.corpus import read_image_folder, read_text_file
 
 MiB = 1024 * 1024
 

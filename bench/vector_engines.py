@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from index.items import ItemRecord
-from index.store import IndexStore
+from arcsearch.index.items import ItemRecord
+from arcsearch.index.store import IndexStore
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class FaissEngine:
         return self._ids(self.store.search(query[None, :], k, label=label)[0])
 
     def info(self) -> dict[str, Any]:
-        return {"code_path": "index.store.IndexStore (build, save, load, search)", "factory": self.factory,
+        return {"code_path": "arcsearch.index.store.IndexStore (build, save, load, search)", "factory": self.factory,
                 "search_params": "service default (none)", "persistent": str(self.folder)}
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.corpus import read_text_file
+from arcsearch.index.corpus import read_text_file
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def embed_texts(texts: list[str], *, model_dir: Path, embedder_dir: Path | None)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if embedder_dir is not None:
-        from index.embedder import load_embedder
+        from arcsearch.index.embedder import load_embedder
 
         return unit_rows(load_embedder(embedder_dir, device="cpu").embed_texts(texts))
     from sentence_transformers import SentenceTransformer

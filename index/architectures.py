@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from index.bundle import ImageArchitecture
+from arcsearch.index.bundle import ImageArchitecture
 
 MOBILENET_V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                          (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))  # (expand, channels, repeats, stride)

@@ -17,12 +17,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from index.bundle import EmbedderManifest, IndexManifest
-from index.corpus import ImageItem, TextItem, read_image_folder, read_text_file
-from index.embedder import load_embedder
-from index.items import ItemRecord, check_unique_ids
-from index.preprocess import ImageDecodeError, decode_image
-from index.store import IndexStore
+from arcsearch.index.bundle import EmbedderManifest, IndexManifest
+from arcsearch.index.corpus import ImageItem, TextItem, read_image_folder, read_text_file
+from arcsearch.index.embedder import load_embedder
+from arcsearch.index.items import ItemRecord, check_unique_ids
+from arcsearch.index.preprocess import ImageDecodeError, decode_image
+from arcsearch.index.store import IndexStore
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from index.bundle_files import BundleError as BundleError  # re-exported: the bundle API lives here
-from index.bundle_files import copy_bundle_safely as copy_bundle_safely
-from index.bundle_files import read_small_json
-from index.bundle_files import sha256_of_path as sha256_of_path
+from arcsearch.index.bundle_files import BundleError as BundleError  # re-exported: the bundle API lives here
+from arcsearch.index.bundle_files import copy_bundle_safely as copy_bundle_safely
+from arcsearch.index.bundle_files import read_small_json
+from arcsearch.index.bundle_files import sha256_of_path as sha256_of_path
 
 MANIFEST_NAME = "manifest.json"
 EMBEDDER_FORMAT = "arcsearch.embedder"

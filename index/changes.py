@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index.durable import DEFAULT_BUSY_TIMEOUT_S, open_database, sqlite_failure
-from index.items import ItemRecord
-from index.store import IndexStore
+from arcsearch.index.durable import DEFAULT_BUSY_TIMEOUT_S, open_database, sqlite_failure
+from arcsearch.index.items import ItemRecord
+from arcsearch.index.store import IndexStore
 
 logger = logging.getLogger(__name__)
 

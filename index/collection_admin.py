@@ -13,9 +13,9 @@ import secrets
 import shutil
 from pathlib import Path
 
-from index.bundle import read_embedder_manifest
-from index.bundle_files import bundle_files
-from index.collections import (
+from arcsearch.index.bundle import read_embedder_manifest
+from arcsearch.index.bundle_files import bundle_files
+from arcsearch.index.collections import (
     COLLECTION_FILE,
     CollectionError,
     CollectionInfo,
@@ -26,9 +26,9 @@ from index.collections import (
     read_collection,
     staging_dir,
 )
-from index.durable import fsync_dir
-from index.faiss_index import check_factory
-from index.store import IndexStore
+from arcsearch.index.durable import fsync_dir
+from arcsearch.index.faiss_index import check_factory
+from arcsearch.index.store import IndexStore
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from index.bundle import (
+from arcsearch.index.bundle import (
     BundleError,
     IndexManifest,
     Modality,
@@ -37,7 +37,7 @@ from index.bundle import (
     sha256_of_path,
     write_json_atomic,
 )
-from index.durable import fsync_dir, fsync_tree, write_text_atomic
+from arcsearch.index.durable import fsync_dir, fsync_tree, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def cleanup_versions(collections_dir: Path, name: str, *, keep: int = KEEP_VERSI
 def index_collection(collections_dir: Path, name: str, embedder_dir: Path, source: Path, *,
                      factory: str = "Flat", batch_size: int = 64, device: str = "auto") -> IndexManifest:
     """Create (or reuse) collection ``name``, index ``source`` with its embedder, publish a new version."""
-    from index.build import build_index_bundle
+    from arcsearch.index.build import build_index_bundle
 
     folder = create_collection(collections_dir, name, embedder_dir)
     staged = staging_dir(collections_dir, name)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.metadata import MetadataError, check_item_id, check_metadata, check_text
+from arcsearch.index.metadata import MetadataError, check_item_id, check_metadata, check_text
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from index.bundle import BundleError, EmbedderManifest, read_embedder_manifest
-from index.loaders import IMAGE_WEIGHTS_FILE as IMAGE_WEIGHTS_FILE  # re-exported: part of this API
-from index.loaders import TEXT_WEIGHTS_DIR as TEXT_WEIGHTS_DIR
-from index.loaders import load_image_module, load_text_model
-from index.preprocess import images_to_batch
+from arcsearch.index.bundle import BundleError, EmbedderManifest, read_embedder_manifest
+from arcsearch.index.loaders import IMAGE_WEIGHTS_FILE as IMAGE_WEIGHTS_FILE  # re-exported: part of this API
+from arcsearch.index.loaders import TEXT_WEIGHTS_DIR as TEXT_WEIGHTS_DIR
+from arcsearch.index.loaders import load_image_module, load_text_model
+from arcsearch.index.preprocess import images_to_batch
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from index.faiss_memory import IndexMemoryError, check_codebook_bits, check_memory
+from arcsearch.index.faiss_memory import IndexMemoryError, check_codebook_bits, check_memory
 
 logger = logging.getLogger(__name__)
 

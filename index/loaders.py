@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from index.architectures import build_image_architecture
-from index.bundle import EMBEDDER_FORMAT_VERSION, BundleError, EmbedderManifest, ImageArchitecture
-from index.bundle_files import bundle_files, read_small_json
+from arcsearch.index.architectures import build_image_architecture
+from arcsearch.index.bundle import EMBEDDER_FORMAT_VERSION, BundleError, EmbedderManifest, ImageArchitecture
+from arcsearch.index.bundle_files import bundle_files, read_small_json
 
 IMAGE_WEIGHTS_FILE = "model.safetensors"
 TEXT_WEIGHTS_DIR = "model"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from index.bundle import ImagePreprocessing
+from arcsearch.index.bundle import ImagePreprocessing
 
 # Pillow's format ids, the only decoders Image.open may try; "PPM" also reads PGM and PBM files
 PILLOW_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "PPM", "TIFF", "WEBP")

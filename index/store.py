@@ -18,9 +18,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index.bundle import EmbedderManifest, IndexManifest, Modality, read_index_manifest, write_manifest
-from index.durable import fsync_dir, fsync_tree
-from index.faiss_index import (
+from arcsearch.index.bundle import EmbedderManifest, IndexManifest, Modality, read_index_manifest, write_manifest
+from arcsearch.index.durable import fsync_dir, fsync_tree
+from arcsearch.index.faiss_index import (
     IndexStoreError,
     add_vectors,
     can_remove,
@@ -35,8 +35,8 @@ from index.faiss_index import (
     set_search_params,
     train_index,
 )
-from index.items import ItemLookup, ItemRecord, MemoryItems, OverlayItems, SqliteItems, write_items
-from index.rwlock import ReadWriteLock
+from arcsearch.index.items import ItemLookup, ItemRecord, MemoryItems, OverlayItems, SqliteItems, write_items
+from arcsearch.index.rwlock import ReadWriteLock
 
 logger = logging.getLogger(__name__)
 

@@ -9,17 +9,17 @@ from contextlib import ExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from index.serving_lock import FolderInUseError, serving_lock
-from service.auth import AuthMiddleware
-from service.errors import install_error_handlers
-from service.jobs import JOBS_PROBLEM_KEY, JobManager
-from service.limits import RequestLimitsMiddleware
-from service.localonly import LocalOnlyMiddleware
-from service.metrics import Metrics
-from service.observability import ObservabilityMiddleware, install_log_record_factory
-from service.registry import Registry
-from service.routers import collections, health, items, jobs, metrics, page, reindex, search
-from service.settings import Settings
+from arcsearch.index.serving_lock import FolderInUseError, serving_lock
+from arcsearch.service.auth import AuthMiddleware
+from arcsearch.service.errors import install_error_handlers
+from arcsearch.service.jobs import JOBS_PROBLEM_KEY, JobManager
+from arcsearch.service.limits import RequestLimitsMiddleware
+from arcsearch.service.localonly import LocalOnlyMiddleware
+from arcsearch.service.metrics import Metrics
+from arcsearch.service.observability import ObservabilityMiddleware, install_log_record_factory
+from arcsearch.service.registry import Registry
+from arcsearch.service.routers import collections, health, items, jobs, metrics, page, reindex, search
+from arcsearch.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 

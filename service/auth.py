@@ -23,9 +23,9 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import ApiError, ForbiddenError, UnauthorizedError, error_response
-from service.routetable import dependency_calls, route_of
-from service.settings import Settings
+from arcsearch.service.errors import ApiError, ForbiddenError, UnauthorizedError, error_response
+from arcsearch.service.routetable import dependency_calls, route_of
+from arcsearch.service.settings import Settings
 
 Role = Literal["read", "admin"]
 UNMATCHED_ROLE: Role = "read"

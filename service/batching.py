@@ -31,7 +31,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import OverloadedError
+from arcsearch.service.errors import OverloadedError
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from index.bundle import EmbedderManifest, read_embedder_manifest, sha256_of_path
-from index.changes import Change, ChangeLog, replay_onto
-from index.collections import (
+from arcsearch.index.bundle import EmbedderManifest, read_embedder_manifest, sha256_of_path
+from arcsearch.index.changes import Change, ChangeLog, replay_onto
+from arcsearch.index.collections import (
     VERSIONS_DIR,
     CollectionInfo,
     collection_dir,
@@ -31,12 +31,12 @@ from index.collections import (
     new_version_id,
     publish_version,
 )
-from index.durable import DEFAULT_BUSY_TIMEOUT_S, DurableWriteError
-from index.embedder import ThreadPolicy, load_embedder
-from index.faiss_index import IndexStoreError, normalise
-from index.items import ItemRecord
-from index.store import EmbedderMismatchError, IndexStore, check_embedder_pairing
-from service.batching import (
+from arcsearch.index.durable import DEFAULT_BUSY_TIMEOUT_S, DurableWriteError
+from arcsearch.index.embedder import ThreadPolicy, load_embedder
+from arcsearch.index.faiss_index import IndexStoreError, normalise
+from arcsearch.index.items import ItemRecord
+from arcsearch.index.store import EmbedderMismatchError, IndexStore, check_embedder_pairing
+from arcsearch.service.batching import (
     SUBMIT_TIMEOUT_S,
     Arrival,
     BatcherClosedError,
@@ -44,14 +44,14 @@ from service.batching import (
     MicroBatcher,
     PendingQuery,
 )
-from service.errors import (
+from arcsearch.service.errors import (
     CollectionEmptyError,
     CollectionNotFoundError,
     NotReadyError,
     storage_error,
 )
-from service.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
-from service.schemas import CollectionSummary
+from arcsearch.service.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
+from arcsearch.service.schemas import CollectionSummary
 
 logger = logging.getLogger(__name__)
 

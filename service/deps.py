@@ -10,9 +10,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.jobs import JobManager
-from service.registry import Registry
-from service.settings import Settings
+from arcsearch.service.jobs import JobManager
+from arcsearch.service.registry import Registry
+from arcsearch.service.settings import Settings
 
 
 async def get_settings(request: Request) -> Settings:

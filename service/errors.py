@@ -17,8 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from index.durable import DurableWriteError, StorageFullError
-from index.durable import StorageBusyError as IndexStorageBusyError
+from arcsearch.index.durable import DurableWriteError, StorageFullError
+from arcsearch.index.durable import StorageBusyError as IndexStorageBusyError
 
 logger = logging.getLogger(__name__)
 

@@ -27,15 +27,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from index.build import CorpusItem, IndexBuildError, ProgressCallback, build_store
-from index.collections import staging_dir
-from service.collection import ChangeMark, LoadedCollection
-from service.errors import ApiError, JobConflictError, JobNotFoundError, JobsUnavailableError, StorageBusyError
-from service.jobstore import JobStore, now
-from service.paths import display_path, scrub_paths, settings_roots
-from service.schemas import JobStatus, LastReindex
-from service.settings import Settings
-from service.sources import LoadedItems
+from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback, build_store
+from arcsearch.index.collections import staging_dir
+from arcsearch.service.collection import ChangeMark, LoadedCollection
+from arcsearch.service.errors import (
+    ApiError,
+    JobConflictError,
+    JobNotFoundError,
+    JobsUnavailableError,
+    StorageBusyError,
+)
+from arcsearch.service.jobstore import JobStore, now
+from arcsearch.service.paths import display_path, scrub_paths, settings_roots
+from arcsearch.service.schemas import JobStatus, LastReindex
+from arcsearch.service.settings import Settings
+from arcsearch.service.sources import LoadedItems
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from index.durable import DEFAULT_BUSY_TIMEOUT_S, DurableWriteError, open_database, sqlite_failure
-from service.errors import ApiError, JobsUnavailableError, storage_error
-from service.schemas import JobFailure, JobProgress, JobStatus, LastReindex
+from arcsearch.index.durable import DEFAULT_BUSY_TIMEOUT_S, DurableWriteError, open_database, sqlite_failure
+from arcsearch.service.errors import ApiError, JobsUnavailableError, storage_error
+from arcsearch.service.schemas import JobFailure, JobProgress, JobStatus, LastReindex
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -18,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from index.metadata import CONTROL
-from service.errors import JsonTooDeepError, PayloadTooLargeError, error_response
-from service.routetable import route_of, route_template
+from arcsearch.index.metadata import CONTROL
+from arcsearch.service.errors import JsonTooDeepError, PayloadTooLargeError, error_response
+from arcsearch.service.routetable import route_of, route_template
 
 MAX_JSON_DEPTH = 32  # metadata may nest 16 levels (index.metadata) inside a re-index request's 3
 INLINE_SCAN_MAX_BYTES = 256 * 1024  # larger bodies are measured in the thread pool

@@ -6,7 +6,7 @@ Without keys every route is open, and two things would let others in:
   user's browser, sending ``Host: evil.example``. Only loopback Host names (``localhost``, ``127.x.y.z``,
   ``[::1]``, any port, and the names in ``ARCSEARCH_ALLOWED_HOSTS``) are served; others get 421.
 - A non-loopback bind: ``arcsearch serve`` refuses one (service.server.check_host), but the app factory
-  (``uvicorn --factory service.app:create_app --host 0.0.0.0``) cannot know its bind address. It knows
+  (``uvicorn --factory arcsearch.service.app:create_app --host 0.0.0.0``) cannot know its bind address. It knows
   each request's client address, so a request from another machine gets 403 unless
   ``ARCSEARCH_ALLOW_NON_LOOPBACK`` is set. A client on a Unix socket (no address) is local.
 
@@ -21,8 +21,8 @@ import logging
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import ApiError, NonLoopbackClientError, UntrustedHostError, error_response
-from service.settings import Settings
+from arcsearch.service.errors import ApiError, NonLoopbackClientError, UntrustedHostError, error_response
+from arcsearch.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from uvicorn.config import LOGGING_CONFIG
 
-from service.observability import LOG_FORMAT
+from arcsearch.service.observability import LOG_FORMAT
 
 LogFormat = Literal["text", "json"]
 # attributes every LogRecord has (not ``extra=`` fields), and uvicorn's ANSI-coloured copy of its message

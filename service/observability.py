@@ -25,8 +25,8 @@ from urllib.parse import quote
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.metrics import Metrics
-from service.routetable import ROUTE_KEY, route_template
+from arcsearch.service.metrics import Metrics
+from arcsearch.service.routetable import ROUTE_KEY, route_template
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from service.settings import Settings
+from arcsearch.service.settings import Settings
 
 # an absolute path inside free text: a "/" that does not continue a word, a URL or a relative path
 PATH_TOKEN = re.compile(r"(?<![\w.~/:\\-])/[^\s'\"`,;()\[\]{}<>]+")

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from index.store import Hit
-from service.batching import PendingQuery
+from arcsearch.index.store import Hit
+from arcsearch.service.batching import PendingQuery
 
 if TYPE_CHECKING:
-    from service.collection import LoadedCollection
+    from arcsearch.service.collection import LoadedCollection
 
 StageObserver = Callable[[str, float], None]  # (stage name, seconds)
 

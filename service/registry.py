@@ -9,23 +9,23 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.bundle import BundleError
-from index.collection_admin import CollectionExistsError as IndexCollectionExistsError
-from index.collection_admin import new_collection, purge_deleted, remove_collection
-from index.collections import CollectionError, CollectionInfo, list_collections
-from index.embedder import ThreadPolicy
-from service.collection import LoadedCollection, SerialEmbedder, load_collection
-from service.errors import (
+from arcsearch.index.bundle import BundleError
+from arcsearch.index.collection_admin import CollectionExistsError as IndexCollectionExistsError
+from arcsearch.index.collection_admin import new_collection, purge_deleted, remove_collection
+from arcsearch.index.collections import CollectionError, CollectionInfo, list_collections
+from arcsearch.index.embedder import ThreadPolicy
+from arcsearch.service.collection import LoadedCollection, SerialEmbedder, load_collection
+from arcsearch.service.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     CollectionUnavailableError,
     NotReadyError,
     WrongModalityError,
 )
-from service.metrics import Metrics
-from service.paths import display_path, scrub_paths, settings_roots
-from service.schemas import CollectionSummary
-from service.settings import Settings
+from arcsearch.service.metrics import Metrics
+from arcsearch.service.paths import display_path, scrub_paths, settings_roots
+from arcsearch.service.schemas import CollectionSummary
+from arcsearch.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from index.metadata import INT64_MAX, MAX_ITEM_ID_CHARS, check_item_id, check_metadata, check_text
+from arcsearch.index.metadata import INT64_MAX, MAX_ITEM_ID_CHARS, check_item_id, check_metadata, check_text
 
 HARD_MAX_K = 1000
 HARD_MAX_TEXT_CHARS = 100_000

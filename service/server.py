@@ -1,4 +1,4 @@
-"""Running the service with uvicorn: ``python -m service.server`` (settings from ARCSEARCH_* variables)."""
+"""Running the service with uvicorn: ``python -m arcsearch.service.server`` (settings from ARCSEARCH_* variables)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import logging
 
 import uvicorn
 
-from service.app import create_app
-from service.localonly import is_loopback
-from service.logformat import configure_logging, uvicorn_log_config
-from service.observability import install_log_record_factory
-from service.settings import Settings
+from arcsearch.service.app import create_app
+from arcsearch.service.localonly import is_loopback
+from arcsearch.service.logformat import configure_logging, uvicorn_log_config
+from arcsearch.service.observability import install_log_record_factory
+from arcsearch.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from index.preprocess import MAX_IMAGE_PIXELS
+from arcsearch.index.preprocess import MAX_IMAGE_PIXELS
 
 MiB = 1024 * 1024
 MIN_KEY_CHARS = 16

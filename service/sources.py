@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from index.corpus import CorpusError, ImageItem, TextItem, text_item
-from index.metadata import MetadataError, check_item_id
-from service.errors import InvalidSourceError, SourceOutsideDataRootError
+from arcsearch.index.corpus import CorpusError, ImageItem, TextItem, text_item
+from arcsearch.index.metadata import MetadataError, check_item_id
+from arcsearch.service.errors import InvalidSourceError, SourceOutsideDataRootError
 
 logger = logging.getLogger(__name__)
 

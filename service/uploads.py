@@ -28,8 +28,8 @@ from fastapi import Depends, Request, UploadFile
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from index.bundle import EmbedderManifest, ImagePreprocessing
-from index.preprocess import (
+from arcsearch.index.bundle import EmbedderManifest, ImagePreprocessing
+from arcsearch.index.preprocess import (
     ALLOWED_IMAGE_FORMATS,
     DECODE_BYTES_PER_PIXEL,
     REDUCE_MARGIN,
@@ -38,7 +38,7 @@ from index.preprocess import (
     decode_image,
     probe_image,
 )
-from service.errors import (
+from arcsearch.service.errors import (
     ApiError,
     EmptyUploadError,
     OverloadedError,
@@ -46,7 +46,7 @@ from service.errors import (
     UnsupportedMediaError,
     validation_error,
 )
-from service.settings import Settings
+from arcsearch.service.settings import Settings
 
 OBJECT_REPR = re.compile(r"\s*<[^>]* at 0x[0-9a-f]+>")
 Size = tuple[int, int]  # (width, height) in pixels

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from index.bundle import EmbedderManifest, sha256_of_path, write_manifest
+from arcsearch.index.bundle import EmbedderManifest, sha256_of_path, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 _built: dict[str, Path] = {}
@@ -38,9 +38,9 @@ def image_embedder(root: Path) -> Path:
     if "image" not in _built:
         import torch
 
-        from index.bundle import ImagePreprocessing
-        from training.backbones import build_image_encoder
-        from training.export import export_image_embedder
+        from arcsearch.index.bundle import ImagePreprocessing
+        from arcsearch.training.backbones import build_image_encoder
+        from arcsearch.training.export import export_image_embedder
 
         torch.manual_seed(0)
         encoder = build_image_encoder("mobilenet_v2", embedding_dim=128,
@@ -55,7 +55,7 @@ def text_embedder(root: Path) -> Path:
     if "text" not in _built:
         from sentence_transformers import SentenceTransformer
 
-        from training.export import export_text_embedder
+        from arcsearch.training.export import export_text_embedder
 
         model = SentenceTransformer(str(prepared().minilm_dir), device="cpu")
         _built["text"] = export_text_embedder(model, root / "text-embedder", backbone="all-MiniLM-L6-v2")

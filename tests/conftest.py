@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from arcsearch.index.collections import index_collection
 from arcsearch.prepare.defaults import PreparedData
-from index.collections import index_collection
 from tests import bundles
 from tests.service.helpers import ServiceData
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from index.bundle import (
+from arcsearch.index.bundle import (
     BundleError,
     EmbedderManifest,
     IndexManifest,

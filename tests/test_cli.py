@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from arcsearch.cli import main
-from index.bundle import read_embedder_manifest, read_index_manifest
-from index.collections import current_index_dir
-from training.run import report_path
+from arcsearch.index.bundle import read_embedder_manifest, read_index_manifest
+from arcsearch.index.collections import current_index_dir
+from arcsearch.training.run import report_path
 
 
 def test_train_evaluate_index_through_the_cli(prepared, tmp_path, capsys):

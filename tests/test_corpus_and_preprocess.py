@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from index import preprocess
-from index.bundle import ImagePreprocessing
-from index.corpus import CorpusError, read_image_folder, read_text_file
-from index.preprocess import ImageDecodeError, decode_image, image_to_array
+from arcsearch.index import preprocess
+from arcsearch.index.bundle import ImagePreprocessing
+from arcsearch.index.corpus import CorpusError, read_image_folder, read_text_file
+from arcsearch.index.preprocess import ImageDecodeError, decode_image, image_to_array
 
 
 def test_jsonl_and_csv_give_the_same_items(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from arcsearch.index.corpus import read_image_folder, read_text_file
 from arcsearch.prepare.defaults import prepare_all
 from arcsearch.prepare.wordnet import parse_data_line
-from index.corpus import read_image_folder, read_text_file
 
 
 def test_faces_are_forty_people_of_ten_images(prepared):

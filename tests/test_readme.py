@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from arcsearch.cli import build_parser
-from service.settings import Settings
+from arcsearch.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

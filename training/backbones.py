@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from index.architectures import ImageEncoder, MobileNetV2, SmallCNN, build_image_architecture
-from index.bundle import ImageArchitecture
+from arcsearch.index.architectures import ImageEncoder, MobileNetV2, SmallCNN, build_image_architecture
+from arcsearch.index.bundle import ImageArchitecture
 
 __all__ = ["ImageEncoder", "MobileNetV2", "SmallCNN", "build_image_encoder", "load_mobilenet_v2"]
 

@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.embedder import resolve_device
-from training.data.samplers import SAMPLERS
-from training.engine.optimiser import LR_SCHEDULES
-from training.engine.precision import PRECISIONS
-from training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
+from arcsearch.index.embedder import resolve_device
+from arcsearch.training.data.samplers import SAMPLERS
+from arcsearch.training.engine.optimiser import LR_SCHEDULES
+from arcsearch.training.engine.precision import PRECISIONS
+from arcsearch.training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
 
 DEFAULT_TEXT_MODEL = "data/pretrained/all-MiniLM-L6-v2"
 HEAD_INITS = ("auto", "centres", "random")

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from index.architectures import build_image_architecture
-from index.bundle import (
+from arcsearch.index.architectures import build_image_architecture
+from arcsearch.index.bundle import (
     EmbedderManifest,
     ImageArchitecture,
     ImagePreprocessing,
@@ -25,7 +25,7 @@ from index.bundle import (
     sha256_of_path,
     write_manifest,
 )
-from index.loaders import IMAGE_WEIGHTS_FILE, TEXT_WEIGHTS_DIR, check_text_folder
+from arcsearch.index.loaders import IMAGE_WEIGHTS_FILE, TEXT_WEIGHTS_DIR, check_text_folder
 
 
 def _fresh_folder(out_dir: Path) -> Path:

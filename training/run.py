@@ -17,22 +17,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from index.bundle import ImagePreprocessing, write_json_atomic
-from index.corpus import read_image_folder, read_text_file
-from index.embedder import resolve_device
-from training.backbones import build_image_encoder
-from training.config import ImageTrainConfig, TextTrainConfig
-from training.data.images import load_images
-from training.data.splits import ClassSplit, indices_of, label_codes, split_classes
-from training.engine import distributed
-from training.evaluation.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
-from training.evaluation.figures import write_run_figures
-from training.evaluation.mislabelled import mislabelled_report
-from training.evaluation.scoring import embed_images, embed_texts, format_table, score
-from training.export import export_image_embedder, export_text_embedder
-from training.fitting.image import fit_image_encoder, init_projection_pca, wants_pca_projection
-from training.fitting.text import fit_text_encoder, load_sentence_model
-from training.objectives.subcenter import SubCenterClassifier
+from arcsearch.index.bundle import ImagePreprocessing, write_json_atomic
+from arcsearch.index.corpus import read_image_folder, read_text_file
+from arcsearch.index.embedder import resolve_device
+from arcsearch.training.backbones import build_image_encoder
+from arcsearch.training.config import ImageTrainConfig, TextTrainConfig
+from arcsearch.training.data.images import load_images
+from arcsearch.training.data.splits import ClassSplit, indices_of, label_codes, split_classes
+from arcsearch.training.engine import distributed
+from arcsearch.training.evaluation.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
+from arcsearch.training.evaluation.figures import write_run_figures
+from arcsearch.training.evaluation.mislabelled import mislabelled_report
+from arcsearch.training.evaluation.scoring import embed_images, embed_texts, format_table, score
+from arcsearch.training.export import export_image_embedder, export_text_embedder
+from arcsearch.training.fitting.image import fit_image_encoder, init_projection_pca, wants_pca_projection
+from arcsearch.training.fitting.text import fit_text_encoder, load_sentence_model
+from arcsearch.training.objectives.subcenter import SubCenterClassifier
 
 logger = logging.getLogger(__name__)
 

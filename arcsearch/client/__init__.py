@@ -39,7 +39,7 @@ from arcsearch.client._errors import (
 )
 from arcsearch.client._policy import Retry
 from arcsearch.client._sync import Client
-from service.schemas import (
+from arcsearch.service.schemas import (
     CollectionSummary,
     HealthResponse,
     ImageQueryResults,

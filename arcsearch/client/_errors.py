@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
-    from service.schemas import JobStatus
+    from arcsearch.service.schemas import JobStatus
 
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_MESSAGE_CHARS = 500

@@ -11,7 +11,7 @@ import httpx
 
 import arcsearch
 from arcsearch.client._errors import JobFailed, JobTimeout, retry_after_s
-from service.schemas import JobAccepted, JobStatus
+from arcsearch.service.schemas import JobAccepted, JobStatus
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 30.0

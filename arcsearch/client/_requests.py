@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from arcsearch.client._errors import InvalidResponse, error_from_response
 from arcsearch.client._media import ImageInput, as_image_list, image_base64, image_file
-from service.schemas import (
+from arcsearch.service.schemas import (
     CollectionsResponse,
     CollectionSummary,
     HealthResponse,

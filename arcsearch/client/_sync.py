@@ -24,7 +24,7 @@ from arcsearch.client._policy import (
     next_wait_s,
 )
 from arcsearch.client._requests import Call, FilterInput, ItemInput
-from service import schemas
+from arcsearch.service import schemas
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

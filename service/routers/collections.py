@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from index.bundle import BundleError
-from index.faiss_index import IndexStoreError
-from service.auth import AdminAccess, ReadAccess
-from service.deps import JobsDep, RegistryDep, SettingsDep
-from service.errors import InvalidEmbedderError, InvalidIndexFactoryError, InvalidSourceError
-from service.paths import scrub_paths
-from service.schemas import CollectionCreate, CollectionName, CollectionsResponse, CollectionSummary, ErrorResponse
-from service.sources import resolve_source
+from arcsearch.index.bundle import BundleError
+from arcsearch.index.faiss_index import IndexStoreError
+from arcsearch.service.auth import AdminAccess, ReadAccess
+from arcsearch.service.deps import JobsDep, RegistryDep, SettingsDep
+from arcsearch.service.errors import InvalidEmbedderError, InvalidIndexFactoryError, InvalidSourceError
+from arcsearch.service.paths import scrub_paths
+from arcsearch.service.schemas import (
+    CollectionCreate,
+    CollectionName,
+    CollectionsResponse,
+    CollectionSummary,
+    ErrorResponse,
+)
+from arcsearch.service.sources import resolve_source
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)}

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from service.auth import has_valid_key
-from service.deps import RegistryDep, SettingsDep
-from service.errors import NotReadyError
-from service.jobs import JOBS_PROBLEM_KEY
-from service.paths import scrub_paths, settings_roots
-from service.schemas import ErrorResponse, HealthResponse, ReadyResponse
+from arcsearch.service.auth import has_valid_key
+from arcsearch.service.deps import RegistryDep, SettingsDep
+from arcsearch.service.errors import NotReadyError
+from arcsearch.service.jobs import JOBS_PROBLEM_KEY
+from arcsearch.service.paths import scrub_paths, settings_roots
+from arcsearch.service.schemas import ErrorResponse, HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
 

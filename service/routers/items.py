@@ -7,15 +7,15 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Path
 
-from index.items import ItemRecord
-from index.preprocess import ImageDecodeError, decode_image
-from service.auth import AdminAccess, ReadAccess
-from service.collection import LoadedCollection
-from service.deps import RegistryDep, SettingsDep
-from service.errors import ItemNotFoundError, WrongModalityError, validation_error
-from service.querying import SearchOptions
-from service.routers.search import check_k, check_text_length, to_schema
-from service.schemas import (
+from arcsearch.index.items import ItemRecord
+from arcsearch.index.preprocess import ImageDecodeError, decode_image
+from arcsearch.service.auth import AdminAccess, ReadAccess
+from arcsearch.service.collection import LoadedCollection
+from arcsearch.service.deps import RegistryDep, SettingsDep
+from arcsearch.service.errors import ItemNotFoundError, WrongModalityError, validation_error
+from arcsearch.service.querying import SearchOptions
+from arcsearch.service.routers.search import check_k, check_text_length, to_schema
+from arcsearch.service.schemas import (
     CollectionName,
     ErrorResponse,
     ItemChanged,
@@ -24,8 +24,8 @@ from service.schemas import (
     VectorSearchRequest,
     VectorSearchResponse,
 )
-from service.settings import Settings
-from service.uploads import base64_bytes, encoder_px, image_error
+from arcsearch.service.settings import Settings
+from arcsearch.service.uploads import base64_bytes, encoder_px, image_error
 
 router = APIRouter(prefix="/v1/collections", tags=["items"])
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}

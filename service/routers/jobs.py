@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from service.auth import ReadAccess
-from service.deps import JobsDep
-from service.schemas import ErrorResponse, JobStatus
+from arcsearch.service.auth import ReadAccess
+from arcsearch.service.deps import JobsDep
+from arcsearch.service.schemas import ErrorResponse, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["reindex"], dependencies=[ReadAccess])
 

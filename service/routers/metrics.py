@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.auth import ReadAccess
+from arcsearch.service.auth import ReadAccess
 
 router = APIRouter(tags=["metrics"], dependencies=[ReadAccess])
 

@@ -19,12 +19,12 @@ from fastapi.responses import HTMLResponse
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from index.preprocess import ImageDecodeError, decode_image
-from service.auth import ReadAccess
-from service.deps import RegistryDep, SettingsDep
-from service.errors import ItemNotFoundError
-from service.schemas import CollectionName, ErrorResponse
-from service.uploads import ImageGateDep
+from arcsearch.index.preprocess import ImageDecodeError, decode_image
+from arcsearch.service.auth import ReadAccess
+from arcsearch.service.deps import RegistryDep, SettingsDep
+from arcsearch.service.errors import ItemNotFoundError
+from arcsearch.service.schemas import CollectionName, ErrorResponse
+from arcsearch.service.uploads import ImageGateDep
 
 router = APIRouter(tags=["page"])
 PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"

@@ -15,13 +15,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from index.store import Hit
-from service.auth import ReadAccess
-from service.collection import LoadedCollection
-from service.deps import RegistryDep, SettingsDep
-from service.errors import validation_error
-from service.querying import SearchOptions
-from service.schemas import (
+from arcsearch.index.store import Hit
+from arcsearch.service.auth import ReadAccess
+from arcsearch.service.collection import LoadedCollection
+from arcsearch.service.deps import RegistryDep, SettingsDep
+from arcsearch.service.errors import validation_error
+from arcsearch.service.querying import SearchOptions
+from arcsearch.service.schemas import (
     HARD_MAX_K,
     ErrorResponse,
     ImageQueryResults,
@@ -32,8 +32,8 @@ from service.schemas import (
     TextSearchRequest,
     TextSearchResponse,
 )
-from service.settings import Settings
-from service.uploads import ImageGateDep, encoder_px
+from arcsearch.service.settings import Settings
+from arcsearch.service.uploads import ImageGateDep, encoder_px
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[ReadAccess])
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from arcsearch.training.objectives.registry import OBJECTIVES
 from bench.loss_step_time import head_steps, markdown, summarise, time_rounds
-from training.objectives.registry import OBJECTIVES
 
 
 def test_rounds_rotate_the_order_and_every_step_trains_its_own_weights() -> None:

@@ -205,9 +205,9 @@ def test_paths_connect_the_stages(services: dict[str, Any], parser: argparse.Arg
 def test_api_environment_names_are_service_settings(services: dict[str, Any]) -> None:
     """Every ARCSEARCH_* variable the compose file sets is a field of service.settings.Settings."""
     try:
-        from service.settings import Settings
+        from arcsearch.service.settings import Settings
     except ImportError as exc:
-        pytest.fail(f"service.settings.Settings is not importable: {exc}")
+        pytest.fail(f"arcsearch.service.settings.Settings is not importable: {exc}")
     prefix = str(Settings.model_config.get("env_prefix", "")).upper()
     known = {f"{prefix}{name}".upper() for name in Settings.model_fields}
     for info in Settings.model_fields.values():
@@ -260,8 +260,8 @@ def test_compose_refuses_to_run_without_keys(env: dict[str, str]) -> None:
 
 def test_the_api_refuses_the_compose_bind_without_keys() -> None:
     """What the compose file relies on: 0.0.0.0 without keys is refused, with keys (16+ characters) served."""
-    from service.server import UnsafeHostError, check_host
-    from service.settings import Settings
+    from arcsearch.service.server import UnsafeHostError, check_host
+    from arcsearch.service.settings import Settings
 
     with pytest.raises(UnsafeHostError):
         check_host(Settings(host="0.0.0.0", collections_dir=Path("nowhere")))

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from index.bundle import sha256_of_path
+from arcsearch.index.bundle import sha256_of_path
 
 
 class Payload:

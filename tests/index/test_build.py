@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.build import IndexBuildError, InlineImage, build_index_bundle, build_store, embed_corpus
-from index.bundle import EmbedderManifest, read_index_manifest
-from index.corpus import TextItem
-from index.embedder import load_embedder
-from index.store import IndexStore
+from arcsearch.index.build import IndexBuildError, InlineImage, build_index_bundle, build_store, embed_corpus
+from arcsearch.index.bundle import EmbedderManifest, read_index_manifest
+from arcsearch.index.corpus import TextItem
+from arcsearch.index.embedder import load_embedder
+from arcsearch.index.store import IndexStore
 from tests.bundles import glosses_by_class, write_jsonl
 
 
@@ -95,7 +95,7 @@ def test_build_store_from_fake_embedder_finds_each_text_itself() -> None:
 def test_image_bundle_skips_unreadable_files_and_counts_them(small_faces: Path, image_embedder_dir: Path,
                                                             tmp_path: Path, caplog: pytest.LogCaptureFixture
                                                             ) -> None:
-    with caplog.at_level(logging.WARNING, logger="index.build"):
+    with caplog.at_level(logging.WARNING, logger="arcsearch.index.build"):
         manifest = build_index_bundle(image_embedder_dir, small_faces, tmp_path / "idx", device="cpu",
                                       batch_size=4)
     assert manifest.num_items == 9 and manifest.modality == "image" and manifest.embedding_dim == 128
@@ -104,7 +104,7 @@ def test_image_bundle_skips_unreadable_files_and_counts_them(small_faces: Path, 
     assert read_index_manifest(tmp_path / "idx") == manifest
     embedder = load_embedder(image_embedder_dir, device="cpu")
     assert manifest.embedder_sha256 == embedder.manifest.weights_sha256
-    from index.preprocess import decode_image
+    from arcsearch.index.preprocess import decode_image
 
     query = embedder.embed_images([decode_image(small_faces / "s2" / "3.pgm")])
     (hits,) = IndexStore.load(tmp_path / "idx").search(query, 3)

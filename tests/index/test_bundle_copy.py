@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from index.bundle import BundleError, copy_bundle_safely, read_embedder_manifest, sha256_of_path
-from index.collection_admin import new_collection
-from index.collections import create_collection
-from index.embedder import load_embedder
+from arcsearch.index.bundle import BundleError, copy_bundle_safely, read_embedder_manifest, sha256_of_path
+from arcsearch.index.collection_admin import new_collection
+from arcsearch.index.collections import create_collection
+from arcsearch.index.embedder import load_embedder
 from tests.bundles import fake_embedder_bundle
 from tests.index.crafted import copy_bundle
 

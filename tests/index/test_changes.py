@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.changes import Change, ChangeLog, replay_onto
-from index.durable import StorageBusyError, StorageFullError
-from index.items import ItemRecord
-from index.store import IndexStore
+from arcsearch.index.changes import Change, ChangeLog, replay_onto
+from arcsearch.index.durable import StorageBusyError, StorageFullError
+from arcsearch.index.items import ItemRecord
+from arcsearch.index.store import IndexStore
 from tests.bundles import unit_vectors
 
 DIM = 8

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from index import collections as coll
-from index.bundle import BundleError, read_embedder_manifest
-from index.items import ItemRecord
-from index.store import IndexStore
+from arcsearch.index import collections as coll
+from arcsearch.index.bundle import BundleError, read_embedder_manifest
+from arcsearch.index.items import ItemRecord
+from arcsearch.index.store import IndexStore
 from tests.bundles import REPO, fake_embedder_bundle, glosses_by_class, unit_vectors, write_jsonl
 
 DIM = 8
@@ -123,10 +123,10 @@ def test_crash_at_any_publish_step_keeps_the_old_version(root: Path, monkeypatch
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    import index.store as store_module
-    from index import collections as coll
-    from index.items import ItemRecord
-    from index.store import IndexStore
+    import arcsearch.index.store as store_module
+    from arcsearch.index import collections as coll
+    from arcsearch.index.items import ItemRecord
+    from arcsearch.index.store import IndexStore
     from tests.bundles import unit_vectors
 
     root = Path(sys.argv[1])

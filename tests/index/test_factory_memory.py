@@ -6,8 +6,8 @@ import faiss
 import numpy as np
 import pytest
 
-from index.faiss_index import IndexStoreError, check_factory, make_index
-from index.faiss_memory import MAX_FIXED_BYTES, factory_memory, max_bytes_per_vector
+from arcsearch.index.faiss_index import IndexStoreError, check_factory, make_index
+from arcsearch.index.faiss_memory import MAX_FIXED_BYTES, factory_memory, max_bytes_per_vector
 
 
 @pytest.mark.parametrize(("dim", "factory", "needs_training"), [

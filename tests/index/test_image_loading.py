@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from index.architectures import build_image_architecture
-from index.bundle import BundleError, ImageArchitecture, ImagePreprocessing, read_embedder_manifest
-from index.embedder import IMAGE_WEIGHTS_FILE, load_embedder
-from index.preprocess import decode_image, images_to_batch
+from arcsearch.index.architectures import build_image_architecture
+from arcsearch.index.bundle import BundleError, ImageArchitecture, ImagePreprocessing, read_embedder_manifest
+from arcsearch.index.embedder import IMAGE_WEIGHTS_FILE, load_embedder
+from arcsearch.index.preprocess import decode_image, images_to_batch
+from arcsearch.training.backbones import build_image_encoder
+from arcsearch.training.export import export_image_embedder
 from tests.index.crafted import copy_bundle, legacy_image_bundle, pickle_payload
-from training.backbones import build_image_encoder
-from training.export import export_image_embedder
 
 PARAMS = ImagePreprocessing(height=32, width=32)
 PARAMS_128 = ImagePreprocessing()  # the session bundle's

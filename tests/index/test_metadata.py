@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from index.corpus import CorpusError, read_text_file
-from index.metadata import MetadataError, check_item_id, check_metadata, check_text
+from arcsearch.index.corpus import CorpusError, read_text_file
+from arcsearch.index.metadata import MetadataError, check_item_id, check_metadata, check_text
 
 
 def nested(depth: int) -> Any:

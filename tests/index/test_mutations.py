@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import store as store_module
-from index.changes import Change, ChangeLog
-from index.items import ItemRecord
-from index.store import IndexStore
+from arcsearch.index import store as store_module
+from arcsearch.index.changes import Change, ChangeLog
+from arcsearch.index.items import ItemRecord
+from arcsearch.index.store import IndexStore
 from tests.bundles import unit_vectors
 
 DIM = 16

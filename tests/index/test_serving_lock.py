@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from index.serving_lock import LOCK_FILE, serving_lock
+from arcsearch.index.serving_lock import LOCK_FILE, serving_lock
 from tests.bundles import REPO
 
-TRY_LOCK = "import sys; from index.serving_lock import serving_lock\nwith serving_lock(sys.argv[1]): print('held')"
+TRY_LOCK = ("import sys; from arcsearch.index.serving_lock import serving_lock\n"
+            "with serving_lock(sys.argv[1]): print('held')")
 
 
 def other_process(folder: Path) -> subprocess.CompletedProcess[str]:

@@ -9,10 +9,10 @@ import faiss
 import numpy as np
 import pytest
 
-from index import store as store_module
-from index.bundle import BundleError, EmbedderManifest
-from index.items import ItemRecord, ItemTableError, SqliteItems, write_items
-from index.store import (
+from arcsearch.index import store as store_module
+from arcsearch.index.bundle import BundleError, EmbedderManifest
+from arcsearch.index.items import ItemRecord, ItemTableError, SqliteItems, write_items
+from arcsearch.index.store import (
     INDEX_FILE,
     ITEMS_FILE,
     EmbedderMismatchError,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.bundle import BundleError
-from index.embedder import TEXT_WEIGHTS_DIR, load_embedder
+from arcsearch.index.bundle import BundleError
+from arcsearch.index.embedder import TEXT_WEIGHTS_DIR, load_embedder
 from tests.index.crafted import copy_bundle, pickle_payload
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from index.embedder import ThreadPolicy, available_cores
+from arcsearch.index.embedder import ThreadPolicy, available_cores
 
 
 @pytest.fixture()

@@ -1,6 +1,6 @@
 """Fixtures for tests/service, over the collections of ``service_data`` (tests/conftest.py).
 
-``client`` is a TestClient on them; ``server`` a real uvicorn process (``python -m service.server``) on a
+``client`` is a TestClient on them; ``server`` a real uvicorn process (``python -m arcsearch.service.server``) on a
 free loopback port, started once for the tests over HTTP, and ``http`` an httpx client of it.
 """
 
@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from arcsearch.service.app import create_app
 from tests.service.helpers import (
     MAX_REQUEST_BYTES,
     MAX_UPLOAD_BYTES,

@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.collections import index_collection
+from arcsearch.index.collections import index_collection
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,17 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from index.collections import EMBEDDER_DIR
-from index.serving_lock import LOCK_FILE
-from service.settings import Settings
+from arcsearch.index.collections import EMBEDDER_DIR
+from arcsearch.index.serving_lock import LOCK_FILE
+from arcsearch.service.settings import Settings
 from tests.bundles import REPO
 
 HELD_OUT_PEOPLE = [f"s{n}" for n in range(31, 41)]
 START_TIMEOUT_S = 180.0
 MAX_UPLOAD_BYTES = 200_000  # limits of the shared live server (conftest.server): each image file,
 MAX_REQUEST_BYTES = 1_000_000  # and any body (all files of one image search together)
+
+SERVER_MODULE = "arcsearch.service.server"  # python -m SERVER_MODULE runs the service
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ def free_port() -> int:
 
 
 def server_environment(collections_dir: Path, data_root: Path, port: int, **env: str) -> dict[str, str]:
-    """The environment of ``python -m service.server`` on 127.0.0.1:``port`` (extra ``ARCSEARCH_*`` in ``env``)."""
+    """The environment of ``python -m arcsearch.service.server`` on 127.0.0.1:``port`` (extra ``ARCSEARCH_*``
+    in ``env``)."""
     return {**os.environ, "PYTHONPATH": str(REPO), "ARCSEARCH_COLLECTIONS_DIR": str(collections_dir),
             "ARCSEARCH_DATA_ROOT": str(data_root), "ARCSEARCH_DEVICE": "cpu", "ARCSEARCH_HOST": "127.0.0.1",
             "ARCSEARCH_PORT": str(port)} | {f"ARCSEARCH_{key.upper()}": value for key, value in env.items()}
@@ -103,14 +106,14 @@ def served_copy(collections_dir: Path, out: Path) -> Path:
 @contextmanager
 def live_server(collections_dir: Path, data_root: Path, log_path: Path, *, ready_path: str = "/readyz", **env: str
                 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run ``python -m service.server`` on a free loopback port (extra ``ARCSEARCH_*`` settings in ``env``),
+    """Run ``python -m arcsearch.service.server`` on a free loopback port (extra ``ARCSEARCH_*`` settings in ``env``),
     appending its output to ``log_path``; yield (base URL, process) once ``ready_path`` answers 200; stop it
     after."""
     port = free_port()
     environment = server_environment(collections_dir, data_root, port, **env)
     url = f"http://127.0.0.1:{port}"
     with log_path.open("a") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "service.server"], cwd=REPO, env=environment, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", SERVER_MODULE], cwd=REPO, env=environment, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S

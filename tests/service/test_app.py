@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.app import create_app
+from arcsearch.service.app import create_app
 from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_job
 
 
@@ -36,7 +36,7 @@ def test_unexpected_errors_get_the_shape_and_are_logged(service_data: ServiceDat
     def boom() -> None:
         raise RuntimeError("kaboom")
 
-    with caplog.at_level(logging.ERROR, logger="service.errors"):
+    with caplog.at_level(logging.ERROR, logger="arcsearch.service.errors"):
         response = local_client(app, raise_server_exceptions=False).get("/boom")
     error = assert_error(response, 500, "internal_error")
     assert "kaboom" not in error["message"]

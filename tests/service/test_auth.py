@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.server import UnsafeHostError, check_host
-from service.settings import Settings
+from arcsearch.service.server import UnsafeHostError, check_host
+from arcsearch.service.settings import Settings
 from tests.service.helpers import assert_error
 
 READ, ADMIN = "read-key-0123456789", "admin-key-0123456789"
@@ -60,14 +60,14 @@ def test_no_keys_means_open_routes(client: TestClient) -> None:
 
 def test_bind_rules(caplog: pytest.LogCaptureFixture) -> None:
     nowhere = Path("nowhere")
-    with caplog.at_level(logging.WARNING, logger="service.server"):
+    with caplog.at_level(logging.WARNING, logger="arcsearch.service.server"):
         check_host(Settings(host="127.0.0.1", collections_dir=nowhere))
     assert "no API keys configured" in caplog.text and "loopback only" in caplog.text
     with pytest.raises(UnsafeHostError, match="no API keys"):
         check_host(Settings(host="0.0.0.0", collections_dir=nowhere))
     check_host(Settings(host="0.0.0.0", admin_keys=SecretStr(ADMIN)))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="service.server"):
+    with caplog.at_level(logging.WARNING, logger="arcsearch.service.server"):
         check_host(Settings(host="0.0.0.0", allow_non_loopback=True))
     assert "UNAUTHENTICATED" in caplog.text
 

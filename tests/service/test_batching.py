@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.batching import BatcherClosedError, MicroBatcher, PendingQuery
+from arcsearch.service.batching import BatcherClosedError, MicroBatcher, PendingQuery
 from tests.service.helpers import ServiceData, assert_error
 
 CONCURRENT = 16
@@ -199,7 +199,7 @@ def wait_running(future: Any) -> None:
 
 
 def assert_overloaded(exc: BaseException) -> None:
-    from service.errors import ApiError
+    from arcsearch.service.errors import ApiError
 
     assert isinstance(exc, ApiError) and exc.status_code == 503 and exc.code == "overloaded", exc
     assert exc.headers is not None and int(exc.headers["Retry-After"]) >= 1
@@ -262,7 +262,7 @@ def stuck_batcher(client: TestClient, name: str) -> Any:
 
 
 def test_a_micro_batch_timeout_answers_503_over_http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("service.collection.SUBMIT_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("arcsearch.service.collection.SUBMIT_TIMEOUT_S", 0.3)
     with stuck_batcher(client, "texts"):
         response = client.post("/v1/texts/search", json={"text": "a dog"})
         assert_error(response, 503, "overloaded")

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.app import create_app
+from arcsearch.service.app import create_app
 from tests import bundles
 from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_job, wait_ready
 

@@ -17,15 +17,16 @@ from typing import Any
 import httpx
 import pytest
 
-from index.bundle import BundleError
-from index.changes import ChangeLog
-from index.collections import current_version, index_collection, read_collection
-from index.items import ItemRecord
-from service.app import create_app
-from service.collection import load_collection
+from arcsearch.index.bundle import BundleError
+from arcsearch.index.changes import ChangeLog
+from arcsearch.index.collections import current_version, index_collection, read_collection
+from arcsearch.index.items import ItemRecord
+from arcsearch.service.app import create_app
+from arcsearch.service.collection import load_collection
 from tests import bundles
 from tests.bundles import REPO
 from tests.service.helpers import (
+    SERVER_MODULE,
     ServiceData,
     assert_error,
     free_port,
@@ -145,7 +146,7 @@ def test_an_upsert_that_cannot_be_logged_answers_503_and_is_not_findable(durable
 def test_a_second_server_on_the_same_folder_refuses_to_start(durable: dict[str, Any]) -> None:
     env = server_environment(durable["root"], durable["data"], free_port())
     try:
-        second = subprocess.run([sys.executable, "-m", "service.server"], cwd=REPO, env=env, capture_output=True,
+        second = subprocess.run([sys.executable, "-m", SERVER_MODULE], cwd=REPO, env=env, capture_output=True,
                                 text=True, timeout=90)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"a second server started on {durable['root']}: {exc.stderr!r}")

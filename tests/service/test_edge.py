@@ -10,11 +10,11 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
-from service.app import body_limits, create_app
-from service.auth import needed_role
-from service.limits import MAX_JSON_DEPTH, json_depth
-from service.routetable import flat_routes, route_template
-from service.settings import Settings
+from arcsearch.service.app import body_limits, create_app
+from arcsearch.service.auth import needed_role
+from arcsearch.service.limits import MAX_JSON_DEPTH, json_depth
+from arcsearch.service.routetable import flat_routes, route_template
+from arcsearch.service.settings import Settings
 from tests.service.helpers import assert_error, local_client
 
 OPEN = {"/healthz", "/readyz", "/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
@@ -98,7 +98,7 @@ def test_a_request_the_key_check_refuses_is_not_read(tmp_path: Path) -> None:
 
 
 def test_max_json_depth_leaves_room_for_the_deepest_metadata() -> None:
-    from index.metadata import MAX_METADATA_DEPTH
+    from arcsearch.index.metadata import MAX_METADATA_DEPTH
     assert MAX_METADATA_DEPTH + 3 <= MAX_JSON_DEPTH < 900  # far below Python's recursion limit
 
 

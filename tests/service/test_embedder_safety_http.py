@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from index.bundle import read_embedder_manifest, sha256_of_path, write_manifest
+from arcsearch.index.bundle import read_embedder_manifest, sha256_of_path, write_manifest
 from tests import bundles
 from tests.index.crafted import legacy_image_bundle
 from tests.service.helpers import ServiceData, assert_error, live_server

@@ -1,4 +1,4 @@
-"""The service through HTTP: a real uvicorn process (``python -m service.server``, conftest.server)."""
+"""The service through HTTP: a real uvicorn process (``python -m arcsearch.service.server``, conftest.server)."""
 
 from __future__ import annotations
 

@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.batching import MicroBatcher, PendingQuery
-from service.querying import QueryAnswer
-from service.settings import Settings
-from service.uploads import image_memory_bound_bytes
+from arcsearch.service.batching import MicroBatcher, PendingQuery
+from arcsearch.service.querying import QueryAnswer
+from arcsearch.service.settings import Settings
+from arcsearch.service.uploads import image_memory_bound_bytes
 from tests.service.helpers import ServiceData, assert_error, live_server, served_copy
 
 BIG_PX = 6300

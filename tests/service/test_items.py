@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from index.collections import index_collection
-from service.app import create_app
+from arcsearch.index.collections import index_collection
+from arcsearch.service.app import create_app
 from tests import bundles
 from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_ready
 

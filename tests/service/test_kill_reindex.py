@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from index.collections import current_version, index_collection
+from arcsearch.index.collections import current_version, index_collection
 from tests import bundles
 from tests.service.helpers import ServiceData, live_server
 

@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.app import create_app
-from service.localonly import host_name, is_loopback
+from arcsearch.service.app import create_app
+from arcsearch.service.localonly import host_name, is_loopback
 from tests.bundles import REPO
 from tests.service.helpers import ServiceData, assert_error, free_port, local_client, service_settings
 
@@ -83,14 +83,14 @@ def test_allowed_hosts_extend_the_loopback_names(app_settings: Any) -> None:
 
 @pytest.fixture(scope="module")
 def factory_server(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``uvicorn --factory service.app:create_app``: no `arcsearch serve`, so no bind check ran."""
+    """``uvicorn --factory arcsearch.service.app:create_app``: no `arcsearch serve`, so no bind check ran."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "ARCSEARCH_COLLECTIONS_DIR": str(tmp_path_factory.mktemp("none")),
            "ARCSEARCH_DATA_ROOT": str(service_data.data_root), "ARCSEARCH_DEVICE": "cpu"}
     log = tmp_path_factory.mktemp("factory") / "server.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host",
-                                 "127.0.0.1", "--port", str(port)], cwd=REPO, env=env, stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "arcsearch.service.app:create_app",
+                                 "--host", "127.0.0.1", "--port", str(port)], cwd=REPO, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

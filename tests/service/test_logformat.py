@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.logformat import JsonFormatter, TextFormatter
-from service.observability import LOG_FORMAT
+from arcsearch.service.logformat import JsonFormatter, TextFormatter
+from arcsearch.service.observability import LOG_FORMAT
 from tests.bundles import REPO
 from tests.service.helpers import ServiceData, live_server, served_copy
 
@@ -104,8 +104,9 @@ def test_text_lines_escape_control_characters_and_indent_tracebacks() -> None:
 
 def test_a_text_server_logs_a_forged_id_on_one_line(tmp_path: Path) -> None:
     """configure_logging installs the escaping formatter (a fresh process: pytest owns this one's logging)."""
-    code = ("import logging; from service.logformat import configure_logging; from service.observability import "
-            "install_log_record_factory; install_log_record_factory(); configure_logging('info', log_format='text'); "
+    code = ("import logging; from arcsearch.service.logformat import configure_logging; "
+            "from arcsearch.service.observability import install_log_record_factory; "
+            "install_log_record_factory(); configure_logging('info', log_format='text'); "
             "logging.getLogger('x').warning('item %s failed', 'a\\nFORGED')")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
+from arcsearch.service.app import create_app
 from tests.service.helpers import ServiceData, local_client, service_settings
 
 

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.app import create_app
-from service.routers.page import image_file
+from arcsearch.service.app import create_app
+from arcsearch.service.routers.page import image_file
 from tests.service.demo_layout import index_like_the_demo
 from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_ready
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from service.app import create_app
-from service.settings import Settings
+from arcsearch.service.app import create_app
+from arcsearch.service.settings import Settings
 from tests.service.demo_layout import index_like_the_demo
 from tests.service.helpers import ServiceData, free_port, service_settings
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service import server
-from service.server import UnsafeHostError, check_host, is_loopback, serve
-from service.settings import Settings
+from arcsearch.service import server
+from arcsearch.service.server import UnsafeHostError, check_host, is_loopback, serve
+from arcsearch.service.settings import Settings
 
 
 def test_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

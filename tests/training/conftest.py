@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from arcsearch.index.corpus import read_text_file
 from arcsearch.prepare.defaults import PreparedData
-from index.corpus import read_text_file
 
 NUM_FACE_PEOPLE = 12
 NUM_TEXT_CLASSES = 40

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from arcsearch.prepare.defaults import PreparedData
-from training.backbones import build_image_encoder
+from arcsearch.training.backbones import build_image_encoder
 
 
 def test_safetensors_checkpoint_loads_the_same_weights_as_the_pth(prepared: PreparedData, tmp_path: Path) -> None:

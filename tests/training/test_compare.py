@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from arcsearch.cli import main
-from training.experiments.compare import angle_table, markdown_table, paired_differences, summarise
+from arcsearch.training.experiments.compare import angle_table, markdown_table, paired_differences, summarise
 
 
 def _report(loss_map: float, base_map: float, seconds: float) -> dict:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from index.bundle import ImagePreprocessing
-from training.data.images import Augmentation, augment, image_batch, random_crop_box
-from training.data.splits import SplitError, indices_of, label_codes, shuffled_batches, split_classes
-from training.engine.optimiser import get_lr, make_optimiser
+from arcsearch.index.bundle import ImagePreprocessing
+from arcsearch.training.data.images import Augmentation, augment, image_batch, random_crop_box
+from arcsearch.training.data.splits import SplitError, indices_of, label_codes, shuffled_batches, split_classes
+from arcsearch.training.engine.optimiser import get_lr, make_optimiser
 
 LABELS = [f"class{c:02d}" for c in range(40) for _ in range(3)]
 

@@ -19,14 +19,14 @@ from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from index.bundle import ImagePreprocessing
+from arcsearch.index.bundle import ImagePreprocessing
+from arcsearch.training.data.images import Augmentation, image_batch
+from arcsearch.training.engine import distributed
+from arcsearch.training.engine.loop import fit
+from arcsearch.training.engine.step import Embedding, training_model
+from arcsearch.training.engine.trainer import FitResult
+from arcsearch.training.fitting.image import view_batch
 from tests.training.test_resume import arcface_objective, make_batches, make_encoder, steps_per_epoch, train_config
-from training.data.images import Augmentation, image_batch
-from training.engine import distributed
-from training.engine.loop import fit
-from training.engine.step import Embedding, training_model
-from training.engine.trainer import FitResult
-from training.fitting.image import view_batch
 
 GLOBAL_BATCH, EPOCHS, WORLD = 15, 2, 2
 

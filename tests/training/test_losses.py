@@ -10,13 +10,13 @@ import pytest
 import torch
 from pytorch_metric_learning import losses as pml
 
-from training.config import TrainConfig
-from training.data.samplers import pk_batches
-from training.engine.loop import fit
-from training.objectives.margins import arcface_logits, combined_margin_logits, cosface_logits, sphereface_psi
-from training.objectives.params import ObjectiveParams
-from training.objectives.registry import OBJECTIVES, build_objective
-from training.objectives.triplet import batch_hard_triplet_loss
+from arcsearch.training.config import TrainConfig
+from arcsearch.training.data.samplers import pk_batches
+from arcsearch.training.engine.loop import fit
+from arcsearch.training.objectives.margins import arcface_logits, combined_margin_logits, cosface_logits, sphereface_psi
+from arcsearch.training.objectives.params import ObjectiveParams
+from arcsearch.training.objectives.registry import OBJECTIVES, build_objective
+from arcsearch.training.objectives.triplet import batch_hard_triplet_loss
 
 SCALE, MARGIN_RAD, COSFACE_MARGIN, SUBCENTERS = 30.0, 0.5, 0.35, 3
 PARAMS = ObjectiveParams(scale=SCALE, margin_rad=MARGIN_RAD, cosface_margin=COSFACE_MARGIN, subcenters=SUBCENTERS)
@@ -243,6 +243,6 @@ def test_registry_rejects_an_unknown_name_and_lists_the_choices() -> None:
 
 
 def test_the_torch_free_name_list_is_the_registry() -> None:
-    from training.objectives.params import OBJECTIVE_NAMES, SHARDED_OBJECTIVES
+    from arcsearch.training.objectives.params import OBJECTIVE_NAMES, SHARDED_OBJECTIVES
 
     assert tuple(OBJECTIVES) == OBJECTIVE_NAMES and set(SHARDED_OBJECTIVES) <= set(OBJECTIVES)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from training.objectives.margins import arcface_logits
+from arcsearch.training.objectives.margins import arcface_logits
 
 SCALE, MARGIN_RAD = 30.0, 0.5
 

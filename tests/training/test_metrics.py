@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from training.evaluation.metrics import (
+from arcsearch.training.evaluation.metrics import (
     angle_statistics,
     map_at_r,
     pair_angles,

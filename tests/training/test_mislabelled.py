@@ -6,10 +6,10 @@ import pytest
 import torch
 from pytorch_metric_learning.losses import SubCenterArcFaceLoss
 
-from training.evaluation.mislabelled import likely_mislabelled
-from training.objectives.params import ObjectiveParams
-from training.objectives.registry import build_objective
-from training.objectives.subcenter import SubCenterClassifier
+from arcsearch.training.evaluation.mislabelled import likely_mislabelled
+from arcsearch.training.objectives.params import ObjectiveParams
+from arcsearch.training.objectives.registry import build_objective
+from arcsearch.training.objectives.subcenter import SubCenterClassifier
 
 NUM_CLASSES, PER_CLASS, DIM, SUBCENTERS, NUM_PLANTED = 8, 40, 32, 3, 12
 

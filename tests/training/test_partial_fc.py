@@ -14,9 +14,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from training.objectives.params import ObjectiveParams
-from training.objectives.partial_fc import PartialFCArcFace, shard_bounds
-from training.objectives.registry import build_objective, make_objective
+from arcsearch.training.objectives.params import ObjectiveParams
+from arcsearch.training.objectives.partial_fc import PartialFCArcFace, shard_bounds
+from arcsearch.training.objectives.registry import build_objective, make_objective
 
 NUM_CLASSES, DIM, IN_DIM = 41, 8, 5
 LOCAL_SIZES = (7, 5)  # uneven on purpose: the all-gather pads and trims

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.evaluation.metrics import pair_angles
-from training.evaluation.plots import method_colours, plot_angle_distributions, plot_projection_2d, plot_training_curves
+from arcsearch.training.evaluation.metrics import pair_angles
+from arcsearch.training.evaluation.plots import (
+    method_colours,
+    plot_angle_distributions,
+    plot_projection_2d,
+    plot_training_curves,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -17,15 +17,15 @@ import pytest
 import torch
 from torch import nn
 
-from training.config import TrainConfig
-from training.data.images import load_images
-from training.engine import distributed
-from training.engine.checkpoint import checkpoint_path, load_checkpoint
-from training.engine.loop import fit
-from training.engine.trainer import Batch, FitResult
-from training.fitting.image import fit_image_encoder
-from training.objectives.params import ObjectiveParams
-from training.objectives.registry import build_objective
+from arcsearch.training.config import TrainConfig
+from arcsearch.training.data.images import load_images
+from arcsearch.training.engine import distributed
+from arcsearch.training.engine.checkpoint import checkpoint_path, load_checkpoint
+from arcsearch.training.engine.loop import fit
+from arcsearch.training.engine.trainer import Batch, FitResult
+from arcsearch.training.fitting.image import fit_image_encoder
+from arcsearch.training.objectives.params import ObjectiveParams
+from arcsearch.training.objectives.registry import build_objective
 
 NUM_CLASSES, INPUT_DIM, EMBEDDING_DIM, NUM_ITEMS, BATCH = 6, 12, 8, 90, 16
 
@@ -163,11 +163,11 @@ def test_resume_without_a_checkpoint_says_so(tmp_path: Path) -> None:
 def test_image_trainer_resumes_bit_for_bit(faces_subset: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Real augmentation (drawn from the trainer's generator) and BatchNorm, through ``fit_image_encoder``."""
-    from index.bundle import ImagePreprocessing
-    from index.corpus import read_image_folder
-    from training.backbones import build_image_encoder
-    from training.config import ImageTrainConfig
-    from training.data.splits import label_codes
+    from arcsearch.index.bundle import ImagePreprocessing
+    from arcsearch.index.corpus import read_image_folder
+    from arcsearch.training.backbones import build_image_encoder
+    from arcsearch.training.config import ImageTrainConfig
+    from arcsearch.training.data.splits import label_codes
 
     items = read_image_folder(faces_subset)[:48]
     images, labels = load_images(items), [item.label for item in items]
@@ -185,7 +185,7 @@ def test_image_trainer_resumes_bit_for_bit(faces_subset: Path, tmp_path: Path,
         return encoder, objective, result
 
     straight = train()
-    from training.fitting import image as image_fitting
+    from arcsearch.training.fitting import image as image_fitting
 
     original, calls = image_fitting.shuffled_batches, [0]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from training.data.samplers import class_balanced_batches, pk_batches
-from training.data.splits import shuffled_batches
+from arcsearch.training.data.samplers import class_balanced_batches, pk_batches
+from arcsearch.training.data.splits import shuffled_batches
 
 SKEWED_SIZES = (2000, 500, 100, 20, 5)
 

@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-from index.bundle import read_embedder_manifest
-from training.run import report_path
+from arcsearch.index.bundle import read_embedder_manifest
+from arcsearch.training.run import report_path
 
 
 def test_torchrun_trains_on_two_processes_and_rank_zero_alone_writes(faces_subset, tmp_path):

@@ -15,19 +15,19 @@ import numpy as np
 import pytest
 import torch
 
+from arcsearch.index.bundle import ImagePreprocessing, read_embedder_manifest
+from arcsearch.index.corpus import read_image_folder
+from arcsearch.index.embedder import load_embedder
 from arcsearch.prepare.defaults import PreparedData
-from index.bundle import ImagePreprocessing, read_embedder_manifest
-from index.corpus import read_image_folder
-from index.embedder import load_embedder
-from training.backbones import build_image_encoder
-from training.config import ImageTrainConfig
-from training.data.images import load_images
-from training.data.splits import label_codes
-from training.evaluation.exported import evaluate_bundle
-from training.evaluation.scoring import embed_images
-from training.export import export_image_embedder
-from training.fitting.image import fit_image_encoder
-from training.run import report_path, train_images
+from arcsearch.training.backbones import build_image_encoder
+from arcsearch.training.config import ImageTrainConfig
+from arcsearch.training.data.images import load_images
+from arcsearch.training.data.splits import label_codes
+from arcsearch.training.evaluation.exported import evaluate_bundle
+from arcsearch.training.evaluation.scoring import embed_images
+from arcsearch.training.export import export_image_embedder
+from arcsearch.training.fitting.image import fit_image_encoder
+from arcsearch.training.run import report_path, train_images
 
 
 def small_config(images_dir: Path, out_dir: Path, **overrides: Any) -> ImageTrainConfig:

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from index.bundle import read_embedder_manifest
-from index.corpus import read_text_file
-from index.embedder import load_embedder
-from training.config import TextTrainConfig
-from training.evaluation.baselines import tfidf_embeddings
-from training.evaluation.exported import evaluate_bundle
-from training.evaluation.metrics import retrieval_metrics
-from training.evaluation.scoring import embed_texts
-from training.export import export_text_embedder
-from training.fitting.text import fit_text_encoder, load_sentence_model
-from training.run import report_path, train_texts
+from arcsearch.index.bundle import read_embedder_manifest
+from arcsearch.index.corpus import read_text_file
+from arcsearch.index.embedder import load_embedder
+from arcsearch.training.config import TextTrainConfig
+from arcsearch.training.evaluation.baselines import tfidf_embeddings
+from arcsearch.training.evaluation.exported import evaluate_bundle
+from arcsearch.training.evaluation.metrics import retrieval_metrics
+from arcsearch.training.evaluation.scoring import embed_texts
+from arcsearch.training.export import export_text_embedder
+from arcsearch.training.fitting.text import fit_text_encoder, load_sentence_model
+from arcsearch.training.run import report_path, train_texts
 
 
 @pytest.fixture(scope="module")

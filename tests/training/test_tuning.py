@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from arcsearch.cli import main
-from training.config import TrainConfig
-from training.experiments.tuning import DEFAULT_GRIDS, apply_overrides, best_overrides, point_name, tuning_table
+from arcsearch.training.config import TrainConfig
+from arcsearch.training.experiments.tuning import (
+    DEFAULT_GRIDS,
+    apply_overrides,
+    best_overrides,
+    point_name,
+    tuning_table,
+)
 
 
 def test_overrides_go_to_loss_params_or_the_config_and_lr_factor_scales_the_encoder_rate() -> None:

@@ -10,8 +10,8 @@ import pytest
 from scipy import sparse
 from sklearn.metrics import roc_curve
 
-from training.evaluation import verification
-from training.evaluation.verification import (
+from arcsearch.training.evaluation import verification
+from arcsearch.training.evaluation.verification import (
     best_threshold,
     fold_ids,
     pair_scores,
@@ -199,7 +199,7 @@ def test_bad_input_is_refused() -> None:
 
 
 def test_score_and_table_carry_verification() -> None:
-    from training.evaluation.scoring import format_table, score
+    from arcsearch.training.evaluation.scoring import format_table, score
 
     rng = np.random.default_rng(0)
     labels = [f"person{i}" for i in np.repeat(np.arange(10), 10)]

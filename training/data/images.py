@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-from index.bundle import ImagePreprocessing
-from index.corpus import ImageItem
-from index.preprocess import decode_image, image_to_array, images_to_batch
+from arcsearch.index.bundle import ImagePreprocessing
+from arcsearch.index.corpus import ImageItem
+from arcsearch.index.preprocess import decode_image, image_to_array, images_to_batch
 
 logger = logging.getLogger(__name__)
 

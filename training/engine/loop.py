@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.engine.trainer import Batch, FitResult, Trainer
-from training.objectives.base import Objective
+from arcsearch.training.engine.trainer import Batch, FitResult, Trainer
+from arcsearch.training.objectives.base import Objective
 
 if TYPE_CHECKING:
-    from training.config import TrainConfig
+    from arcsearch.training.config import TrainConfig
 
 
 def fit(encoder: nn.Module, objective: Objective, *, batches: Callable[[int], Iterable[Batch]],

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.engine import distributed
-from training.engine.precision import autocast
-from training.objectives.base import Objective
+from arcsearch.training.engine import distributed
+from arcsearch.training.engine.precision import autocast
+from arcsearch.training.objectives.base import Objective
 
 
 class Embedding(nn.Module):

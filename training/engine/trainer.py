@@ -20,14 +20,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.engine import checkpoint, distributed
-from training.engine.optimiser import MIN_LR_FRACTION, get_lr, get_margin_fraction, make_optimiser
-from training.engine.precision import DivergenceGuard, make_scaler
-from training.engine.step import Embedding, training_model
-from training.objectives.base import Objective
+from arcsearch.training.engine import checkpoint, distributed
+from arcsearch.training.engine.optimiser import MIN_LR_FRACTION, get_lr, get_margin_fraction, make_optimiser
+from arcsearch.training.engine.precision import DivergenceGuard, make_scaler
+from arcsearch.training.engine.step import Embedding, training_model
+from arcsearch.training.objectives.base import Objective
 
 if TYPE_CHECKING:
-    from training.config import TrainConfig
+    from arcsearch.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

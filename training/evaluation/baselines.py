@@ -11,8 +11,8 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from torch import Tensor, nn
 
-from index.bundle import ImagePreprocessing
-from index.preprocess import images_to_batch
+from arcsearch.index.bundle import ImagePreprocessing
+from arcsearch.index.preprocess import images_to_batch
 
 RAW_PIXEL_SIDE = 32
 

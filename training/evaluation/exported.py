@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from index.corpus import read_image_folder, read_text_file
-from index.embedder import load_embedder
-from index.preprocess import decode_image
-from training.evaluation.scoring import score
+from arcsearch.index.corpus import read_image_folder, read_text_file
+from arcsearch.index.embedder import load_embedder
+from arcsearch.index.preprocess import decode_image
+from arcsearch.training.evaluation.scoring import score
 
 logger = logging.getLogger(__name__)
 

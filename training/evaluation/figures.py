@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from training.evaluation.metrics import pair_angles
-from training.evaluation.plots import plot_angle_distributions, plot_projection_2d, plot_training_curves
+from arcsearch.training.evaluation.metrics import pair_angles
+from arcsearch.training.evaluation.plots import plot_angle_distributions, plot_projection_2d, plot_training_curves
 
 logger = logging.getLogger(__name__)
 

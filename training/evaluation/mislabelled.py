@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from training.objectives.subcenter import SubCenterClassifier
+from arcsearch.training.objectives.subcenter import SubCenterClassifier
 
 DEFAULT_THRESHOLD_DEG = 75.0
 

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from index.bundle import ImagePreprocessing
-from training.data.images import image_batch
-from training.evaluation.metrics import angle_statistics, retrieval_metrics
-from training.evaluation.verification import verification_report
+from arcsearch.index.bundle import ImagePreprocessing
+from arcsearch.training.data.images import image_batch
+from arcsearch.training.evaluation.metrics import angle_statistics, retrieval_metrics
+from arcsearch.training.evaluation.verification import verification_report
 
 logger = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from index.bundle import write_json_atomic
-from training.config import TrainConfig
-from training.evaluation.figures import write_compare_figures
-from training.experiments.reuse import reusable_report
-from training.experiments.tuning import TrainRun, apply_overrides
+from arcsearch.index.bundle import write_json_atomic
+from arcsearch.training.config import TrainConfig
+from arcsearch.training.evaluation.figures import write_compare_figures
+from arcsearch.training.experiments.reuse import reusable_report
+from arcsearch.training.experiments.tuning import TrainRun, apply_overrides
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from training.config import TrainConfig
-from training.run import report_path
+from arcsearch.training.config import TrainConfig
+from arcsearch.training.run import report_path
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from index.bundle import write_json_atomic
-from training.config import TrainConfig
-from training.experiments.reuse import reusable_report
-from training.objectives.params import ObjectiveParams
+from arcsearch.index.bundle import write_json_atomic
+from arcsearch.training.config import TrainConfig
+from arcsearch.training.experiments.reuse import reusable_report
+from arcsearch.training.objectives.params import ObjectiveParams
 
 logger = logging.getLogger(__name__)
 

@@ -10,18 +10,18 @@ import torch
 from PIL import Image
 from torch import nn
 
-from index.bundle import ImagePreprocessing
-from training.config import ImageTrainConfig
-from training.data.images import Augmentation, image_batch
-from training.data.samplers import epoch_batches, resolve_sampler
-from training.data.splits import shuffled_batches
-from training.engine import distributed
-from training.engine.loop import fit
-from training.engine.trainer import Batch, FitResult
-from training.evaluation.baselines import backbone_baseline
-from training.evaluation.metrics import map_at_r
-from training.evaluation.scoring import embed_images
-from training.objectives.registry import class_centres, make_objective
+from arcsearch.index.bundle import ImagePreprocessing
+from arcsearch.training.config import ImageTrainConfig
+from arcsearch.training.data.images import Augmentation, image_batch
+from arcsearch.training.data.samplers import epoch_batches, resolve_sampler
+from arcsearch.training.data.splits import shuffled_batches
+from arcsearch.training.engine import distributed
+from arcsearch.training.engine.loop import fit
+from arcsearch.training.engine.trainer import Batch, FitResult
+from arcsearch.training.evaluation.baselines import backbone_baseline
+from arcsearch.training.evaluation.metrics import map_at_r
+from arcsearch.training.evaluation.scoring import embed_images
+from arcsearch.training.objectives.registry import class_centres, make_objective
 
 logger = logging.getLogger(__name__)
 

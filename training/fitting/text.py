@@ -10,15 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.config import TextTrainConfig
-from training.data.samplers import epoch_batches, resolve_sampler
-from training.data.splits import length_bucketed_batches
-from training.engine import distributed
-from training.engine.loop import fit
-from training.engine.trainer import Batch, FitResult
-from training.evaluation.metrics import map_at_r
-from training.evaluation.scoring import embed_texts
-from training.objectives.registry import class_centres, make_objective
+from arcsearch.training.config import TextTrainConfig
+from arcsearch.training.data.samplers import epoch_batches, resolve_sampler
+from arcsearch.training.data.splits import length_bucketed_batches
+from arcsearch.training.engine import distributed
+from arcsearch.training.engine.loop import fit
+from arcsearch.training.engine.trainer import Batch, FitResult
+from arcsearch.training.evaluation.metrics import map_at_r
+from arcsearch.training.evaluation.scoring import embed_texts
+from arcsearch.training.objectives.registry import class_centres, make_objective
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from training.objectives.base import Objective, ObjectiveOutput
-from training.objectives.margins import target_cosines, with_targets
+from arcsearch.training.objectives.base import Objective, ObjectiveOutput
+from arcsearch.training.objectives.margins import target_cosines, with_targets
 
 TargetRewrite = Callable[[Tensor, float], Tensor]
 """(N,) cosines of each row's own class, margin share in [0, 1] -> (N,) target logits before the scale."""

@@ -34,8 +34,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from training.objectives.base import Objective, ObjectiveOutput
-from training.objectives.margins import arcface_logits
+from arcsearch.training.objectives.base import Objective, ObjectiveOutput
+from arcsearch.training.objectives.margins import arcface_logits
 
 logger = logging.getLogger(__name__)
 

@@ -14,13 +14,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from training.objectives.base import Objective
-from training.objectives.classifiers import Margin, MarginClassifier, PlainSoftmax
-from training.objectives.margins import arcface_target, combined_margin_target, cosface_target, sphereface_target
-from training.objectives.params import ObjectiveParams
-from training.objectives.partial_fc import PartialFCArcFace
-from training.objectives.subcenter import SubCenterClassifier
-from training.objectives.triplet import BatchHardTriplet, ClassifierWithTriplet
+from arcsearch.training.objectives.base import Objective
+from arcsearch.training.objectives.classifiers import Margin, MarginClassifier, PlainSoftmax
+from arcsearch.training.objectives.margins import (
+    arcface_target,
+    combined_margin_target,
+    cosface_target,
+    sphereface_target,
+)
+from arcsearch.training.objectives.params import ObjectiveParams
+from arcsearch.training.objectives.partial_fc import PartialFCArcFace
+from arcsearch.training.objectives.subcenter import SubCenterClassifier
+from arcsearch.training.objectives.triplet import BatchHardTriplet, ClassifierWithTriplet
 
 
 def _toward_one(m: float, fraction: float) -> float:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from training.objectives.base import ObjectiveOutput
-from training.objectives.classifiers import Margin, MarginClassifier
+from arcsearch.training.objectives.base import ObjectiveOutput
+from arcsearch.training.objectives.classifiers import Margin, MarginClassifier
 
 COUNT_DECAY = 0.99  # running nearest-sub-centre counts forget with a horizon of about 100 batches
 INIT_NOISE = 0.1  # norm of the seeded perturbation of each sub-centre around its class centre (~6 degrees)

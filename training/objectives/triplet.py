@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from training.objectives.base import Objective, ObjectiveOutput
-from training.objectives.classifiers import MarginClassifier
+from arcsearch.training.objectives.base import Objective, ObjectiveOutput
+from arcsearch.training.objectives.classifiers import MarginClassifier
 
 
 def batch_hard_triplet_loss(embeddings: Tensor, labels: Tensor, *, margin: float) -> Tensor:

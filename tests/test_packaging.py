@@ -3,6 +3,7 @@ and service/ at its top level (pyproject.toml maps them)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -45,8 +46,14 @@ def test_only_the_namespace_imports_from_outside_the_repository(tmp_path: Path) 
 
 
 def test_the_wheel_holds_arcsearch_alone_with_the_page(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy: setuptools writes build/ beside the sources it builds
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for folder in SOURCE_ROOTS.values():
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+                            "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
     wheel = next(tmp_path.glob("arcsearch-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

@@ -213,9 +213,9 @@ def torch_pin_of_makefile() -> str:
 
 
 def project_packages() -> list[str]:
+    """The top-level source folders the project installs from (pyproject's package-dir values)."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    return sorted({pattern.rstrip("*").split(".")[0] for pattern in patterns})
+    return sorted({folder.split("/")[0] for folder in pyproject["tool"]["setuptools"]["package-dir"].values()})
 
 
 # ---------------------------------------------------------------- .dockerignore helpers

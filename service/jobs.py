@@ -33,6 +33,7 @@ from arcsearch.service.collection import ChangeMark, LoadedCollection
 from arcsearch.service.errors import (
     ApiError,
     JobConflictError,
+    JobFinishedError,
     JobNotFoundError,
     JobsUnavailableError,
     StorageBusyError,
@@ -51,8 +52,15 @@ FINAL_STATE_RETRY_S = 60.0  # a job's final state is written again while the dat
 FINAL_STATE_PAUSE_S = 1.0
 
 
+CANCELLED_ERROR = "cancelled on request; the previous index version is still served"
+
+
 class TooManyFailuresError(RuntimeError):
     """More items failed than ``settings.job_max_failures`` allows; the job is aborted."""
+
+
+class JobCancelledError(RuntimeError):
+    """The job was asked to stop (POST /v1/jobs/{id}/cancel); raised at its next batch boundary."""
 
 
 class JobManager:
@@ -65,7 +73,8 @@ class JobManager:
         self._store: JobStore | None = None
         self._active: dict[str, str] = {}  # collection -> running job id
         self._threads: dict[str, threading.Thread] = {}
-        self._lock = threading.Lock()  # guards _store, _active and _threads
+        self._cancels: dict[str, threading.Event] = {}  # job id -> set when asked to stop
+        self._lock = threading.Lock()  # guards _store, _active, _threads and _cancels
 
     @property
     def store(self) -> JobStore:
@@ -120,6 +129,7 @@ class JobManager:
             run = (self._run, job_id, source, collection, load_items, since)
             thread = threading.Thread(target=context.run, args=run, name=f"reindex-{collection.name}", daemon=True)
             self._threads[job_id] = thread
+            self._cancels[job_id] = threading.Event()
         try:
             thread.start()
         except BaseException:
@@ -132,10 +142,28 @@ class JobManager:
 
     def status(self, job_id: str) -> JobStatus:
         """The job's state; 404 if unknown (or forgotten)."""
-        job = self.store.get(job_id)
-        if job is None:
-            raise JobNotFoundError(f"no job {job_id!r}")
-        return job
+        return _known(self.store, job_id)
+
+    def recent(self, *, collection: str | None = None, status: str | None = None, limit: int = 100) -> list[JobStatus]:
+        """Remembered jobs, newest first, of ``collection`` and in ``status`` where given."""
+        return self.store.recent(collection=collection, status=status, limit=limit)
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Stop a job: a queued one now (its collection is free at once), a running one at its next batch
+        boundary (it reads ``running`` until then, then ``cancelled``; one already publishing finishes).
+        404 if unknown, 409 ``job_finished`` if it has finished."""
+        store = self.store
+        with self._lock:
+            job = _known(store, job_id)
+            if job.status not in ("queued", "running"):
+                raise JobFinishedError(f"job {job_id!r} has already finished ({job.status})",
+                                       details={"status": job.status})
+            if job_id in self._cancels:
+                self._cancels[job_id].set()
+            if store.transition(job_id, "queued", status="cancelled", error=CANCELLED_ERROR, finished_at=now()):
+                self._release(job_id, job.collection)
+        logger.info("job %s: cancel requested (was %s)", job_id, job.status)
+        return self.status(job_id)
 
     @contextmanager
     def removing(self, collection: str) -> Iterator[None]:
@@ -193,24 +221,47 @@ class JobManager:
             return None
         return lambda: collection.batcher is None or collection.batcher.wait_idle(wait_s)
 
+    def _before_batch(self, job_id: str, collection: LoadedCollection) -> Callable[[], object]:
+        """Before each embedding batch: stop if the job was cancelled, then give way to queries."""
+        give_way = self._give_way_to_queries(collection)
+
+        def check() -> None:
+            self._check_cancelled(job_id)
+            if give_way is not None:
+                give_way()
+        return check
+
+    def _check_cancelled(self, job_id: str) -> None:
+        with self._lock:
+            event = self._cancels.get(job_id)
+        if event is not None and event.is_set():
+            raise JobCancelledError(CANCELLED_ERROR)
+
     def _run(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
              since: ChangeMark) -> None:
+        outcome: dict[str, Any] | None
         try:
             outcome = self._execute(job_id, source, collection, load_items, since)
+        except JobCancelledError:
+            logger.info("job %s: cancelled; %r keeps its live version", job_id, collection.name)
+            outcome = {"status": "cancelled", "error": CANCELLED_ERROR}
         except Exception as exc:  # a job reports every failure in its state instead of crashing a thread
             logger.exception("job %s failed", job_id)
             message = exc.message if isinstance(exc, ApiError) else str(exc)
             outcome = {"status": "failed", "error": scrub_paths(f"{type(exc).__name__}: {message}", self._roots)}
         finally:
             with self._lock:
-                self._active.pop(collection.name, None)  # the collection is free again, whatever happened
-        self._record_outcome(job_id, outcome | {"finished_at": now()})
+                self._release(job_id, collection.name)  # the collection is free again, whatever happened
+        if outcome is not None:
+            self._record_outcome(job_id, outcome | {"finished_at": now()})
         self._forget(job_id, collection.name)
 
     def _execute(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
-                 since: ChangeMark) -> dict[str, Any]:
+                 since: ChangeMark) -> dict[str, Any] | None:
+        """Build and publish; the job's outcome, or None if it was cancelled before it started."""
         store = self.store
-        store.update(job_id, status="running", started_at=now())
+        if not store.transition(job_id, "queued", status="running", started_at=now()):
+            return None  # cancelled while queued: its state is written already
         loaded = load_items()
         items, bad_rows = (loaded.items, loaded.failures) if isinstance(loaded, LoadedItems) else (loaded, [])
         progress = self._on_progress(job_id, skipped=len(bad_rows))
@@ -225,7 +276,8 @@ class JobManager:
                    else collection.info.index_factory or self.settings.index_factory)
         built, _ = build_store(collection.embedder, items, factory=factory, batch_size=self.settings.batch_size,
                                source=source, show_progress=False, on_failure=on_failure,
-                               progress=progress, before_batch=self._give_way_to_queries(collection))
+                               progress=progress, before_batch=self._before_batch(job_id, collection))
+        self._check_cancelled(job_id)  # the last chance: publishing is not undone
         root = self.settings.collections_dir
         staged = staging_dir(root, collection.name)
         try:
@@ -254,11 +306,16 @@ class JobManager:
                              exc.message)
                 return
 
+    def _release(self, job_id: str, collection: str) -> None:
+        """Free ``collection`` if ``job_id`` holds it (call with ``_lock`` held)."""
+        if self._active.get(collection) == job_id:
+            del self._active[collection]
+
     def _forget(self, job_id: str, collection: str) -> None:
         with self._lock:
-            if self._active.get(collection) == job_id:
-                del self._active[collection]
+            self._release(job_id, collection)
             self._threads.pop(job_id, None)
+            self._cancels.pop(job_id, None)
 
     def join(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for running jobs (at shutdown); unfinished ones leave no live version."""
@@ -266,3 +323,11 @@ class JobManager:
             threads = list(self._threads.values())
         for thread in threads:
             thread.join(timeout_s)
+
+
+def _known(store: JobStore, job_id: str) -> JobStatus:
+    """The job's state; 404 if unknown (or forgotten)."""
+    job = store.get(job_id)
+    if job is None:
+        raise JobNotFoundError(f"no job {job_id!r}")
+    return job

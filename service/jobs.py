@@ -13,6 +13,7 @@ while it runs are carried over onto the new version (``LoadedCollection.publish`
 that fails (a locked or full database) leaves nothing half-done: a submit is refused with 503/507 and
 marks nothing busy; a running job fails with the reason, and its final state is retried until written.
 If the jobs database cannot be opened at all, job routes answer 503 ``jobs_unavailable`` and searches go on.
+A cancelled job (service/jobcancel.py) stops before its next embedding batch and publishes nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from arcsearch.service.errors import (
     JobsUnavailableError,
     StorageBusyError,
 )
+from arcsearch.service.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
 from arcsearch.service.jobstore import JobStore, now
 from arcsearch.service.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.schemas import JobStatus, LastReindex
@@ -52,15 +54,8 @@ FINAL_STATE_RETRY_S = 60.0  # a job's final state is written again while the dat
 FINAL_STATE_PAUSE_S = 1.0
 
 
-CANCELLED_ERROR = "cancelled on request; the previous index version is still served"
-
-
 class TooManyFailuresError(RuntimeError):
     """More items failed than ``settings.job_max_failures`` allows; the job is aborted."""
-
-
-class JobCancelledError(RuntimeError):
-    """The job was asked to stop (POST /v1/jobs/{id}/cancel); raised at its next batch boundary."""
 
 
 class JobManager:
@@ -73,8 +68,8 @@ class JobManager:
         self._store: JobStore | None = None
         self._active: dict[str, str] = {}  # collection -> running job id
         self._threads: dict[str, threading.Thread] = {}
-        self._cancels: dict[str, threading.Event] = {}  # job id -> set when asked to stop
-        self._lock = threading.Lock()  # guards _store, _active, _threads and _cancels
+        self._cancels = CancelRequests()
+        self._lock = threading.Lock()  # guards _store, _active and _threads
 
     @property
     def store(self) -> JobStore:
@@ -129,7 +124,7 @@ class JobManager:
             run = (self._run, job_id, source, collection, load_items, since)
             thread = threading.Thread(target=context.run, args=run, name=f"reindex-{collection.name}", daemon=True)
             self._threads[job_id] = thread
-            self._cancels[job_id] = threading.Event()
+            self._cancels.track(job_id)
         try:
             thread.start()
         except BaseException:
@@ -158,8 +153,7 @@ class JobManager:
             if job.status not in ("queued", "running"):
                 raise JobFinishedError(f"job {job_id!r} has already finished ({job.status})",
                                        details={"status": job.status})
-            if job_id in self._cancels:
-                self._cancels[job_id].set()
+            self._cancels.request(job_id)
             if store.transition(job_id, "queued", status="cancelled", error=CANCELLED_ERROR, finished_at=now()):
                 self._release(job_id, job.collection)
         logger.info("job %s: cancel requested (was %s)", job_id, job.status)
@@ -221,22 +215,6 @@ class JobManager:
             return None
         return lambda: collection.batcher is None or collection.batcher.wait_idle(wait_s)
 
-    def _before_batch(self, job_id: str, collection: LoadedCollection) -> Callable[[], object]:
-        """Before each embedding batch: stop if the job was cancelled, then give way to queries."""
-        give_way = self._give_way_to_queries(collection)
-
-        def check() -> None:
-            self._check_cancelled(job_id)
-            if give_way is not None:
-                give_way()
-        return check
-
-    def _check_cancelled(self, job_id: str) -> None:
-        with self._lock:
-            event = self._cancels.get(job_id)
-        if event is not None and event.is_set():
-            raise JobCancelledError(CANCELLED_ERROR)
-
     def _run(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
              since: ChangeMark) -> None:
         outcome: dict[str, Any] | None
@@ -274,10 +252,11 @@ class JobManager:
         snapshot = collection.snapshot
         factory = (snapshot.store.manifest.factory if snapshot.store is not None
                    else collection.info.index_factory or self.settings.index_factory)
+        before_batch = self._cancels.before_batch(job_id, self._give_way_to_queries(collection))
         built, _ = build_store(collection.embedder, items, factory=factory, batch_size=self.settings.batch_size,
                                source=source, show_progress=False, on_failure=on_failure,
-                               progress=progress, before_batch=self._before_batch(job_id, collection))
-        self._check_cancelled(job_id)  # the last chance: publishing is not undone
+                               progress=progress, before_batch=before_batch)
+        self._cancels.check(job_id)  # the last chance: publishing is not undone
         root = self.settings.collections_dir
         staged = staging_dir(root, collection.name)
         try:
@@ -315,7 +294,7 @@ class JobManager:
         with self._lock:
             self._release(job_id, collection)
             self._threads.pop(job_id, None)
-            self._cancels.pop(job_id, None)
+        self._cancels.forget(job_id)
 
     def join(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for running jobs (at shutdown); unfinished ones leave no live version."""

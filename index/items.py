@@ -53,6 +53,8 @@ class ItemLookup(Protocol):
 
     def matching(self, label: str | None, metadata: dict[str, Any]) -> list[int]: ...
 
+    def page(self, after: str | None, limit: int) -> list[tuple[int, ItemRecord]]: ...
+
 
 def metadata_matches(record: ItemRecord, label: str | None, metadata: dict[str, Any]) -> bool:
     """Whether ``record`` has ``label`` (if given) and every ``metadata`` field equal to the value given."""
@@ -90,6 +92,11 @@ class MemoryItems:
 
     def matching(self, label: str | None, metadata: dict[str, Any]) -> list[int]:
         return [i for i, r in enumerate(self._records) if metadata_matches(r, label, metadata)]
+
+    def page(self, after: str | None, limit: int) -> list[tuple[int, ItemRecord]]:
+        """Up to ``limit`` (FAISS id, record) pairs with external ids after ``after``, by external id."""
+        rows = [(i, r) for i, r in enumerate(self._records) if after is None or r.external_id > after]
+        return sorted(rows, key=lambda row: row[1].external_id)[:limit]
 
 
 def write_items(path: Path, records: Iterable[ItemRecord]) -> int:
@@ -173,6 +180,14 @@ class SqliteItems:
         with self._lock:
             return [int(row[0]) for row in self._conn.execute(query, params)]
 
+    def page(self, after: str | None, limit: int) -> list[tuple[int, ItemRecord]]:
+        """Up to ``limit`` (FAISS id, record) pairs with external ids after ``after``, by external id
+        (SQLite's binary order of UTF-8 text is Python's order of str)."""
+        where, params = ("", [limit]) if after is None else ("WHERE external_id > ?", [after, limit])
+        query = f"SELECT * FROM items {where} ORDER BY external_id LIMIT ?"  # only a fixed clause is formatted in
+        with self._lock:
+            return [(int(row[0]), _record(row)) for row in self._conn.execute(query, params)]
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -209,6 +224,19 @@ class OverlayItems:
     def matching(self, label: str | None, metadata: dict[str, Any]) -> list[int]:
         base = [i for i in self.base.matching(label, metadata) if i not in self.deleted]
         return base + [i for i, r in self.added.items() if metadata_matches(r, label, metadata)]
+
+    def page(self, after: str | None, limit: int) -> list[tuple[int, ItemRecord]]:
+        """Up to ``limit`` live (FAISS id, record) pairs with external ids after ``after``, by external id."""
+        base: list[tuple[int, ItemRecord]] = []
+        cursor = after
+        while len(base) < limit:  # deleted rows are skipped, so the base table may need several reads
+            rows = self.base.page(cursor, limit)
+            base += [(i, r) for i, r in rows if i not in self.deleted]
+            if len(rows) < limit:
+                break
+            cursor = rows[-1][1].external_id
+        added = [(i, r) for i, r in self.added.items() if after is None or r.external_id > after]
+        return sorted(base[:limit] + added, key=lambda row: row[1].external_id)[:limit]
 
     def add(self, faiss_id: int, record: ItemRecord) -> None:
         self.added[faiss_id] = record

@@ -222,6 +222,11 @@ class IndexStore:
             found = self.items.find(external_id)
             return None if found is None else self.items.get_many([found]).get(found)
 
+    def page(self, after: str | None, limit: int) -> list[ItemRecord]:
+        """Up to ``limit`` items whose external ids come after ``after`` (None: from the first), by external id."""
+        with self.lock.read():
+            return [record for _, record in self.items.page(after, limit)]
+
     def vector_of(self, external_id: str) -> np.ndarray | None:
         """The stored (unit) vector of an item, or None if there is no such item."""
         with self.lock.read():

@@ -84,6 +84,12 @@ class JobConflictError(ApiError):
     status, code = 409, "job_conflict"
 
 
+class JobFinishedError(ApiError):
+    """A cancel arrived for a job that has already finished (succeeded, failed, interrupted or cancelled)."""
+
+    status, code = 409, "job_finished"
+
+
 class CollectionExistsError(ApiError):
     status, code = 409, "collection_exists"
 

@@ -13,6 +13,7 @@ while it runs are carried over onto the new version (``LoadedCollection.publish`
 that fails (a locked or full database) leaves nothing half-done: a submit is refused with 503/507 and
 marks nothing busy; a running job fails with the reason, and its final state is retried until written.
 If the jobs database cannot be opened at all, job routes answer 503 ``jobs_unavailable`` and searches go on.
+A cancelled job (service/jobcancel.py) stops before its next embedding batch and publishes nothing.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from arcsearch.service.collection import ChangeMark, LoadedCollection
 from arcsearch.service.errors import (
     ApiError,
     JobConflictError,
+    JobFinishedError,
     JobNotFoundError,
     JobsUnavailableError,
     StorageBusyError,
 )
+from arcsearch.service.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
 from arcsearch.service.jobstore import JobStore, now
 from arcsearch.service.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.schemas import JobStatus, LastReindex
@@ -65,6 +68,7 @@ class JobManager:
         self._store: JobStore | None = None
         self._active: dict[str, str] = {}  # collection -> running job id
         self._threads: dict[str, threading.Thread] = {}
+        self._cancels = CancelRequests()
         self._lock = threading.Lock()  # guards _store, _active and _threads
 
     @property
@@ -120,6 +124,7 @@ class JobManager:
             run = (self._run, job_id, source, collection, load_items, since)
             thread = threading.Thread(target=context.run, args=run, name=f"reindex-{collection.name}", daemon=True)
             self._threads[job_id] = thread
+            self._cancels.track(job_id)
         try:
             thread.start()
         except BaseException:
@@ -132,10 +137,27 @@ class JobManager:
 
     def status(self, job_id: str) -> JobStatus:
         """The job's state; 404 if unknown (or forgotten)."""
-        job = self.store.get(job_id)
-        if job is None:
-            raise JobNotFoundError(f"no job {job_id!r}")
-        return job
+        return _known(self.store, job_id)
+
+    def recent(self, *, collection: str | None = None, status: str | None = None, limit: int = 100) -> list[JobStatus]:
+        """Remembered jobs, newest first, of ``collection`` and in ``status`` where given."""
+        return self.store.recent(collection=collection, status=status, limit=limit)
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Stop a job: a queued one now (its collection is free at once), a running one at its next batch
+        boundary (it reads ``running`` until then, then ``cancelled``; one already publishing finishes).
+        404 if unknown, 409 ``job_finished`` if it has finished."""
+        store = self.store
+        with self._lock:
+            job = _known(store, job_id)
+            if job.status not in ("queued", "running"):
+                raise JobFinishedError(f"job {job_id!r} has already finished ({job.status})",
+                                       details={"status": job.status})
+            self._cancels.request(job_id)
+            if store.transition(job_id, "queued", status="cancelled", error=CANCELLED_ERROR, finished_at=now()):
+                self._release(job_id, job.collection)
+        logger.info("job %s: cancel requested (was %s)", job_id, job.status)
+        return self.status(job_id)
 
     @contextmanager
     def removing(self, collection: str) -> Iterator[None]:
@@ -195,22 +217,29 @@ class JobManager:
 
     def _run(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
              since: ChangeMark) -> None:
+        outcome: dict[str, Any] | None
         try:
             outcome = self._execute(job_id, source, collection, load_items, since)
+        except JobCancelledError:
+            logger.info("job %s: cancelled; %r keeps its live version", job_id, collection.name)
+            outcome = {"status": "cancelled", "error": CANCELLED_ERROR}
         except Exception as exc:  # a job reports every failure in its state instead of crashing a thread
             logger.exception("job %s failed", job_id)
             message = exc.message if isinstance(exc, ApiError) else str(exc)
             outcome = {"status": "failed", "error": scrub_paths(f"{type(exc).__name__}: {message}", self._roots)}
         finally:
             with self._lock:
-                self._active.pop(collection.name, None)  # the collection is free again, whatever happened
-        self._record_outcome(job_id, outcome | {"finished_at": now()})
+                self._release(job_id, collection.name)  # the collection is free again, whatever happened
+        if outcome is not None:
+            self._record_outcome(job_id, outcome | {"finished_at": now()})
         self._forget(job_id, collection.name)
 
     def _execute(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
-                 since: ChangeMark) -> dict[str, Any]:
+                 since: ChangeMark) -> dict[str, Any] | None:
+        """Build and publish; the job's outcome, or None if it was cancelled before it started."""
         store = self.store
-        store.update(job_id, status="running", started_at=now())
+        if not store.transition(job_id, "queued", status="running", started_at=now()):
+            return None  # cancelled while queued: its state is written already
         loaded = load_items()
         items, bad_rows = (loaded.items, loaded.failures) if isinstance(loaded, LoadedItems) else (loaded, [])
         progress = self._on_progress(job_id, skipped=len(bad_rows))
@@ -223,9 +252,11 @@ class JobManager:
         snapshot = collection.snapshot
         factory = (snapshot.store.manifest.factory if snapshot.store is not None
                    else collection.info.index_factory or self.settings.index_factory)
+        before_batch = self._cancels.before_batch(job_id, self._give_way_to_queries(collection))
         built, _ = build_store(collection.embedder, items, factory=factory, batch_size=self.settings.batch_size,
                                source=source, show_progress=False, on_failure=on_failure,
-                               progress=progress, before_batch=self._give_way_to_queries(collection))
+                               progress=progress, before_batch=before_batch)
+        self._cancels.check(job_id)  # the last chance: publishing is not undone
         root = self.settings.collections_dir
         staged = staging_dir(root, collection.name)
         try:
@@ -254,11 +285,16 @@ class JobManager:
                              exc.message)
                 return
 
+    def _release(self, job_id: str, collection: str) -> None:
+        """Free ``collection`` if ``job_id`` holds it (call with ``_lock`` held)."""
+        if self._active.get(collection) == job_id:
+            del self._active[collection]
+
     def _forget(self, job_id: str, collection: str) -> None:
         with self._lock:
-            if self._active.get(collection) == job_id:
-                del self._active[collection]
+            self._release(job_id, collection)
             self._threads.pop(job_id, None)
+        self._cancels.forget(job_id)
 
     def join(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for running jobs (at shutdown); unfinished ones leave no live version."""
@@ -266,3 +302,11 @@ class JobManager:
             threads = list(self._threads.values())
         for thread in threads:
             thread.join(timeout_s)
+
+
+def _known(store: JobStore, job_id: str) -> JobStatus:
+    """The job's state; 404 if unknown (or forgotten)."""
+    job = store.get(job_id)
+    if job is None:
+        raise JobNotFoundError(f"no job {job_id!r}")
+    return job

@@ -32,7 +32,7 @@ CREATE INDEX IF NOT EXISTS job_failures_by_job ON job_failures (job_id);
 COLUMNS = ("job_id", "collection", "source", "status", "done", "total", "failed", "error", "version",
            "num_items", "created_at", "started_at", "finished_at")
 UPDATABLE = set(COLUMNS) - {"job_id", "collection", "source", "created_at"}
-FINISHED = "('succeeded', 'failed', 'interrupted')"
+FINISHED = "('succeeded', 'failed', 'interrupted', 'cancelled')"
 MAX_REPORTED_FAILURES = 100
 INTERRUPTED_ERROR = "the server stopped while this job ran; the previous index version is still served"
 
@@ -108,12 +108,22 @@ class JobStore:
                 _prune(conn, keep)
 
     def update(self, job_id: str, **fields: Any) -> None:
+        self._set(job_id, fields)
+
+    def transition(self, job_id: str, current: str, **fields: Any) -> bool:
+        """Update the job only while its status is ``current``; whether it was (one transaction)."""
+        return self._set(job_id, fields, current=current)
+
+    def _set(self, job_id: str, fields: dict[str, Any], *, current: str | None = None) -> bool:
         unknown = set(fields) - UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
         assignments = ", ".join(f"{name} = ?" for name in fields)  # names checked against UPDATABLE
+        guard, params = ("", ()) if current is None else (" AND status = ?", (current,))
         with self._write() as conn:
-            conn.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", (*fields.values(), job_id))
+            cursor = conn.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?{guard}",
+                                  (*fields.values(), job_id, *params))
+        return cursor.rowcount == 1
 
     def add_failure(self, job_id: str, item_id: str, reason: str) -> int:
         """Record one failed item; returns the job's failure count so far."""
@@ -126,18 +136,19 @@ class JobStore:
     def get(self, job_id: str) -> JobStatus | None:
         with self._read() as conn:
             row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-            if row is None:
-                return None
-            failures = conn.execute("SELECT item_id, reason FROM job_failures WHERE job_id = ? LIMIT ?",
-                                    (job_id, MAX_REPORTED_FAILURES)).fetchall()
-        job = dict(zip(COLUMNS, row, strict=True))
-        progress = JobProgress(done=job["done"], total=job["total"], failed=job["failed"],
-                               rate_items_per_s=rate(job["done"], job["started_at"], job["finished_at"]))
-        return JobStatus(job_id=job["job_id"], collection=job["collection"], status=job["status"], progress=progress,
-                         error=job["error"], version=job["version"], num_items=job["num_items"],
-                         skipped=job["failed"], failures=[JobFailure(id=i, reason=r) for i, r in failures],
-                         created_at=job["created_at"], started_at=job["started_at"],
-                         finished_at=job["finished_at"])
+            return None if row is None else _status(conn, row)
+
+    def recent(self, *, collection: str | None = None, status: str | None = None, limit: int = 100) -> list[JobStatus]:
+        """Jobs newest first, of ``collection`` and in ``status`` where given; at most ``limit``."""
+        clauses, params = ["1 = 1"], []
+        for column, value in (("collection", collection), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")  # only fixed column names are formatted in
+                params.append(value)
+        query = (f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE {' AND '.join(clauses)} "
+                 "ORDER BY created_at DESC, rowid DESC LIMIT ?")
+        with self._read() as conn:
+            return [_status(conn, row) for row in conn.execute(query, (*params, limit)).fetchall()]
 
     def counts_by_state(self) -> dict[str, int]:
         with self._read() as conn:
@@ -176,6 +187,19 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _status(conn: sqlite3.Connection, row: tuple[Any, ...]) -> JobStatus:
+    """A job's state from its row of COLUMNS, with its first MAX_REPORTED_FAILURES failed items."""
+    job = dict(zip(COLUMNS, row, strict=True))
+    failures = conn.execute("SELECT item_id, reason FROM job_failures WHERE job_id = ? LIMIT ?",
+                            (job["job_id"], MAX_REPORTED_FAILURES)).fetchall()
+    progress = JobProgress(done=job["done"], total=job["total"], failed=job["failed"],
+                           rate_items_per_s=rate(job["done"], job["started_at"], job["finished_at"]))
+    return JobStatus(job_id=job["job_id"], collection=job["collection"], status=job["status"], progress=progress,
+                     error=job["error"], version=job["version"], num_items=job["num_items"],
+                     skipped=job["failed"], failures=[JobFailure(id=i, reason=r) for i, r in failures],
+                     created_at=job["created_at"], started_at=job["started_at"], finished_at=job["finished_at"])
 
 
 def _prune(conn: sqlite3.Connection, keep: int) -> None:

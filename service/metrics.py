@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, PlatformCollector, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from arcsearch.service.schemas import JobState
 
 if TYPE_CHECKING:
     from arcsearch.service.jobs import JobManager
@@ -67,7 +69,7 @@ class _StateCollector(Collector):
             size.add_metric([name], len(store) if store is not None else 0)
         jobs = GaugeMetricFamily("arcsearch_jobs", "re-index jobs known to the service, by state", labels=["state"])
         counts = self.metrics.jobs.counts_by_state() if self.metrics.jobs else {}
-        for state in ("queued", "running", "succeeded", "failed", "interrupted"):
+        for state in get_args(JobState):
             jobs.add_metric([state], counts.get(state, 0))
         yield from (depth, size, jobs)
 

@@ -163,6 +163,14 @@ class ItemResponse(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class ItemPage(BaseModel):
+    """One page of a collection's items, ordered by external id."""
+
+    collection: str
+    items: list[ItemResponse]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null after the last page")
+
+
 class ItemChanged(BaseModel):
     collection: str
     id: str
@@ -208,7 +216,7 @@ class ReindexRequest(BaseModel):
         return self
 
 
-JobState = Literal["queued", "running", "succeeded", "failed", "interrupted"]
+JobState = Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"]
 
 
 class JobAccepted(BaseModel):
@@ -241,6 +249,12 @@ class JobStatus(BaseModel):
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None
+
+
+class JobList(BaseModel):
+    """Remembered re-index jobs, newest first."""
+
+    jobs: list[JobStatus]
 
 
 class LastReindex(BaseModel):

@@ -44,6 +44,7 @@ from arcsearch.service.schemas import (
     HealthResponse,
     ImageQueryResults,
     ItemChanged,
+    ItemPage,
     ItemResponse,
     JobAccepted,
     JobStatus,
@@ -56,7 +57,7 @@ from arcsearch.service.schemas import (
 
 __all__ = [
     "ApiError", "ArcsearchError", "AsyncClient", "BadRequest", "Client", "ClientError", "CollectionSummary",
-    "Conflict", "Forbidden", "HealthResponse", "ImageQueryResults", "InvalidResponse", "ItemChanged",
+    "Conflict", "Forbidden", "HealthResponse", "ImageQueryResults", "InvalidResponse", "ItemChanged", "ItemPage",
     "ItemResponse", "JobAccepted", "JobError", "JobFailed", "JobStatus", "JobTimeout", "NotFound", "Overloaded",
     "PayloadTooLarge", "QueryResults", "ReadyResponse", "ReindexItem", "RequestTimeout", "Retry", "SearchFilter",
     "SearchHit", "ServerError", "TooManyRequests", "TransportError", "Unauthorized", "UnsupportedMediaType",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -93,6 +93,21 @@ class AsyncClient:
         """An item's label, source and metadata."""
         return await self._send(calls.get_item(collection, item_id))
 
+    async def list_items(self, collection: str, *, cursor: str | None = None,
+                         limit: int = 100) -> schemas.ItemPage:
+        """One page of up to ``limit`` items (1..1000) in external-id order, from ``cursor`` (a previous page's
+        ``next_cursor``; None: the first page)."""
+        return await self._send(calls.list_items(collection, cursor=cursor, limit=limit))
+
+    async def items(self, collection: str, *, limit: int = 100) -> AsyncIterator[schemas.ItemResponse]:
+        """Every item of the collection, fetched lazily ``limit`` per request (``async for``)."""
+        call: Call[schemas.ItemPage] | None = calls.list_items(collection, limit=limit)
+        while call is not None:
+            page = await self._send(call)
+            for item in page.items:
+                yield item
+            call = calls.next_items(collection, page, limit=limit)
+
     async def put_item(self, collection: str, item_id: str, *, text: str | None = None,
                        image: ImageInput | None = None, label: str = "",
                        metadata: Mapping[str, Any] | None = None) -> schemas.ItemChanged:
@@ -127,8 +142,18 @@ class AsyncClient:
         """A re-index job's state and progress."""
         return await self._send(calls.job(job_id_of(job)))
 
+    async def jobs(self, *, collection: str | None = None, status: str | None = None,
+                   limit: int = 100) -> list[schemas.JobStatus]:
+        """Remembered re-index jobs, newest first, of ``collection`` and in ``status`` where given."""
+        return await self._send(calls.jobs(collection=collection, status=status, limit=limit))
+
+    async def cancel_job(self, job: JobRef) -> schemas.JobStatus:
+        """Cancel a job: a queued one at once, a running one at its next batch (then it ends ``cancelled``)."""
+        return await self._send(calls.cancel_job(job_id_of(job)))
+
     async def wait_for_job(self, job: JobRef, *, timeout_s: float = 600.0, poll_s: float = 0.5) -> schemas.JobStatus:
-        """Poll a job until it succeeds; ``JobFailed`` if it fails, ``JobTimeout`` after ``timeout_s``."""
+        """Poll a job until it succeeds; ``JobFailed`` if it fails or is cancelled, ``JobTimeout`` after
+        ``timeout_s``."""
         wait = JobWait(timeout_s=timeout_s, poll_s=poll_s)
         while not wait.done(status := await self.job(job)):
             await asyncio.sleep(wait.sleep_s(status))

@@ -86,7 +86,7 @@ class NotFound(ClientError):
 
 
 class Conflict(ClientError):
-    """409, e.g. ``collection_exists``, ``job_conflict``, ``collection_empty``."""
+    """409, e.g. ``collection_exists``, ``job_conflict``, ``job_finished``, ``collection_empty``."""
 
 
 class PayloadTooLarge(ClientError):
@@ -134,7 +134,7 @@ class JobError(ArcsearchError):
 
 
 class JobFailed(JobError):
-    """The job ended ``failed`` or ``interrupted``; ``job.error`` and ``job.failures`` say why."""
+    """The job ended ``failed``, ``interrupted`` or ``cancelled``; ``job.error`` and ``job.failures`` say why."""
 
 
 class JobTimeout(JobError, TimeoutError):

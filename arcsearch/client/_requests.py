@@ -24,8 +24,10 @@ from arcsearch.service.schemas import (
     ImageQueryResults,
     ImageSearchResponse,
     ItemChanged,
+    ItemPage,
     ItemResponse,
     JobAccepted,
+    JobList,
     JobStatus,
     QueryResults,
     ReadyResponse,
@@ -50,12 +52,14 @@ class Call(Generic[T]):
     path: str
     parse: Callable[[Any], T]
     json: Any = None
+    params: dict[str, Any] | None = None
     data: dict[str, str] | None = None
     files: list[tuple[str, tuple[str, bytes, str]]] | None = field(default=None, repr=False)
 
     def request(self) -> dict[str, Any]:
         """Keyword arguments for ``httpx.Client.request``."""
-        return {"method": self.method, "url": self.path, "json": self.json, "data": self.data, "files": self.files}
+        return {"method": self.method, "url": self.path, "params": self.params, "json": self.json, "data": self.data,
+                "files": self.files}
 
     def result(self, response: httpx.Response) -> T:
         """The typed result of a success answer; raises the ``ApiError`` of an error answer."""
@@ -127,6 +131,16 @@ def get_item(collection: str, item_id: str) -> Call[ItemResponse]:
     return Call("GET", _item_path(collection, item_id), ItemResponse.model_validate)
 
 
+def list_items(collection: str, *, cursor: str | None = None, limit: int = 100) -> Call[ItemPage]:
+    params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+    return Call("GET", f"/v1/collections/{segment(collection)}/items", ItemPage.model_validate, params=params)
+
+
+def next_items(collection: str, page: ItemPage, *, limit: int = 100) -> Call[ItemPage] | None:
+    """The call for the page after ``page``, or None after the last page."""
+    return None if page.next_cursor is None else list_items(collection, cursor=page.next_cursor, limit=limit)
+
+
 def put_item(collection: str, item_id: str, *, text: str | None = None, image: ImageInput | None = None,
              label: str = "", metadata: Mapping[str, Any] | None = None) -> Call[ItemChanged]:
     body: dict[str, Any] = {"label": label, "metadata": dict(metadata or {})}
@@ -176,6 +190,16 @@ def reindex(collection: str, *, source: str | None = None,
 
 def job(job_id: str) -> Call[JobStatus]:
     return Call("GET", f"/v1/jobs/{segment(job_id)}", JobStatus.model_validate)
+
+
+def jobs(*, collection: str | None = None, status: str | None = None, limit: int = 100) -> Call[list[JobStatus]]:
+    params = {"collection": collection, "status": status, "limit": limit}
+    return Call("GET", "/v1/jobs", lambda data: JobList.model_validate(data).jobs,
+                params={name: value for name, value in params.items() if value is not None})
+
+
+def cancel_job(job_id: str) -> Call[JobStatus]:
+    return Call("POST", f"/v1/jobs/{segment(job_id)}/cancel", JobStatus.model_validate)
 
 
 def health() -> Call[HealthResponse]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -95,6 +95,19 @@ class Client:
         """An item's label, source and metadata."""
         return self._send(calls.get_item(collection, item_id))
 
+    def list_items(self, collection: str, *, cursor: str | None = None, limit: int = 100) -> schemas.ItemPage:
+        """One page of up to ``limit`` items (1..1000) in external-id order, from ``cursor`` (a previous page's
+        ``next_cursor``; None: the first page)."""
+        return self._send(calls.list_items(collection, cursor=cursor, limit=limit))
+
+    def items(self, collection: str, *, limit: int = 100) -> Iterator[schemas.ItemResponse]:
+        """Every item of the collection, fetched lazily ``limit`` per request."""
+        call: Call[schemas.ItemPage] | None = calls.list_items(collection, limit=limit)
+        while call is not None:
+            page = self._send(call)
+            yield from page.items
+            call = calls.next_items(collection, page, limit=limit)
+
     def put_item(self, collection: str, item_id: str, *, text: str | None = None, image: ImageInput | None = None,
                  label: str = "", metadata: Mapping[str, Any] | None = None) -> schemas.ItemChanged:
         """Insert or replace one item (``text`` for a text collection, ``image`` for an image one)."""
@@ -127,8 +140,18 @@ class Client:
         """A re-index job's state and progress."""
         return self._send(calls.job(job_id_of(job)))
 
+    def jobs(self, *, collection: str | None = None, status: str | None = None,
+             limit: int = 100) -> list[schemas.JobStatus]:
+        """Remembered re-index jobs, newest first, of ``collection`` and in ``status`` where given."""
+        return self._send(calls.jobs(collection=collection, status=status, limit=limit))
+
+    def cancel_job(self, job: JobRef) -> schemas.JobStatus:
+        """Cancel a job: a queued one at once, a running one at its next batch (then it ends ``cancelled``)."""
+        return self._send(calls.cancel_job(job_id_of(job)))
+
     def wait_for_job(self, job: JobRef, *, timeout_s: float = 600.0, poll_s: float = 0.5) -> schemas.JobStatus:
-        """Poll a job until it succeeds; ``JobFailed`` if it fails, ``JobTimeout`` after ``timeout_s``."""
+        """Poll a job until it succeeds; ``JobFailed`` if it fails or is cancelled, ``JobTimeout`` after
+        ``timeout_s``."""
         wait = JobWait(timeout_s=timeout_s, poll_s=poll_s)
         while not wait.done(status := self.job(job)):
             time.sleep(wait.sleep_s(status))

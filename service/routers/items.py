@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from arcsearch.index.items import ItemRecord
 from arcsearch.index.preprocess import ImageDecodeError, decode_image
@@ -19,6 +21,7 @@ from arcsearch.service.schemas import (
     CollectionName,
     ErrorResponse,
     ItemChanged,
+    ItemPage,
     ItemResponse,
     ItemUpsert,
     VectorSearchRequest,
@@ -31,6 +34,24 @@ router = APIRouter(prefix="/v1/collections", tags=["items"])
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
 NamePath = Annotated[CollectionName, Path(description="collection name")]
 ItemPath = Annotated[str, Path(min_length=1, max_length=512, description="the item's external id")]
+CURSOR_PREFIX = "a:"  # a cursor is base64url("a:" + the last external id of the page before)
+MAX_PAGE_ITEMS = 1000
+
+
+def encode_cursor(last_id: str) -> str:
+    """The opaque cursor that resumes a listing after the item ``last_id``."""
+    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{last_id}".encode()).decode("ascii")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The external id a cursor resumes after; 422 for a cursor this service did not write."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
+    except (UnicodeError, binascii.Error, ValueError):
+        text = ""
+    if not text.startswith(CURSOR_PREFIX):
+        raise validation_error(("query", "cursor"), "not a cursor from a previous page of this listing")
+    return text[len(CURSOR_PREFIX):]
 
 
 def embed_item(target: LoadedCollection, body: ItemUpsert, settings: Settings) -> np.ndarray:
@@ -50,6 +71,25 @@ def embed_item(target: LoadedCollection, body: ItemUpsert, settings: Settings) -
     return target.embedder.embed_images([image])[0]
 
 
+def item_response(name: str, record: ItemRecord) -> ItemResponse:
+    return ItemResponse(collection=name, id=record.external_id, label=record.label, source=record.source,
+                        metadata=record.metadata)
+
+
+@router.get("/{name}/items", response_model=ItemPage, responses=ERRORS, dependencies=[ReadAccess],
+            summary="A page of the collection's items, by external id; follow next_cursor for the rest")
+def list_items(name: NamePath, registry: RegistryDep, cursor: Annotated[str | None, Query(max_length=2048)] = None,
+               limit: Annotated[int, Query(ge=1, le=MAX_PAGE_ITEMS)] = 100) -> ItemPage:
+    """Items come in external-id order and a cursor names the last id seen, so upserts and deletes between
+    pages neither skip nor repeat an item present throughout (one added meanwhile may or may not appear)."""
+    after = decode_cursor(cursor) if cursor else None
+    store, _ = registry.get(name).live_store()
+    records = store.page(after, limit + 1)  # one more tells whether another page follows
+    page = [item_response(name, record) for record in records[:limit]]
+    return ItemPage(collection=name, items=page,
+                    next_cursor=encode_cursor(page[-1].id) if len(records) > limit else None)
+
+
 @router.get("/{name}/items/{item_id:path}", response_model=ItemResponse, responses=ERRORS,
             dependencies=[ReadAccess], summary="An item's label, source and metadata")
 def get_item(name: NamePath, item_id: ItemPath, registry: RegistryDep) -> ItemResponse:
@@ -58,8 +98,7 @@ def get_item(name: NamePath, item_id: ItemPath, registry: RegistryDep) -> ItemRe
     record = store.get(item_id)
     if record is None:
         raise ItemNotFoundError(f"no item {item_id!r} in collection {name!r}")
-    return ItemResponse(collection=name, id=record.external_id, label=record.label, source=record.source,
-                        metadata=record.metadata)
+    return item_response(name, record)
 
 
 @router.put("/{name}/items/{item_id:path}", response_model=ItemChanged, responses=ERRORS,

@@ -146,3 +146,25 @@ def test_compact_rebuilds_hnsw_without_tombstones_keeping_changes_made_meanwhile
     assert "id-1" not in {h.external_id for h in store.search(vectors[1][None], 5)[0]}
     assert len(store) == 180
     assert loaded(tmp_path / "flat", "Flat")[0].compact() == 0
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16"])
+def test_pages_in_external_id_order_skip_nothing_present_throughout(tmp_path: Path, factory: str) -> None:
+    store, _ = loaded(tmp_path, factory, n=30)
+    seen: list[str] = []
+    page = store.page(None, 4)
+    while page:
+        seen += [record.external_id for record in page]
+        if len(seen) == 8:  # between pages: replace a seen and an unseen item, delete an unseen one, add two
+            store.upsert(ItemRecord("id-1", "moved", "", {}), unit_vectors(1, DIM, seed=7)[0])
+            store.upsert(ItemRecord("id-9", "moved", "", {}), unit_vectors(1, DIM, seed=8)[0])
+            assert store.delete("id-8")
+            store.upsert(ItemRecord("id-00", "", "", {}), unit_vectors(1, DIM, seed=9)[0])  # before the cursor
+            store.upsert(ItemRecord("zz", "", "", {}), unit_vectors(1, DIM, seed=10)[0])  # after it
+        page = store.page(seen[-1], 4)
+    throughout = sorted(f"id-{i}" for i in range(30) if i != 8)
+    assert len(seen) == len(set(seen))
+    assert [i for i in seen if i in throughout] == throughout
+    assert "id-00" not in seen and seen[-1] == "zz" and "id-8" not in seen
+    assert store.page(None, 100)[0].external_id == "id-0" and len(store.page(None, 100)) == 31
+    assert next(r for r in store.page("id-8", 1)).label == "moved"  # id-9, replaced

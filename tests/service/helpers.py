@@ -73,7 +73,7 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 def wait_job(client: TestClient, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
     """Poll ``GET /v1/jobs/{job_id}`` until the job has finished; returns its last state."""
     deadline = time.monotonic() + timeout_s
-    while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] not in {"succeeded", "failed"}:
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] in {"queued", "running"}:
         assert time.monotonic() < deadline, job
         time.sleep(0.1)
     return job

@@ -30,8 +30,8 @@ def test_every_api_route_needs_a_key_and_only_probes_docs_and_the_page_are_open(
     assert {path for (path, _), role in roles.items() if role is None} == OPEN
     for (path, method), role in roles.items():
         if path.startswith("/v1/"):
-            writes = method in {"PUT", "DELETE"} or path in {"/v1/reindex"} or (path, method) == (
-                "/v1/collections", "POST")
+            writes = method in {"PUT", "DELETE"} or path in {"/v1/reindex", "/v1/jobs/{job_id}/cancel"} or (
+                path, method) == ("/v1/collections", "POST")
             assert role == ("admin" if writes else "read"), (path, method, role)
     assert roles[("/metrics", "GET")] == "read"
     assert needed_role(None) == "read"  # a path no route serves tells nothing without a key

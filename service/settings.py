@@ -71,7 +71,7 @@ class Settings(BaseSettings):
                                "0 = one less than the CPU cores available (at least 1)")
     torch_parallel_min_batch: int = Field(4, ge=0, description="forward passes of fewer inputs run on one torch "
                                           "thread; 0 = leave torch's thread setting alone")
-    keep_jobs: int = Field(200, ge=1, description="finished jobs remembered for GET /v1/jobs/{id}")
+    keep_jobs: int = Field(200, ge=1, description="finished jobs remembered (GET /v1/jobs, GET /v1/jobs/{id})")
     jobs_db: Path | None = Field(None, description="SQLite file of re-index jobs; default "
                                  "<collections_dir>/jobs.sqlite")
     sqlite_busy_timeout_s: float = Field(5.0, gt=0, le=600, description="how long a write to the jobs database "

@@ -18,7 +18,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from arcsearch.index.bundle import EmbedderManifest, IndexManifest, Modality, read_index_manifest, write_manifest
+from arcsearch.index.bundle import IndexManifest, Modality, read_index_manifest, write_manifest
 from arcsearch.index.durable import fsync_dir, fsync_tree
 from arcsearch.index.faiss_index import (
     IndexStoreError,
@@ -45,21 +45,6 @@ ITEMS_FILE = "items.sqlite"
 # a filter matching at most this many items is scored exactly over their stored vectors (about 1.5 ms for
 # 4,096 x 384 floats), never an approximate search with a selector that can miss matches
 EXACT_FILTER_MAX_ITEMS = 4096
-
-
-class EmbedderMismatchError(IndexStoreError):
-    """An index is paired with an embedder other than the one its vectors were made with."""
-
-
-def check_embedder_pairing(index: IndexManifest, embedder: EmbedderManifest, *, where: str = "index") -> None:
-    """Raise EmbedderMismatchError unless ``index`` was built with exactly this embedder (weights hash)."""
-    if index.embedder_sha256 != embedder.weights_sha256:
-        raise EmbedderMismatchError(
-            f"{where} was built with embedder {index.embedder_sha256[:12]}, but the embedder here is "
-            f"{embedder.weights_sha256[:12]}; re-index with this embedder or use the one it was built with")
-    if index.modality != embedder.modality or index.embedding_dim != embedder.embedding_dim:
-        raise EmbedderMismatchError(f"{where} holds {index.modality} vectors of dimension {index.embedding_dim}; "
-                                    f"the embedder makes {embedder.modality} vectors of {embedder.embedding_dim}")
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from arcsearch.index.bundle import EmbedderManifest, read_embedder_manifest, sha256_of_path
+from arcsearch.index.bundle import read_embedder_manifest, sha256_of_path
 from arcsearch.index.changes import Change, ChangeLog, replay_onto
 from arcsearch.index.collections import (
     VERSIONS_DIR,
@@ -35,7 +34,8 @@ from arcsearch.index.durable import DEFAULT_BUSY_TIMEOUT_S, DurableWriteError
 from arcsearch.index.embedder import ThreadPolicy, load_embedder
 from arcsearch.index.faiss_index import IndexStoreError, normalise
 from arcsearch.index.items import ItemRecord
-from arcsearch.index.store import EmbedderMismatchError, IndexStore, check_embedder_pairing
+from arcsearch.index.pairing import EmbedderMismatchError, check_embedder_pairing
+from arcsearch.index.store import IndexStore
 from arcsearch.service.batching import (
     SUBMIT_TIMEOUT_S,
     Arrival,
@@ -44,6 +44,7 @@ from arcsearch.service.batching import (
     MicroBatcher,
     PendingQuery,
 )
+from arcsearch.service.embedding import SerialEmbedder
 from arcsearch.service.errors import (
     CollectionEmptyError,
     CollectionNotFoundError,
@@ -56,44 +57,6 @@ from arcsearch.service.schemas import CollectionSummary
 logger = logging.getLogger(__name__)
 
 CHANGES_FILE = "changes.sqlite"
-
-
-class SerialEmbedder:
-    """One embedder shared by request threads and re-index jobs; calls run one at a time.
-
-    Tokenizers and torch's intra-op thread pool do not take concurrent calls well; a job holds
-    the lock for one batch at a time, so queries interleave with re-indexing. ``threads`` picks torch's
-    CPU threads per call (one for a small pass, the other cores for a batch; see ThreadPolicy).
-    """
-
-    def __init__(self, inner: Any, threads: ThreadPolicy | None = None) -> None:
-        self._inner = inner
-        self._threads = threads or ThreadPolicy(parallel_min_batch=0)
-        self._lock = threading.Lock()
-
-    @property
-    def manifest(self) -> EmbedderManifest:
-        return self._inner.manifest
-
-    @property
-    def modality(self) -> str:
-        return self._inner.modality
-
-    @property
-    def dim(self) -> int:
-        return self._inner.dim
-
-    def embed_images(self, images: list[Image.Image], *, batch_size: int = 64) -> np.ndarray:
-        """(len(images), dim) float32, L2-normalised."""
-        with self._lock:
-            self._threads.apply(min(len(images), batch_size))
-            return self._inner.embed_images(images, batch_size=batch_size)
-
-    def embed_texts(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
-        """(len(texts), dim) float32, L2-normalised."""
-        with self._lock:
-            self._threads.apply(min(len(texts), batch_size))
-            return self._inner.embed_texts(texts, batch_size=batch_size)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from arcsearch.index.collection_admin import CollectionExistsError as IndexColle
 from arcsearch.index.collection_admin import new_collection, purge_deleted, remove_collection
 from arcsearch.index.collections import CollectionError, CollectionInfo, list_collections
 from arcsearch.index.embedder import ThreadPolicy
-from arcsearch.service.collection import LoadedCollection, SerialEmbedder, load_collection
+from arcsearch.service.collection import LoadedCollection, load_collection
+from arcsearch.service.embedding import SerialEmbedder
 from arcsearch.service.errors import (
     CollectionExistsError,
     CollectionNotFoundError,

@@ -12,13 +12,12 @@ import pytest
 from arcsearch.index import store as store_module
 from arcsearch.index.bundle import BundleError, EmbedderManifest
 from arcsearch.index.items import ItemRecord, ItemTableError, SqliteItems, write_items
+from arcsearch.index.pairing import EmbedderMismatchError, check_embedder_pairing
 from arcsearch.index.store import (
     INDEX_FILE,
     ITEMS_FILE,
-    EmbedderMismatchError,
     IndexStore,
     IndexStoreError,
-    check_embedder_pairing,
     make_index,
 )
 from tests.bundles import unit_vectors

@@ -32,7 +32,7 @@ def mismatched(service_data: ServiceData, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_load_collection_raises_a_clear_error(mismatched: ServiceData) -> None:
-    from arcsearch.index.store import EmbedderMismatchError
+    from arcsearch.index.pairing import EmbedderMismatchError
 
     info = read_collection(mismatched.collections_dir, "bad")
     with pytest.raises(EmbedderMismatchError, match="built with embedder 000000000000"):
@@ -55,7 +55,7 @@ def test_service_serves_the_good_collection_and_reports_the_bad_one(mismatched: 
 
 
 def test_tampered_embedder_weights_are_refused(mismatched: ServiceData, tmp_path: Path) -> None:
-    from arcsearch.index.store import EmbedderMismatchError
+    from arcsearch.index.pairing import EmbedderMismatchError
 
     root = shutil.copytree(mismatched.collections_dir, tmp_path / "collections")
     weights = root / "good" / "embedder" / "model.safetensors"

@@ -11,7 +11,6 @@ import os
 import shutil
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from arcsearch.index.faiss_index import (
     set_search_params,
     train_index,
 )
+from arcsearch.index.hits import Hit
 from arcsearch.index.items import ItemLookup, ItemRecord, MemoryItems, OverlayItems, SqliteItems, write_items
 from arcsearch.index.rwlock import ReadWriteLock
 
@@ -45,17 +45,6 @@ ITEMS_FILE = "items.sqlite"
 # a filter matching at most this many items is scored exactly over their stored vectors (about 1.5 ms for
 # 4,096 x 384 floats), never an approximate search with a selector that can miss matches
 EXACT_FILTER_MAX_ITEMS = 4096
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result; ``score`` is the cosine similarity of query and item, in [-1, 1]."""
-
-    external_id: str
-    score: float
-    label: str = ""
-    source: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class IndexStore:
@@ -187,7 +176,7 @@ class IndexStore:
                 scores, ids = self.index.search(unit, want, params=params)
             records = self.items.get_many([int(i) for i in ids.ravel() if i >= 0])
         floor = -np.inf if min_score is None else min_score
-        return [[self._hit(records[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True)
+        return [[Hit.of(records[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True)
                  if i >= 0 and int(i) in records and s >= floor] for row_s, row_i in zip(scores, ids, strict=True)]
 
     @property
@@ -301,8 +290,3 @@ class IndexStore:
             if self._pending is not None:
                 self._pending.append(("remove", faiss_id, None))
         items.remove(faiss_id)
-
-    @staticmethod
-    def _hit(record: ItemRecord, score: float) -> Hit:
-        return Hit(external_id=record.external_id, score=score, label=record.label, source=record.source,
-                   metadata=record.metadata)

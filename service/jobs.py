@@ -23,7 +23,6 @@ import logging
 import secrets
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -35,9 +34,7 @@ from arcsearch.service.errors import (
     ApiError,
     JobConflictError,
     JobFinishedError,
-    JobNotFoundError,
     JobsUnavailableError,
-    StorageBusyError,
 )
 from arcsearch.service.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
 from arcsearch.service.jobstore import JobStore, now
@@ -137,7 +134,7 @@ class JobManager:
 
     def status(self, job_id: str) -> JobStatus:
         """The job's state; 404 if unknown (or forgotten)."""
-        return _known(self.store, job_id)
+        return self.store.known(job_id)
 
     def recent(self, *, collection: str | None = None, status: str | None = None, limit: int = 100) -> list[JobStatus]:
         """Remembered jobs, newest first, of ``collection`` and in ``status`` where given."""
@@ -149,7 +146,7 @@ class JobManager:
         404 if unknown, 409 ``job_finished`` if it has finished."""
         store = self.store
         with self._lock:
-            job = _known(store, job_id)
+            job = store.known(job_id)
             if job.status not in ("queued", "running"):
                 raise JobFinishedError(f"job {job_id!r} has already finished ({job.status})",
                                        details={"status": job.status})
@@ -269,21 +266,10 @@ class JobManager:
 
     def _record_outcome(self, job_id: str, fields: dict[str, Any]) -> None:
         """Write a job's final state; while the database is busy, try again for up to FINAL_STATE_RETRY_S."""
-        deadline = time.monotonic() + FINAL_STATE_RETRY_S
-        while True:
-            try:
-                self.store.update(job_id, **fields)
-                return
-            except StorageBusyError as exc:
-                if time.monotonic() > deadline:
-                    logger.error("job %s: its final state (%s) was not recorded: %s", job_id, fields["status"],
-                                 exc.message)
-                    return
-                time.sleep(FINAL_STATE_PAUSE_S)
-            except ApiError as exc:
-                logger.error("job %s: its final state (%s) was not recorded: %s", job_id, fields["status"],
-                             exc.message)
-                return
+        try:
+            self.store.update_patiently(job_id, fields, retry_s=FINAL_STATE_RETRY_S, pause_s=FINAL_STATE_PAUSE_S)
+        except ApiError as exc:
+            logger.error("job %s: its final state (%s) was not recorded: %s", job_id, fields["status"], exc.message)
 
     def _release(self, job_id: str, collection: str) -> None:
         """Free ``collection`` if ``job_id`` holds it (call with ``_lock`` held)."""
@@ -302,11 +288,3 @@ class JobManager:
             threads = list(self._threads.values())
         for thread in threads:
             thread.join(timeout_s)
-
-
-def _known(store: JobStore, job_id: str) -> JobStatus:
-    """The job's state; 404 if unknown (or forgotten)."""
-    job = store.get(job_id)
-    if job is None:
-        raise JobNotFoundError(f"no job {job_id!r}")
-    return job

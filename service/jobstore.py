@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from arcsearch.index.durable import DEFAULT_BUSY_TIMEOUT_S, DurableWriteError, open_database, sqlite_failure
-from arcsearch.service.errors import ApiError, JobsUnavailableError, storage_error
+from arcsearch.service.errors import ApiError, JobNotFoundError, JobsUnavailableError, StorageBusyError, storage_error
 from arcsearch.service.schemas import JobFailure, JobProgress, JobStatus, LastReindex
 
 SCHEMA = """
@@ -110,6 +111,18 @@ class JobStore:
     def update(self, job_id: str, **fields: Any) -> None:
         self._set(job_id, fields)
 
+    def update_patiently(self, job_id: str, fields: dict[str, Any], *, retry_s: float, pause_s: float) -> None:
+        """``update``, tried again every ``pause_s`` for up to ``retry_s`` while the database is busy; an error
+        that remains is raised (ApiError)."""
+        deadline = time.monotonic() + retry_s
+        while True:
+            try:
+                return self.update(job_id, **fields)
+            except StorageBusyError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(pause_s)
+
     def transition(self, job_id: str, current: str, **fields: Any) -> bool:
         """Update the job only while its status is ``current``; whether it was (one transaction)."""
         return self._set(job_id, fields, current=current)
@@ -132,6 +145,13 @@ class JobStore:
             conn.execute("UPDATE jobs SET failed = failed + 1 WHERE job_id = ?", (job_id,))
             (count,) = conn.execute("SELECT failed FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return int(count)
+
+    def known(self, job_id: str) -> JobStatus:
+        """The job's state; JobNotFoundError (404) if unknown or forgotten."""
+        job = self.get(job_id)
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return job
 
     def get(self, job_id: str) -> JobStatus | None:
         with self._read() as conn:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from arcsearch.index.store import Hit
+from arcsearch.index.hits import Hit
 from arcsearch.service.batching import PendingQuery
 
 if TYPE_CHECKING:

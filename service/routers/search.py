@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from arcsearch.index.store import Hit
+from arcsearch.index.hits import Hit
 from arcsearch.service.auth import ReadAccess
 from arcsearch.service.collection import LoadedCollection
 from arcsearch.service.deps import RegistryDep, SettingsDep

@@ -1,8 +1,9 @@
 """Embedding a corpus with an embedder bundle and building an index bundle from it.
 
-Images come from a folder of class sub-folders (or inline bytes); texts from a .jsonl/.csv file
-(or inline strings). Unreadable images and empty texts are skipped, reported and counted; a caller's
-failure callback decides whether too many of them abort the build.
+Images come from a folder of class sub-folders or an image manifest (or inline bytes); texts from a
+.jsonl/.csv/.parquet file (or inline strings); labels are optional (index.corpus). Unreadable images and
+empty texts are skipped, reported and counted; a caller's failure callback decides whether too many of
+them abort the build.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from arcsearch.index.bundle import EmbedderManifest, IndexManifest
-from arcsearch.index.corpus import ImageItem, TextItem, read_image_folder, read_text_file
+from arcsearch.index.corpus import CorpusError, ImageItem, TextItem, read_corpus
 from arcsearch.index.embedder import load_embedder
 from arcsearch.index.items import ItemRecord, check_unique_ids
 from arcsearch.index.preprocess import ImageDecodeError, decode_image
@@ -69,17 +70,11 @@ class EmbeddedCorpus:
 
 
 def read_source(source: Path, modality: str) -> list[ImageItem] | list[TextItem]:
-    """Read a corpus for ``modality``: an image folder (``<label>/<image>``) or a .jsonl/.csv text file."""
-    source = Path(source)
-    if modality == "image":
-        if not source.is_dir():
-            raise IndexBuildError(f"an image embedder needs a folder of class sub-folders; {source} is not one")
-        return read_image_folder(source)
-    if modality == "text":
-        if not source.is_file():
-            raise IndexBuildError(f"a text embedder needs a .jsonl or .csv file; {source} is not a file")
-        return read_text_file(source)
-    raise IndexBuildError(f"unknown modality {modality!r}")
+    """Read a corpus for ``modality`` (see index.corpus.read_corpus); IndexBuildError when it is unusable."""
+    try:
+        return read_corpus(Path(source), modality)
+    except CorpusError as exc:
+        raise IndexBuildError(str(exc)) from None
 
 
 def _item_modality(item: CorpusItem) -> str:
@@ -101,9 +96,10 @@ def _embed_image_batch(embedder: Any, batch: Sequence[ImageItem | InlineImage], 
             on_failure(item.item_id, f"unreadable image: {exc}")
             continue
         if isinstance(item, InlineImage):
-            records.append(ItemRecord(item.item_id, item.label, "inline", dict(item.metadata)))
+            records.append(ItemRecord(item.item_id, item.label or "", "inline", dict(item.metadata)))
         else:
-            records.append(ItemRecord(item.item_id, item.label, item.item_id, {}))
+            records.append(ItemRecord(item.item_id, item.label or "", item.source or item.item_id,
+                                       dict(item.metadata)))
     vectors = embedder.embed_images(images, batch_size=batch_size) if images else None
     return (vectors if vectors is not None else np.zeros((0, embedder.dim), np.float32)), records
 
@@ -117,7 +113,7 @@ def _embed_text_batch(embedder: Any, batch: Sequence[TextItem], batch_size: int,
     if not batch:
         return np.zeros((0, embedder.dim), np.float32), []
     vectors = embedder.embed_texts([item.text for item in batch], batch_size=batch_size)
-    records = [ItemRecord(item.item_id, item.label, "", {**item.metadata, "text": item.text})
+    records = [ItemRecord(item.item_id, item.label or "", "", {**item.metadata, "text": item.text})
                for item in batch]
     return vectors, records
 

@@ -26,7 +26,7 @@ def test_jsonl_and_csv_give_the_same_items(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ('{"text": "", "label": "a"}\n', "non-empty"),
-    ('{"text": "hello"}\n', "label"),
+    ('{"text": "hello", "label": ["not", "text"]}\n', "label"),
     ("not json\n", "not JSON"),
     ('{"id": 1, "text": "a", "label": "x"}\n{"id": 1, "text": "b", "label": "y"}\n', "unique"),
 ])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from arcsearch.index.bundle import ImagePreprocessing, write_json_atomic
-from arcsearch.index.corpus import read_image_folder, read_text_file
+from arcsearch.index.corpus import read_corpus, read_text_file, require_labels
 from arcsearch.index.embedder import resolve_device
 from arcsearch.training.backbones import build_image_encoder
 from arcsearch.training.config import ImageTrainConfig, TextTrainConfig
@@ -131,8 +131,8 @@ def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bo
     False) export an image embedder; returns the report."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    items = read_image_folder(config.images_dir)
-    labels = [item.label for item in items]
+    items = read_corpus(config.images_dir, "image")
+    labels = require_labels(items)
     split = split_classes(labels, holdout_fraction=config.holdout_fraction,
                           validation_fraction=config.validation_fraction, seed=config.seed)
     report = _new_report(config, split, "image")
@@ -175,7 +175,7 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
     seed_everything(config.seed)
     device = resolve_device(config.device)
     items = read_text_file(config.texts_file)
-    texts, labels = [item.text for item in items], [item.label for item in items]
+    texts, labels = [item.text for item in items], require_labels(items)
     split = split_classes(labels, holdout_fraction=config.holdout_fraction,
                           validation_fraction=config.validation_fraction, seed=config.seed)
     report = _new_report(config, split, "text")

@@ -3,7 +3,8 @@ PNG previews of uploads a browser cannot show itself (PGM, PPM, TIFF).
 
 An index records its corpus folder in its manifest (``source``): an absolute path (``arcsearch index`` and
 ``arcsearch demo``), or a path relative to the data root (re-index over HTTP); indexes built before
-corpus paths were made absolute may hold a path relative to the folder they were built from. Thumbnails
+corpus paths were made absolute may hold a path relative to the folder they were built from. A corpus that is
+a manifest file names its images relative to the manifest's folder. Thumbnails
 accept all three, and never read a file that does not lie below the data root.
 """
 
@@ -51,6 +52,7 @@ def image_file(data_root: Path, corpus: str, source: str) -> Path | None:
         return None
     root = data_root.resolve()
     for folder in corpus_folders(root, corpus):
+        folder = folder.parent if folder.is_file() else folder  # a manifest's paths are below its folder
         try:
             path = (folder / source).resolve(strict=True)
         except (OSError, RuntimeError):

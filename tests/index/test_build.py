@@ -141,7 +141,7 @@ def test_text_bundle_from_jsonl_or_csv(text_embedder_dir: Path, tmp_path: Path, 
 def test_source_must_fit_the_embedder(image_embedder_dir: Path, text_embedder_dir: Path, tmp_path: Path,
                                       small_faces: Path) -> None:
     jsonl = write_jsonl(tmp_path / "t.jsonl", [{"text": "a", "label": "b"}])
-    with pytest.raises(IndexBuildError, match="folder of class sub-folders"):
+    with pytest.raises(IndexBuildError, match="row 1: 'path' is missing"):  # read as an image manifest
         build_index_bundle(image_embedder_dir, jsonl, tmp_path / "o1", device="cpu")
-    with pytest.raises(IndexBuildError, match="jsonl or .csv file"):
+    with pytest.raises(IndexBuildError, match=r"a text corpus is a .jsonl, .csv or .parquet file"):
         build_index_bundle(text_embedder_dir, small_faces, tmp_path / "o2", device="cpu")

@@ -116,11 +116,11 @@ def test_bad_reindex_requests(client: TestClient, body: dict[str, Any], status: 
 
 def test_failed_job_reports_its_error_and_keeps_the_old_index(client: TestClient, service_data: ServiceData
                                                               ) -> None:
-    (service_data.data_root / "broken.jsonl").write_text('{"text": "no label here"}\n', encoding="utf-8")
+    (service_data.data_root / "broken.jsonl").write_text('{"text": "  ", "label": "x"}\n', encoding="utf-8")
     before = client.post("/v1/texts/search", json={"text": "x", "collection": "scratch2"}).json()["version"]
     job = wait_job(client, client.post("/v1/reindex", json={"collection": "scratch2", "source": "broken.jsonl"})
                    .json()["job_id"])
     assert job["status"] == "failed" and "no readable item" in job["error"], job
-    assert job["failures"] == [{"id": "1", "reason": "'label' is missing"}]
+    assert job["failures"] == [{"id": "1", "reason": "empty text: 'text' must be a non-empty string"}]
     after = client.post("/v1/texts/search", json={"text": "x", "collection": "scratch2"}).json()["version"]
     assert after == before

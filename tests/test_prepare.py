@@ -28,8 +28,26 @@ def test_wordnet_texts_are_grouped_by_hypernym(prepared):
     assert all(not item.text.startswith('"') for item in dogs)
 
 
+def test_lexfile_texts_are_45_broad_classes(prepared):
+    items = read_text_file(prepared.lexfiles_file)
+    per_label = Counter(item.label for item in items)
+    assert len(per_label) == 45
+    assert {"noun.animal", "noun.artifact", "verb.motion", "adj.all", "adv.all", "noun.Tops"} <= set(per_label)
+    assert max(per_label.values()) == 150 and min(per_label.values()) >= 30
+    assert len({item.text for item in items}) == len(items), "a gloss appears twice"
+    pos_of_file = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
+    assert all(item.label.split(".")[0] == pos_of_file[item.item_id[0]] for item in items), "a file of another pos"
+
+
+def test_parse_data_line_reads_the_lexicographer_file():
+    line = "02084071 05 n 01 dog 0 001 @ 02083346 n 0000 | a member of the genus Canis"
+    synset = parse_data_line(line, "n")
+    assert synset is not None and synset.lexfile == 5
+
+
 def test_rerun_does_nothing(prepared):
-    before = {p: p.stat().st_mtime_ns for p in (prepared.texts_file, prepared.mobilenet_weights)}
+    before = {p: p.stat().st_mtime_ns for p in (prepared.texts_file, prepared.lexfiles_file,
+                                                 prepared.mobilenet_weights)}
     again = prepare_all(prepared.texts_file.parent)
     assert again == prepared
     assert {p: p.stat().st_mtime_ns for p in before} == before

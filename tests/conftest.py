@@ -3,14 +3,17 @@ of ``service_data`` (built once per session; tests/service and tests/client serv
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from arcsearch.index.collections import index_collection
 from arcsearch.prepare.defaults import PreparedData
-from tests import bundles
+from tests import bundles, milvus_server
 from tests.service.helpers import ServiceData
 
 
@@ -61,3 +64,23 @@ def service_data(tmp_path_factory: pytest.TempPathFactory) -> ServiceData:
         index_collection(collections, name, embedder, source, device="cpu", batch_size=32)
     (small_faces / "s2" / "outside.pgm").symlink_to(faces / "s3" / "1.pgm")  # a file leading out of the root
     return ServiceData(collections, data_root, faces, indexed, queries, image_embedder, text_embedder)
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of a real Milvus standalone server (PyPI ``milvus``) in a private network namespace, for the
+    session. Where it cannot start, the tests using it skip with the reason; ``ARCSEARCH_REQUIRE_MILVUS=1``
+    (CI) makes that a failure."""
+    try:
+        version = importlib.metadata.version("milvus")
+        server = milvus_server.start_milvus(tmp_path_factory.mktemp("milvus"),
+                                            bin_cache=bundles.data_dir() / f"milvus-{version}-bin")
+    except (milvus_server.MilvusStartError, importlib.metadata.PackageNotFoundError, OSError) as exc:
+        message = f"MILVUS TESTS NOT RUN: {exc}"
+        if os.environ.get("ARCSEARCH_REQUIRE_MILVUS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield server.uri
+    finally:
+        server.stop()

@@ -1,0 +1,301 @@
+"""A collection stored in Milvus: build, search, get / upsert / delete by id, and re-index with an atomic swap.
+
+Layout in Milvus (names in index.milvus_names): the Milvus alias ``arcsearch_<name>`` always names the live
+version, a Milvus collection of five fields::
+
+    external_id VARCHAR primary key | label VARCHAR | source VARCHAR | metadata JSON | vector FLOAT_VECTOR(d)
+
+whose description holds ``MilvusCollectionInfo`` as JSON (modality, dimension, the embedder's weights hash, the
+index type). Vectors are stored L2-normalised and searched by inner product, so scores are cosine similarities
+as in the FAISS store. Reads are Strong by default (``Consistency`` below): a search or get through any client
+connection sees every upsert and delete that returned before it. Re-indexing builds and loads a new version, then
+moves the alias to it (one Milvus call), then drops the old one: searches through the alias answer throughout.
+Needs the ``[milvus]`` extra (pymilvus); nothing here starts a server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from arcsearch.index.bundle import Modality
+from arcsearch.index.faiss_index import normalise
+from arcsearch.index.hits import Hit
+from arcsearch.index.items import ItemRecord, check_unique_ids
+from arcsearch.index.milvus_names import (
+    MilvusStoreError,
+    alias_for,
+    filter_expression,
+    ids_expression,
+    is_version_of,
+    literal,
+    new_version_name,
+)
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "arcsearch.milvus/1"
+MAX_TOP_K = 16384  # Milvus's limit on k (and on queries per search)
+MAX_ID_BYTES = 2048  # 512 characters (index.metadata.MAX_ITEM_ID_CHARS) of up to 4 UTF-8 bytes
+MAX_TEXT_BYTES = 65535  # Milvus's largest VARCHAR
+MAX_INSERT_BYTES = 16 * 1024 * 1024  # per insert call, well under gRPC's 64 MiB message limit
+STALE_VERSION_S = 6 * 3600  # a version older than this that no alias names is left over from a crash
+OUTPUT_FIELDS = ["label", "source", "metadata"]
+IndexType = Literal["FLAT", "HNSW"]
+# Strong: a read sees every write that returned before it, through any connection (what stateless API replicas
+# need), at the price of waiting for the server's next time tick (proxy.timeTickInterval: ~250 ms a search at
+# Milvus's default 200 ms, ~40 ms at the tests' 20 ms). Bounded: ~3 ms, but may miss writes of the last seconds.
+Consistency = Literal["Strong", "Bounded", "Session", "Eventually"]
+BUILD_PARAMS: dict[str, dict[str, int]] = {"FLAT": {}, "HNSW": {"M": 16, "efConstruction": 200}}
+HNSW_MIN_EF = 64
+
+
+class MilvusCollectionInfo(BaseModel):
+    """What a Milvus collection says about itself (its description, as JSON)."""
+
+    format: Literal["arcsearch.milvus/1"] = FORMAT
+    modality: Modality
+    embedding_dim: int
+    embedder_sha256: str
+    index_type: IndexType = "FLAT"
+    source: str = ""
+
+
+def connect(uri: str, *, token: str = "", timeout_s: float = 30.0) -> MilvusClient:
+    """A pymilvus client for the Milvus server (or cluster proxy) at ``uri``, e.g. ``http://127.0.0.1:19530``."""
+    from pymilvus import MilvusClient
+
+    return MilvusClient(uri=uri, token=token, timeout=timeout_s)
+
+
+def _schema(info: MilvusCollectionInfo) -> Any:
+    from pymilvus import DataType, MilvusClient
+
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                        description=info.model_dump_json())
+    schema.add_field("external_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
+    schema.add_field("label", DataType.VARCHAR, max_length=MAX_ID_BYTES)
+    schema.add_field("source", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=info.embedding_dim)
+    return schema
+
+
+def _row(record: ItemRecord, unit: np.ndarray) -> dict[str, Any]:
+    return {"external_id": record.external_id, "label": record.label, "source": record.source,
+            "metadata": record.metadata, "vector": unit.tolist()}
+
+
+def _batches(rows: Iterator[dict[str, Any]], *, max_bytes: int = MAX_INSERT_BYTES) -> Iterator[list[dict[str, Any]]]:
+    """Rows grouped so that each insert call stays under ``max_bytes`` (roughly: vectors plus JSON)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        row_bytes = 4 * len(row["vector"]) + len(json.dumps(row["metadata"])) + len(row["source"]) + 64
+        if batch and size + row_bytes > max_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += row_bytes
+    if batch:
+        yield batch
+
+
+def _record(row: dict[str, Any]) -> ItemRecord:
+    return ItemRecord(row["external_id"], label=row["label"], source=row["source"], metadata=row["metadata"] or {})
+
+
+def build_version(client: MilvusClient, collection: str, vectors: np.ndarray, records: Sequence[ItemRecord],
+                  info: MilvusCollectionInfo) -> None:
+    """Create Milvus collection ``collection`` holding the (n, d) vectors (normalised here) and their n records,
+    indexed and loaded; dropped again if anything fails."""
+    if len(vectors) != len(records):
+        raise MilvusStoreError(f"{len(vectors)} vectors but {len(records)} records")
+    unit = normalise(vectors)
+    if unit.shape[1] != info.embedding_dim:
+        raise MilvusStoreError(f"vectors have dimension {unit.shape[1]}, the collection {info.embedding_dim}")
+    check_unique_ids(records)
+    client.create_collection(collection, schema=_schema(info), consistency_level="Strong")
+    try:
+        for batch in _batches(_row(record, row) for record, row in zip(records, unit, strict=True)):
+            client.insert(collection, batch)
+        client.flush(collection)
+        index_params = client.prepare_index_params()
+        index_params.add_index("vector", index_type=info.index_type, metric_type="IP",
+                               params=BUILD_PARAMS[info.index_type])
+        client.create_index(collection, index_params)
+        client.load_collection(collection)
+    except BaseException:
+        client.drop_collection(collection)
+        raise
+    logger.info("built Milvus collection %s: %d items, %s", collection, len(records), info.index_type)
+
+
+class MilvusStore:
+    """One arcsearch collection in Milvus, reached through its alias; safe to share between threads."""
+
+    def __init__(self, client: MilvusClient, name: str, info: MilvusCollectionInfo, *,
+                 consistency: Consistency = "Strong") -> None:
+        self.client = client
+        self.name = name
+        self.alias = alias_for(name)
+        self.info = info
+        self.consistency = consistency
+
+    @classmethod
+    def create(cls, client: MilvusClient, name: str, vectors: np.ndarray, records: Sequence[ItemRecord], *,
+               modality: Modality, embedder_sha256: str, index_type: IndexType = "FLAT",
+               source: str = "") -> MilvusStore:
+        """Build the first version of collection ``name`` and point its alias at it; refuses an existing name."""
+        alias = alias_for(name)
+        if cls.exists(client, name):
+            raise MilvusStoreError(f"collection {name!r} already exists in Milvus (alias {alias})")
+        info = MilvusCollectionInfo(modality=modality, embedding_dim=int(np.shape(vectors)[-1]),
+                                    embedder_sha256=embedder_sha256, index_type=index_type, source=source)
+        version = new_version_name(alias)
+        build_version(client, version, vectors, records, info)
+        try:
+            client.create_alias(version, alias)
+        except Exception as exc:  # pymilvus raises MilvusException; another process may have created it first
+            client.drop_collection(version)
+            raise MilvusStoreError(f"cannot create alias {alias} for collection {name!r}: {exc}") from exc
+        return cls(client, name, info)
+
+    @classmethod
+    def open(cls, client: MilvusClient, name: str, *, consistency: Consistency = "Strong") -> MilvusStore:
+        """The collection ``name`` as its live version describes it; MilvusStoreError if there is none."""
+        if not cls.exists(client, name):
+            raise MilvusStoreError(f"collection {name!r} does not exist in Milvus")
+        description = client.describe_collection(alias_for(name)).get("description", "")
+        try:
+            return cls(client, name, MilvusCollectionInfo.model_validate_json(description), consistency=consistency)
+        except ValidationError as exc:
+            raise MilvusStoreError(f"Milvus collection {alias_for(name)} is not an arcsearch collection: {exc}") \
+                from exc
+
+    @staticmethod
+    def exists(client: MilvusClient, name: str) -> bool:
+        """Whether collection ``name`` has a live version (its alias exists)."""
+        alias = alias_for(name)
+        return any(alias in client.list_aliases(c).get("aliases", []) for c in client.list_collections()
+                   if is_version_of(c, alias))
+
+    @property
+    def dim(self) -> int:
+        return self.info.embedding_dim
+
+    @property
+    def version(self) -> str:
+        """The Milvus collection that the alias names now."""
+        return str(self.client.describe_alias(self.alias)["collection_name"])
+
+    def __len__(self) -> int:
+        rows = self._query("", ["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def search(self, queries: np.ndarray, k: int, *, label: str | None = None,
+               metadata: dict[str, Any] | None = None, min_score: float | None = None,
+               exclude: Sequence[str] = ()) -> list[list[Hit]]:
+        """The ``k`` nearest items of each of the (n, d) queries, best first, as IndexStore.search: only items
+        with ``label`` and every ``metadata`` value, none of ``exclude``; hits below ``min_score`` dropped."""
+        if not 1 <= k <= MAX_TOP_K:
+            raise MilvusStoreError(f"k must be from 1 to {MAX_TOP_K}, got {k}")
+        unit = normalise(queries)
+        if unit.shape[1] != self.dim:
+            raise MilvusStoreError(f"queries have dimension {unit.shape[1]}, the index {self.dim}")
+        if len(unit) == 0:
+            return []
+        params = {"ef": max(k, HNSW_MIN_EF)} if self.info.index_type == "HNSW" else {}
+        answers = self.client.search(self.alias, data=unit.tolist(), limit=k, anns_field="vector",
+                                     filter=filter_expression(label, metadata, exclude), output_fields=OUTPUT_FIELDS,
+                                     search_params={"metric_type": "IP", "params": params},
+                                     consistency_level=self.consistency)
+        floor = -np.inf if min_score is None else min_score
+        return [[Hit(external_id=hit["id"], score=float(hit["distance"]), label=hit["entity"]["label"],
+                     source=hit["entity"]["source"], metadata=hit["entity"]["metadata"] or {})
+                 for hit in hits if hit["distance"] >= floor] for hits in answers]
+
+    def get(self, external_id: str) -> ItemRecord | None:
+        rows = self._query(ids_expression([external_id]), ["external_id", *OUTPUT_FIELDS])
+        return _record(rows[0]) if rows else None
+
+    def vector_of(self, external_id: str) -> np.ndarray | None:
+        """The stored (unit) vector of an item, or None if there is no such item."""
+        rows = self._query(ids_expression([external_id]), ["vector"])
+        return np.asarray(rows[0]["vector"], np.float32) if rows else None
+
+    def page(self, after: str | None, limit: int) -> list[ItemRecord]:
+        """Up to ``limit`` items whose external ids come after ``after`` (None: from the first), by external id."""
+        where = 'external_id >= ""' if after is None else f"external_id > {literal(after, field='after')}"
+        # Milvus returns the smallest primary keys that match when given a limit (test_page_walks_items_in_id_order)
+        rows = self._query(where, ["external_id", *OUTPUT_FIELDS], limit=limit)
+        return sorted((_record(row) for row in rows), key=lambda record: record.external_id)
+
+    def _query(self, where: str, fields: list[str], **kwargs: Any) -> list[dict[str, Any]]:
+        return list(self.client.query(self.alias, filter=where, output_fields=fields,
+                                      consistency_level=self.consistency, **kwargs))
+
+    def upsert(self, record: ItemRecord, vector: np.ndarray) -> bool:
+        """Insert or replace ``record`` with its (d,) vector; True if it replaced an item."""
+        unit = normalise(np.asarray(vector, np.float32).reshape(1, -1))
+        if unit.shape[1] != self.dim:
+            raise MilvusStoreError(f"vector has dimension {unit.shape[1]}, the index {self.dim}")
+        replaced = self.get(record.external_id) is not None
+        self.client.upsert(self.alias, [_row(record, unit[0])])
+        return replaced
+
+    def delete(self, external_id: str) -> bool:
+        """Remove an item; False if there is none with that id."""
+        if self.get(external_id) is None:
+            return False
+        self.client.delete(self.alias, filter=ids_expression([external_id]))
+        return True
+
+    def reindex(self, vectors: np.ndarray, records: Sequence[ItemRecord], *, embedder_sha256: str,
+                source: str = "") -> str:
+        """Replace the whole collection: build and load a new version, move the alias to it, drop the old one.
+
+        Searches through the alias answer from the old version until the alias moves, then from the new one.
+        Upserts and deletes made while the new version is built go to the old one and are lost (callers
+        serialise them with re-indexing). Returns the new version's Milvus collection name.
+        """
+        if embedder_sha256 != self.info.embedder_sha256:
+            raise MilvusStoreError(f"collection {self.name!r} uses embedder {self.info.embedder_sha256[:12]}, "
+                                   f"not {embedder_sha256[:12]}; use a new collection")
+        old = self.version
+        self._drop_stale_versions(keep={old})
+        info = self.info.model_copy(update={"source": source})
+        new = new_version_name(self.alias)
+        build_version(self.client, new, vectors, records, info)
+        self.client.alter_alias(new, self.alias)
+        self.info = info
+        self.client.drop_collection(old)
+        logger.info("re-indexed %r: alias %s moved from %s to %s", self.name, self.alias, old, new)
+        return new
+
+    def drop(self) -> None:
+        """Remove the collection: its alias and every version of it."""
+        versions = [c for c in self.client.list_collections() if is_version_of(c, self.alias)]
+        self.client.drop_alias(self.alias)
+        for version in versions:
+            self.client.drop_collection(version)
+
+    def _drop_stale_versions(self, *, keep: set[str]) -> None:
+        """Drop versions left by a crashed build (no alias names them and they are older than STALE_VERSION_S)."""
+        now_ns = time.time_ns()
+        for collection in self.client.list_collections():
+            if collection in keep or not is_version_of(collection, self.alias):
+                continue
+            stamp_ns = int(collection[len(self.alias) + 2:].split("_")[0])
+            if now_ns - stamp_ns > STALE_VERSION_S * 1e9 and not self.client.list_aliases(collection)["aliases"]:
+                logger.warning("dropping %s, left over from an unfinished re-index", collection)
+                self.client.drop_collection(collection)

@@ -7,9 +7,10 @@ from fastapi import APIRouter, Response
 from arcsearch.index.bundle import BundleError
 from arcsearch.index.faiss_index import IndexStoreError
 from arcsearch.service.auth import AdminAccess, ReadAccess
+from arcsearch.service.core.paths import scrub_paths
+from arcsearch.service.core.sources import resolve_source
 from arcsearch.service.deps import JobsDep, RegistryDep, SettingsDep
 from arcsearch.service.errors import InvalidEmbedderError, InvalidIndexFactoryError, InvalidSourceError
-from arcsearch.service.paths import scrub_paths
 from arcsearch.service.schemas import (
     CollectionCreate,
     CollectionName,
@@ -17,7 +18,6 @@ from arcsearch.service.schemas import (
     CollectionSummary,
     ErrorResponse,
 )
-from arcsearch.service.sources import resolve_source
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from arcsearch.service.batching import BatcherClosedError, MicroBatcher, PendingQuery
+from arcsearch.service.core.batching import BatcherClosedError, MicroBatcher, PendingQuery
 from tests.service.helpers import ServiceData, assert_error
 
 CONCURRENT = 16
@@ -262,7 +262,7 @@ def stuck_batcher(client: TestClient, name: str) -> Any:
 
 
 def test_a_micro_batch_timeout_answers_503_over_http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("arcsearch.service.collection.SUBMIT_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("arcsearch.service.core.collection.SUBMIT_TIMEOUT_S", 0.3)
     with stuck_batcher(client, "texts"):
         response = client.post("/v1/texts/search", json={"text": "a dog"})
         assert_error(response, 503, "overloaded")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from arcsearch.service.core.jobstore import JobStore
 from arcsearch.service.errors import JobsUnavailableError, StorageBusyError
-from arcsearch.service.jobstore import JobStore
 from tests.service.helpers import ServiceData, wait_job
 from tests.service.test_app import png_base64
 

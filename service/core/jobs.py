@@ -2,7 +2,7 @@
 
 At most one job per collection runs at a time (a second one is refused with 409). Queries keep
 using the old index until the new version is published, loaded and swapped in. Job state is kept in
-SQLite (service/jobstore.py): it survives a restart, and a job that was running when the process
+SQLite (service/core/jobstore.py): it survives a restart, and a job that was running when the process
 died is reported ``interrupted`` (its half-built staging folder is never served). Items that cannot
 be indexed are recorded per job; more than ``job_max_failures`` of them abort the job. Before each
 embedding batch a job waits up to ``job_yield_ms`` for the collection's queries to be answered
@@ -13,7 +13,7 @@ while it runs are carried over onto the new version (``LoadedCollection.publish`
 that fails (a locked or full database) leaves nothing half-done: a submit is refused with 503/507 and
 marks nothing busy; a running job fails with the reason, and its final state is retried until written.
 If the jobs database cannot be opened at all, job routes answer 503 ``jobs_unavailable`` and searches go on.
-A cancelled job (service/jobcancel.py) stops before its next embedding batch and publishes nothing.
+A cancelled job (service/core/jobcancel.py) stops before its next embedding batch and publishes nothing.
 """
 
 from __future__ import annotations
@@ -29,19 +29,19 @@ from typing import Any
 
 from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback, build_store
 from arcsearch.index.collections import staging_dir
-from arcsearch.service.collection import ChangeMark, LoadedCollection
+from arcsearch.service.core.collection import ChangeMark, LoadedCollection
+from arcsearch.service.core.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
+from arcsearch.service.core.jobstore import JobStore, now
+from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
+from arcsearch.service.core.sources import LoadedItems
 from arcsearch.service.errors import (
     ApiError,
     JobConflictError,
     JobFinishedError,
     JobsUnavailableError,
 )
-from arcsearch.service.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
-from arcsearch.service.jobstore import JobStore, now
-from arcsearch.service.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.schemas import JobStatus, LastReindex
 from arcsearch.service.settings import Settings
-from arcsearch.service.sources import LoadedItems
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from arcsearch.index.faiss_index import IndexStoreError, normalise
 from arcsearch.index.items import ItemRecord
 from arcsearch.index.pairing import EmbedderMismatchError, check_embedder_pairing
 from arcsearch.index.store import IndexStore
-from arcsearch.service.batching import (
+from arcsearch.service.core.batching import (
     SUBMIT_TIMEOUT_S,
     Arrival,
     BatcherClosedError,
@@ -44,14 +44,14 @@ from arcsearch.service.batching import (
     MicroBatcher,
     PendingQuery,
 )
-from arcsearch.service.embedding import SerialEmbedder
+from arcsearch.service.core.embedding import SerialEmbedder
+from arcsearch.service.core.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
 from arcsearch.service.errors import (
     CollectionEmptyError,
     CollectionNotFoundError,
     NotReadyError,
     storage_error,
 )
-from arcsearch.service.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
 from arcsearch.service.schemas import CollectionSummary
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,9 @@ from arcsearch.index.collection_admin import CollectionExistsError as IndexColle
 from arcsearch.index.collection_admin import new_collection, purge_deleted, remove_collection
 from arcsearch.index.collections import CollectionError, CollectionInfo, list_collections
 from arcsearch.index.embedder import ThreadPolicy
-from arcsearch.service.collection import LoadedCollection, load_collection
-from arcsearch.service.embedding import SerialEmbedder
+from arcsearch.service.core.collection import LoadedCollection, load_collection
+from arcsearch.service.core.embedding import SerialEmbedder
+from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -24,7 +25,6 @@ from arcsearch.service.errors import (
     WrongModalityError,
 )
 from arcsearch.service.metrics import Metrics
-from arcsearch.service.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.schemas import CollectionSummary
 from arcsearch.service.settings import Settings
 

@@ -23,14 +23,21 @@ class RootSettings(Protocol):
     def collections_dir(self) -> Path: ...
 
 
-class RegistrySettings(RootSettings, Protocol):
+class IndexSettings(RootSettings, Protocol):
+    """How indexes are searched and SQLite files written, by collections and jobs alike."""
+
+    @property
+    def search_params(self) -> str: ...
+
+    @property
+    def sqlite_busy_timeout_s(self) -> float: ...
+
+
+class RegistrySettings(IndexSettings, Protocol):
     """How collections load and answer queries."""
 
     @property
     def device(self) -> str: ...
-
-    @property
-    def search_params(self) -> str: ...
 
     @property
     def verify_embedder_hash(self) -> bool: ...
@@ -42,23 +49,17 @@ class RegistrySettings(RootSettings, Protocol):
     def torch_parallel_min_batch(self) -> int: ...
 
     @property
-    def sqlite_busy_timeout_s(self) -> float: ...
-
-    @property
     def batch_max_size(self) -> int: ...
 
     @property
     def batch_max_wait_ms(self) -> float: ...
 
 
-class JobSettings(RootSettings, Protocol):
+class JobSettings(IndexSettings, Protocol):
     """How re-index jobs run and are remembered."""
 
     @property
     def jobs_db_path(self) -> Path: ...
-
-    @property
-    def sqlite_busy_timeout_s(self) -> float: ...
 
     @property
     def keep_jobs(self) -> int: ...
@@ -74,9 +75,6 @@ class JobSettings(RootSettings, Protocol):
 
     @property
     def batch_size(self) -> int: ...
-
-    @property
-    def search_params(self) -> str: ...
 
 
 class Observers(Protocol):

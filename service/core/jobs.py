@@ -25,7 +25,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback, build_store
 from arcsearch.index.collections import staging_dir
@@ -44,6 +44,7 @@ from arcsearch.service.core.records import JobRecord, LastReindexRecord
 from arcsearch.service.core.sources import LoadedItems
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ItemLoader = Callable[[], Sequence[CorpusItem] | LoadedItems]
 JOBS_PROBLEM_KEY = "*jobs"  # the jobs database's entry among the problems /readyz reports
@@ -172,16 +173,16 @@ class JobManager:
 
     def last_finished(self) -> dict[str, LastReindexRecord]:
         """Collection -> its last finished re-index job (none while the jobs database cannot be read)."""
-        try:
-            return self.store.last_finished()
-        except DomainError as exc:
-            logger.debug("no job information: %s", exc.message)
-            return {}
+        return self._read_or_nothing(JobStore.last_finished)
 
     def counts_by_state(self) -> dict[str, int]:
         """How many remembered jobs are in each state (none while the jobs database cannot be read)."""
+        return self._read_or_nothing(JobStore.counts_by_state)
+
+    def _read_or_nothing(self, read: Callable[[JobStore], dict[str, T]]) -> dict[str, T]:
+        """``read(store)``, or {} while the jobs database cannot be read."""
         try:
-            return self.store.counts_by_state()
+            return read(self.store)
         except DomainError as exc:
             logger.debug("no job information: %s", exc.message)
             return {}

@@ -49,3 +49,24 @@ def test_the_domain_imports_no_framework_and_no_edge_module() -> None:
     found = {f"{path.name}: {module}" for path in files
              for module in imported_modules(path.read_text(encoding="utf-8")) if forbidden(module)}
     assert not found, f"service/core/ must not import these (pass plain values in instead): {sorted(found)}"
+
+
+def declared(protocol: type) -> set[str]:
+    """The attribute and method names a protocol (with its protocol bases) declares."""
+    return {name for cls in protocol.__mro__ if cls.__dict__.get("_is_protocol") and cls.__name__ != "Protocol"
+            for name, value in vars(cls).items() if isinstance(value, property) or callable(value)
+            if not name.startswith("_")}
+
+
+def test_the_edge_gives_the_domain_what_its_protocols_declare() -> None:
+    """The domain reads Settings and Metrics through protocols; a renamed setting would fail only at run time."""
+    from arcsearch.service.core.config import JobSettings, Observers, RegistrySettings
+    from arcsearch.service.metrics import Metrics
+    from arcsearch.service.settings import Settings
+
+    settings = Settings()
+    assert "sqlite_busy_timeout_s" in declared(JobSettings) and "data_root" in declared(RegistrySettings)
+    for protocol in (RegistrySettings, JobSettings):
+        assert [name for name in sorted(declared(protocol)) if not hasattr(settings, name)] == []
+    assert declared(Observers) == {"batch_observer", "stage_observer"}
+    assert all(callable(getattr(Metrics, name, None)) for name in declared(Observers))

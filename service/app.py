@@ -11,13 +11,13 @@ from fastapi import FastAPI
 
 from arcsearch.index.serving_lock import FolderInUseError, serving_lock
 from arcsearch.service.auth import AuthMiddleware
+from arcsearch.service.core.jobs import JOBS_PROBLEM_KEY, JobManager
+from arcsearch.service.core.registry import Registry
 from arcsearch.service.errors import install_error_handlers
-from arcsearch.service.jobs import JOBS_PROBLEM_KEY, JobManager
 from arcsearch.service.limits import RequestLimitsMiddleware
 from arcsearch.service.localonly import LocalOnlyMiddleware
 from arcsearch.service.metrics import Metrics
 from arcsearch.service.observability import ObservabilityMiddleware, install_log_record_factory
-from arcsearch.service.registry import Registry
 from arcsearch.service.routers import collections, health, items, jobs, metrics, page, reindex, search
 from arcsearch.service.settings import Settings
 

@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from arcsearch.service.jobs import JobManager
-from arcsearch.service.registry import Registry
+from arcsearch.service.core.jobs import JobManager
+from arcsearch.service.core.registry import Registry
 from arcsearch.service.settings import Settings
 
 

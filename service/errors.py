@@ -2,7 +2,9 @@
 
     {"error": {"code": "collection_not_found", "message": "no collection 'x'", "details": null}}
 
-``ApiError`` subclasses carry a status code and a stable ``code``; handlers turn HTTPException,
+``ApiError`` subclasses (refusals of the edge: keys, limits, uploads) carry a status code and a stable ``code``;
+the domain's exceptions (``arcsearch.service.core.errors``) carry none, and ``DOMAIN_ERRORS`` gives each its
+status and ``code`` (a ``RetryLaterError`` also gets ``Retry-After``). Handlers turn those, HTTPException,
 RequestValidationError (-> 422) and any unexpected exception (-> 500, logged) into the same shape.
 """
 
@@ -17,8 +19,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from arcsearch.index.durable import DurableWriteError, StorageFullError
-from arcsearch.index.durable import StorageBusyError as IndexStorageBusyError
+from arcsearch.service.core.errors import (
+    CollectionEmptyError,
+    CollectionExistsError,
+    CollectionNotFoundError,
+    CollectionUnavailableError,
+    DomainError,
+    InsufficientStorageError,
+    InvalidSourceError,
+    ItemNotFoundError,
+    JobConflictError,
+    JobFinishedError,
+    JobNotFoundError,
+    JobsUnavailableError,
+    NotReadyError,
+    OverloadedError,
+    RetryLaterError,
+    SourceOutsideDataRootError,
+    StorageBusyError,
+    StorageUnavailableError,
+    WrongModalityError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,48 +73,6 @@ class ForbiddenError(ApiError):
     status, code = 403, "forbidden"
 
 
-class CollectionNotFoundError(ApiError):
-    status, code = 404, "collection_not_found"
-
-
-class JobNotFoundError(ApiError):
-    status, code = 404, "job_not_found"
-
-
-class ItemNotFoundError(ApiError):
-    status, code = 404, "item_not_found"
-
-
-class CollectionEmptyError(ApiError):
-    status, code = 409, "collection_empty"
-
-
-class WrongModalityError(ApiError):
-    status, code = 400, "wrong_modality"
-
-
-class InvalidSourceError(ApiError):
-    status, code = 400, "invalid_source"
-
-
-class SourceOutsideDataRootError(ApiError):
-    status, code = 403, "source_outside_data_root"
-
-
-class JobConflictError(ApiError):
-    status, code = 409, "job_conflict"
-
-
-class JobFinishedError(ApiError):
-    """A cancel arrived for a job that has already finished (succeeded, failed, interrupted or cancelled)."""
-
-    status, code = 409, "job_finished"
-
-
-class CollectionExistsError(ApiError):
-    status, code = 409, "collection_exists"
-
-
 class InvalidEmbedderError(ApiError):
     status, code = 400, "invalid_embedder"
 
@@ -114,14 +93,6 @@ class EmptyUploadError(ApiError):
     status, code = 422, "empty_upload"
 
 
-class NotReadyError(ApiError):
-    status, code = 503, "not_ready"
-
-
-class CollectionUnavailableError(ApiError):
-    status, code = 503, "collection_unavailable"
-
-
 class JsonTooDeepError(ApiError):
     """A JSON body nested deeper than the service parses (checked before it is parsed)."""
 
@@ -140,26 +111,40 @@ class NonLoopbackClientError(ApiError):
     status, code = 403, "non_loopback_client"
 
 
-class RetryLaterError(ApiError):
-    """A 503 the client may retry: ``Retry-After`` (whole seconds) says when."""
+# Each domain exception's status and error code: clients rely on both, so they never change.
+DOMAIN_ERRORS: dict[type[DomainError], tuple[int, str]] = {
+    NotReadyError: (503, "not_ready"),
+    CollectionNotFoundError: (404, "collection_not_found"),
+    CollectionUnavailableError: (503, "collection_unavailable"),
+    CollectionExistsError: (409, "collection_exists"),
+    CollectionEmptyError: (409, "collection_empty"),
+    WrongModalityError: (400, "wrong_modality"),
+    ItemNotFoundError: (404, "item_not_found"),
+    JobNotFoundError: (404, "job_not_found"),
+    JobConflictError: (409, "job_conflict"),
+    JobFinishedError: (409, "job_finished"),
+    InvalidSourceError: (400, "invalid_source"),
+    SourceOutsideDataRootError: (403, "source_outside_data_root"),
+    RetryLaterError: (503, "service_unavailable"),
+    OverloadedError: (503, "overloaded"),
+    StorageBusyError: (503, "storage_busy"),
+    InsufficientStorageError: (507, "insufficient_storage"),
+    StorageUnavailableError: (503, "storage_unavailable"),
+    JobsUnavailableError: (503, "jobs_unavailable"),
+}
 
-    status, code = 503, "service_unavailable"
 
-    def __init__(self, message: str, *, details: Any = None, retry_after_s: int = 1) -> None:
-        super().__init__(message, details=details)
-        self.headers = {"Retry-After": str(retry_after_s)}
-
-
-class OverloadedError(RetryLaterError):
-    """The service sheds this request instead of queueing it."""
-
-    status, code = 503, "overloaded"
+def domain_status(exc: DomainError) -> tuple[int, str]:
+    """The status and error code of ``exc``: its class's entry in DOMAIN_ERRORS, else its nearest base's."""
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_ERRORS:
+            return DOMAIN_ERRORS[cls]
+    return 500, "internal_error"
 
 
-class StorageBusyError(RetryLaterError):
-    """A durable write met another connection's (or process's) lock; nothing changed; retry after a moment."""
-
-    status, code = 503, "storage_busy"
+def retry_after_header(retry_after_s: float) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, at least 1."""
+    return {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
 
 
 def error_payload(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -175,6 +160,13 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status, code = domain_status(exc)
+    headers = retry_after_header(exc.retry_after_s) if isinstance(exc, RetryLaterError) else None
+    return error_response(status, code, exc.message, exc.details, headers)
 
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
@@ -211,6 +203,7 @@ def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every error the same JSON shape."""
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -220,31 +213,3 @@ def validation_error(loc: tuple[str | int, ...], message: str, *, error_type: st
         RequestValidationError:
     """A RequestValidationError for limits checked in handlers (settings-dependent), rendered as 422."""
     return RequestValidationError([{"loc": loc, "msg": message, "type": error_type}])
-
-
-class InsufficientStorageError(ApiError):
-    """A durable write found the disk full; nothing changed."""
-
-    status, code = 507, "insufficient_storage"
-
-
-class StorageUnavailableError(ApiError):
-    """A durable write failed for another reason (an I/O error, a damaged file); nothing changed."""
-
-    status, code = 503, "storage_unavailable"
-
-
-class JobsUnavailableError(ApiError):
-    """The jobs database cannot be opened or read (e.g. a damaged file); searches go on without it."""
-
-    status, code = 503, "jobs_unavailable"
-
-
-def storage_error(exc: DurableWriteError, *, retry_after_s: float,
-                  other: type[ApiError] = StorageUnavailableError) -> ApiError:
-    """The API error for a failed durable write: busy -> 503 with Retry-After, full -> 507, else ``other``."""
-    if isinstance(exc, IndexStorageBusyError):
-        return StorageBusyError(str(exc), retry_after_s=max(1, math.ceil(retry_after_s)))
-    if isinstance(exc, StorageFullError):
-        return InsufficientStorageError(str(exc))
-    return other(str(exc))

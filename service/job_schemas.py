@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field
 
-JobState = Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"]
+from arcsearch.service.core.records import JobState
 
 
 class JobAccepted(BaseModel):

@@ -23,8 +23,8 @@ from prometheus_client.registry import Collector
 from arcsearch.service.schemas import JobState
 
 if TYPE_CHECKING:
-    from arcsearch.service.jobs import JobManager
-    from arcsearch.service.registry import Registry
+    from arcsearch.service.core.jobs import JobManager
+    from arcsearch.service.core.registry import Registry
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)

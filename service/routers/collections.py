@@ -7,9 +7,12 @@ from fastapi import APIRouter, Response
 from arcsearch.index.bundle import BundleError
 from arcsearch.index.faiss_index import IndexStoreError
 from arcsearch.service.auth import AdminAccess, ReadAccess
+from arcsearch.service.core.errors import InvalidSourceError
+from arcsearch.service.core.paths import scrub_paths
+from arcsearch.service.core.sources import resolve_source
 from arcsearch.service.deps import JobsDep, RegistryDep, SettingsDep
-from arcsearch.service.errors import InvalidEmbedderError, InvalidIndexFactoryError, InvalidSourceError
-from arcsearch.service.paths import scrub_paths
+from arcsearch.service.errors import InvalidEmbedderError, InvalidIndexFactoryError
+from arcsearch.service.responses import collection_summary
 from arcsearch.service.schemas import (
     CollectionCreate,
     CollectionName,
@@ -17,7 +20,6 @@ from arcsearch.service.schemas import (
     CollectionSummary,
     ErrorResponse,
 )
-from arcsearch.service.sources import resolve_source
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)}
@@ -27,8 +29,8 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 40
             summary="Collections with modality, size, dimension, embedder, index type and last re-index")
 def list_collections(registry: RegistryDep, jobs: JobsDep) -> CollectionsResponse:
     last = jobs.last_finished()  # empty while the jobs database cannot be read: the listing still works
-    return CollectionsResponse(collections=[summary.model_copy(update={"last_reindex": last.get(summary.name)})
-                                            for summary in registry.summaries()])
+    return CollectionsResponse(collections=[collection_summary(state, last.get(state.name))
+                                            for state in registry.summaries()])
 
 
 @router.post("/collections", status_code=201, response_model=CollectionSummary, responses=ERRORS,
@@ -47,7 +49,7 @@ def create_collection(body: CollectionCreate, registry: RegistryDep, settings: S
         raise InvalidEmbedderError(f"embedder {body.embedder!r} is not a usable embedder bundle: "
                                    f"{scrub_paths(str(exc), registry.roots)}") from None
     response.headers["Location"] = f"/v1/collections/{body.name}"
-    return created.summary()
+    return collection_summary(created.summary())
 
 
 @router.delete("/collections/{name}", status_code=204, responses=ERRORS | {507: {"model": ErrorResponse}},

@@ -10,10 +10,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from arcsearch.service.auth import has_valid_key
+from arcsearch.service.core.errors import NotReadyError
+from arcsearch.service.core.jobs import JOBS_PROBLEM_KEY
+from arcsearch.service.core.paths import scrub_paths, settings_roots
 from arcsearch.service.deps import RegistryDep, SettingsDep
-from arcsearch.service.errors import NotReadyError
-from arcsearch.service.jobs import JOBS_PROBLEM_KEY
-from arcsearch.service.paths import scrub_paths, settings_roots
 from arcsearch.service.schemas import ErrorResponse, HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])

@@ -12,10 +12,11 @@ from fastapi import APIRouter, Path, Query
 from arcsearch.index.items import ItemRecord
 from arcsearch.index.preprocess import ImageDecodeError, decode_image
 from arcsearch.service.auth import AdminAccess, ReadAccess
-from arcsearch.service.collection import LoadedCollection
+from arcsearch.service.core.collection import LoadedCollection
+from arcsearch.service.core.errors import ItemNotFoundError, WrongModalityError
+from arcsearch.service.core.querying import SearchOptions
 from arcsearch.service.deps import RegistryDep, SettingsDep
-from arcsearch.service.errors import ItemNotFoundError, WrongModalityError, validation_error
-from arcsearch.service.querying import SearchOptions
+from arcsearch.service.errors import validation_error
 from arcsearch.service.routers.search import check_k, check_text_length, to_schema
 from arcsearch.service.schemas import (
     CollectionName,

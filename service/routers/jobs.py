@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from arcsearch.service.auth import AdminAccess, ReadAccess
 from arcsearch.service.deps import JobsDep
+from arcsearch.service.responses import job_status
 from arcsearch.service.schemas import CollectionName, ErrorResponse, JobList, JobState, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["reindex"])
@@ -21,13 +22,13 @@ MAX_LISTED_JOBS = 1000
 def list_jobs(jobs: JobsDep, collection: Annotated[CollectionName | None, Query()] = None,
               status: Annotated[JobState | None, Query()] = None,
               limit: Annotated[int, Query(ge=1, le=MAX_LISTED_JOBS)] = 100) -> JobList:
-    return JobList(jobs=jobs.recent(collection=collection, status=status, limit=limit))
+    return JobList(jobs=[job_status(job) for job in jobs.recent(collection=collection, status=status, limit=limit)])
 
 
 @router.get("/jobs/{job_id}", response_model=JobStatus, summary="State and progress of a re-index job",
             responses=ERRORS, dependencies=[ReadAccess])
 def get_job(job_id: JobIdPath, jobs: JobsDep) -> JobStatus:
-    return jobs.status(job_id)
+    return job_status(jobs.status(job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobStatus, responses=ERRORS, dependencies=[AdminAccess],
@@ -35,4 +36,4 @@ def get_job(job_id: JobIdPath, jobs: JobsDep) -> JobStatus:
 def cancel_job(job_id: JobIdPath, jobs: JobsDep, response: Response) -> JobStatus:
     job = jobs.cancel(job_id)
     response.status_code = 200 if job.status == "cancelled" else 202
-    return job
+    return job_status(job)

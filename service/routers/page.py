@@ -22,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 
 from arcsearch.index.preprocess import ImageDecodeError, decode_image
 from arcsearch.service.auth import ReadAccess
+from arcsearch.service.core.errors import ItemNotFoundError
 from arcsearch.service.deps import RegistryDep, SettingsDep
-from arcsearch.service.errors import ItemNotFoundError
 from arcsearch.service.schemas import CollectionName, ErrorResponse
 from arcsearch.service.uploads import ImageGateDep
 

@@ -10,14 +10,15 @@ from fastapi import APIRouter, Response
 from arcsearch.index.build import CorpusItem, InlineImage, read_source
 from arcsearch.index.corpus import TextItem
 from arcsearch.service.auth import AdminAccess
-from arcsearch.service.collection import LoadedCollection
+from arcsearch.service.core.collection import LoadedCollection
+from arcsearch.service.core.errors import InvalidSourceError, WrongModalityError
+from arcsearch.service.core.jobs import ItemLoader
+from arcsearch.service.core.sources import LoadedItems, inside_root, read_texts_tolerant, resolve_source
 from arcsearch.service.deps import JobsDep, RegistryDep, SettingsDep
-from arcsearch.service.errors import InvalidSourceError, WrongModalityError, validation_error
-from arcsearch.service.jobs import ItemLoader
+from arcsearch.service.errors import validation_error
 from arcsearch.service.routers.search import check_text_length
 from arcsearch.service.schemas import ErrorResponse, JobAccepted, ReindexItem, ReindexRequest
 from arcsearch.service.settings import Settings
-from arcsearch.service.sources import LoadedItems, inside_root, read_texts_tolerant, resolve_source
 from arcsearch.service.uploads import base64_bytes
 
 router = APIRouter(prefix="/v1", tags=["reindex"], dependencies=[AdminAccess])

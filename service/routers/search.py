@@ -2,7 +2,7 @@
 
 Handlers are ``async``: they check the request on the event loop (cheap), admit and decode the uploads
 (in the thread pool, a bounded number at once, reduced to what the encoder needs: service/uploads.py), and
-await the collection's micro-batcher (service/batching.py), whose worker thread embeds and searches the
+await the collection's micro-batcher (service/core/batching.py), whose worker thread embeds and searches the
 queries of many concurrent requests at once. A waiting request holds no thread, and nothing blocking
 (decoding, torch, FAISS) runs on the event loop. Under more load than the limits allow, a request gets
 503 ``overloaded`` with ``Retry-After`` instead of a place in an ever longer queue.
@@ -17,10 +17,10 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from arcsearch.index.hits import Hit
 from arcsearch.service.auth import ReadAccess
-from arcsearch.service.collection import LoadedCollection
+from arcsearch.service.core.collection import LoadedCollection
+from arcsearch.service.core.querying import SearchOptions
 from arcsearch.service.deps import RegistryDep, SettingsDep
 from arcsearch.service.errors import validation_error
-from arcsearch.service.querying import SearchOptions
 from arcsearch.service.schemas import (
     HARD_MAX_K,
     ErrorResponse,

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from arcsearch.service.batching import BatcherClosedError, MicroBatcher, PendingQuery
+from arcsearch.service.core.batching import BatcherClosedError, MicroBatcher, PendingQuery
+from arcsearch.service.core.errors import OverloadedError
 from tests.service.helpers import ServiceData, assert_error
 
 CONCURRENT = 16
@@ -199,10 +200,11 @@ def wait_running(future: Any) -> None:
 
 
 def assert_overloaded(exc: BaseException) -> None:
-    from arcsearch.service.errors import ApiError
+    """The batcher's refusal is OverloadedError, which the edge answers 503 ``overloaded`` with Retry-After."""
+    from arcsearch.service.errors import domain_status, retry_after_header
 
-    assert isinstance(exc, ApiError) and exc.status_code == 503 and exc.code == "overloaded", exc
-    assert exc.headers is not None and int(exc.headers["Retry-After"]) >= 1
+    assert isinstance(exc, OverloadedError) and domain_status(exc) == (503, "overloaded"), exc
+    assert int(retry_after_header(exc.retry_after_s)["Retry-After"]) >= 1
 
 
 def test_a_full_queue_refuses_more_inputs_with_503() -> None:
@@ -262,7 +264,7 @@ def stuck_batcher(client: TestClient, name: str) -> Any:
 
 
 def test_a_micro_batch_timeout_answers_503_over_http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("arcsearch.service.collection.SUBMIT_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("arcsearch.service.core.collection.SUBMIT_TIMEOUT_S", 0.3)
     with stuck_batcher(client, "texts"):
         response = client.post("/v1/texts/search", json={"text": "a dog"})
         assert_error(response, 503, "overloaded")

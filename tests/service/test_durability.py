@@ -22,7 +22,7 @@ from arcsearch.index.changes import ChangeLog
 from arcsearch.index.collections import current_version, index_collection, read_collection
 from arcsearch.index.items import ItemRecord
 from arcsearch.service.app import create_app
-from arcsearch.service.collection import load_collection
+from arcsearch.service.core.collection import load_collection
 from tests import bundles
 from tests.bundles import REPO
 from tests.service.helpers import (

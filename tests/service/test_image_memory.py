@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from arcsearch.service.batching import MicroBatcher, PendingQuery
-from arcsearch.service.querying import QueryAnswer
+from arcsearch.service.core.batching import MicroBatcher, PendingQuery
+from arcsearch.service.core.querying import QueryAnswer
 from arcsearch.service.settings import Settings
 from arcsearch.service.uploads import image_memory_bound_bytes
 from tests.service.helpers import ServiceData, assert_error, live_server, served_copy

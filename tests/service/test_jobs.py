@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from arcsearch.service.errors import JobsUnavailableError, StorageBusyError
-from arcsearch.service.jobstore import JobStore
+from arcsearch.service.core.errors import JobsUnavailableError, StorageBusyError
+from arcsearch.service.core.jobstore import JobStore
+from arcsearch.service.errors import domain_status, retry_after_header
 from tests.service.helpers import ServiceData, wait_job
 from tests.service.test_app import png_base64
 
@@ -94,7 +95,8 @@ def test_a_write_that_meets_a_lock_rolls_back_and_the_store_stays_usable(tmp_pat
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     with pytest.raises(StorageBusyError, match="locked") as refused:
         store.add_failure("j1", "t1", "empty text")
-    assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "1"}
+    assert domain_status(refused.value) == (503, "storage_busy")
+    assert retry_after_header(refused.value.retry_after_s) == {"Retry-After": "1"}
     with pytest.raises(StorageBusyError):
         store.create("j2", "texts", "b.jsonl", keep=10)
     other.execute("ROLLBACK")
@@ -109,4 +111,4 @@ def test_a_damaged_jobs_file_is_jobs_unavailable(tmp_path: Path) -> None:
     (tmp_path / "jobs.sqlite").write_bytes(b"not a database at all\n" * 100)
     with pytest.raises(JobsUnavailableError, match="jobs.sqlite") as refused:
         JobStore(tmp_path / "jobs.sqlite")
-    assert refused.value.status_code == 503 and str(tmp_path) not in refused.value.message
+    assert domain_status(refused.value) == (503, "jobs_unavailable") and str(tmp_path) not in refused.value.message

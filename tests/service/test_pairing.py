@@ -10,7 +10,7 @@ import pytest
 
 from arcsearch.index.collections import current_index_dir, index_collection, read_collection
 from arcsearch.service.app import create_app
-from arcsearch.service.collection import load_collection
+from arcsearch.service.core.collection import load_collection
 from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_ready
 
 

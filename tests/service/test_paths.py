@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from arcsearch.service.paths import display_path, root_forms, scrub_paths
+from arcsearch.service.core.paths import display_path, root_forms, scrub_paths
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from arcsearch.service.app import create_app
-from arcsearch.service.paths import scrub_paths, settings_roots
+from arcsearch.service.core.paths import scrub_paths, settings_roots
 from tests.service.helpers import ServiceData, assert_error, local_client, service_settings, wait_ready
 
 KEY = "readyz-read-key-0123456789"

@@ -1,13 +1,14 @@
 """One collection as a running service holds it: its embedder and live index (swapped atomically), loaded from disk.
 
 An upsert or delete is written to the collection's change log first and applied in memory only once it is
-durable: a write that fails (locked or full) answers 503/507 and changes nothing, not even until a restart.
+durable: a write that fails (locked or full) raises a storage error and changes nothing, not even until a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 
 from arcsearch.index.bundle import read_embedder_manifest, sha256_of_path
 from arcsearch.index.changes import Change, ChangeLog, replay_onto
@@ -36,7 +37,7 @@ from arcsearch.index.faiss_index import IndexStoreError, normalise
 from arcsearch.index.items import ItemRecord
 from arcsearch.index.pairing import EmbedderMismatchError, check_embedder_pairing
 from arcsearch.index.store import IndexStore
-from arcsearch.service.batching import (
+from arcsearch.service.core.batching import (
     SUBMIT_TIMEOUT_S,
     Arrival,
     BatcherClosedError,
@@ -44,15 +45,15 @@ from arcsearch.service.batching import (
     MicroBatcher,
     PendingQuery,
 )
-from arcsearch.service.embedding import SerialEmbedder
-from arcsearch.service.errors import (
+from arcsearch.service.core.embedding import SerialEmbedder
+from arcsearch.service.core.errors import (
     CollectionEmptyError,
     CollectionNotFoundError,
     NotReadyError,
     storage_error,
 )
-from arcsearch.service.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
-from arcsearch.service.schemas import CollectionSummary
+from arcsearch.service.core.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
+from arcsearch.service.core.records import CollectionState
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class LoadedCollection:
         """``query`` for async handlers: awaits the micro-batch without holding a thread while it waits;
         ``arrival`` is the announcement of this query by ``arriving``, if any."""
         if self.batcher is None:
-            return await run_in_threadpool(self.query, inputs, k, options)
+            return await anyio.to_thread.run_sync(functools.partial(self.query, inputs, k, options))
         try:
             future = self.batcher.enqueue(inputs, k, options, arrival=arrival)
         except BatcherClosedError:
@@ -131,7 +132,7 @@ class LoadedCollection:
         return search_vectors(self, batch, np.asarray(vectors, np.float32), self.observe_stage)[0]
 
     def live_store(self) -> tuple[IndexStore, str]:
-        """The live store and its version; 409 if nothing is published yet."""
+        """The live store and its version; CollectionEmptyError if nothing is published yet."""
         snapshot = self.snapshot
         if snapshot.store is None or snapshot.version is None:
             raise CollectionEmptyError(f"collection {self.name!r} has no index yet; re-index it first")
@@ -139,8 +140,8 @@ class LoadedCollection:
 
     @contextmanager
     def _change_log(self) -> Iterator[ChangeLog]:
-        """The change log (call with ``mutation_lock`` held); a failed write becomes 503 storage_busy (with
-        Retry-After), 507 insufficient_storage or 503 storage_unavailable."""
+        """The change log (call with ``mutation_lock`` held); a failed write becomes StorageBusyError
+        (retry after the busy timeout), InsufficientStorageError or StorageUnavailableError."""
         if self.changes is None:
             raise CollectionNotFoundError(f"collection {self.name!r} was removed")
         try:
@@ -228,11 +229,11 @@ class LoadedCollection:
                 logger.warning("collection %r: changes of old versions stay in the log for now: %s", self.name, exc)
         return store, version
 
-    def summary(self) -> CollectionSummary:
+    def summary(self) -> CollectionState:
         snapshot = self.snapshot
         store = snapshot.store
         live = store is not None
-        return CollectionSummary(
+        return CollectionState(
             name=self.name, modality=self.info.modality, status="ready" if live else "empty",
             size=len(store) if live else 0, dim=self.embedder.dim, embedder_sha256=self.info.embedder_sha256,
             embedder_origin=self.info.embedder_origin, version=snapshot.version,

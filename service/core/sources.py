@@ -12,7 +12,7 @@ from typing import Any
 
 from arcsearch.index.corpus import CorpusError, ImageItem, TextItem, text_item
 from arcsearch.index.metadata import MetadataError, check_item_id
-from arcsearch.service.errors import InvalidSourceError, SourceOutsideDataRootError
+from arcsearch.service.core.errors import InvalidSourceError, SourceOutsideDataRootError
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,8 @@ URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # http:, file:, s3:, ...
 def resolve_source(data_root: Path, source: str, *, field: str = "source") -> Path:
     """The real path of ``source`` (the request's ``field``) below ``data_root``.
 
-    Refuses URLs and NUL bytes (400), absolute paths, ``..`` parts and symlinks that lead outside
-    the root (403), and paths that do not exist (400).
+    Refuses URLs, NUL bytes and paths that do not exist (InvalidSourceError), and absolute paths, ``..``
+    parts and symlinks that lead outside the root (SourceOutsideDataRootError).
     """
     if URL_PATTERN.match(source) or source.startswith("//") or "\\" in source:
         raise InvalidSourceError(f"{field!r} must be a path relative to the data root, not a URL")

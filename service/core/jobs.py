@@ -1,8 +1,8 @@
 """Re-index jobs: build a new index version in a background thread, publish it, swap it in.
 
-At most one job per collection runs at a time (a second one is refused with 409). Queries keep
+At most one job per collection runs at a time (a second one is refused: JobConflictError). Queries keep
 using the old index until the new version is published, loaded and swapped in. Job state is kept in
-SQLite (service/jobstore.py): it survives a restart, and a job that was running when the process
+SQLite (service/core/jobstore.py): it survives a restart, and a job that was running when the process
 died is reported ``interrupted`` (its half-built staging folder is never served). Items that cannot
 be indexed are recorded per job; more than ``job_max_failures`` of them abort the job. Before each
 embedding batch a job waits up to ``job_yield_ms`` for the collection's queries to be answered
@@ -10,10 +10,10 @@ embedding batch a job waits up to ``job_yield_ms`` for the collection's queries 
 
 A job replaces the collection's contents as they were when it was accepted: upserts and deletes accepted
 while it runs are carried over onto the new version (``LoadedCollection.publish``). A job-store write
-that fails (a locked or full database) leaves nothing half-done: a submit is refused with 503/507 and
+that fails (a locked or full database) leaves nothing half-done: a submit is refused (a storage error) and
 marks nothing busy; a running job fails with the reason, and its final state is retried until written.
-If the jobs database cannot be opened at all, job routes answer 503 ``jobs_unavailable`` and searches go on.
-A cancelled job (service/jobcancel.py) stops before its next embedding batch and publishes nothing.
+If the jobs database cannot be opened at all, job calls raise JobsUnavailableError and searches go on.
+A cancelled job (service/core/jobcancel.py) stops before its next embedding batch and publishes nothing.
 """
 
 from __future__ import annotations
@@ -25,25 +25,26 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback, build_store
 from arcsearch.index.collections import staging_dir
-from arcsearch.service.collection import ChangeMark, LoadedCollection
-from arcsearch.service.errors import (
-    ApiError,
+from arcsearch.service.core.collection import ChangeMark, LoadedCollection
+from arcsearch.service.core.config import JobSettings
+from arcsearch.service.core.errors import (
+    DomainError,
     JobConflictError,
     JobFinishedError,
     JobsUnavailableError,
 )
-from arcsearch.service.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
-from arcsearch.service.jobstore import JobStore, now
-from arcsearch.service.paths import display_path, scrub_paths, settings_roots
-from arcsearch.service.schemas import JobStatus, LastReindex
-from arcsearch.service.settings import Settings
-from arcsearch.service.sources import LoadedItems
+from arcsearch.service.core.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
+from arcsearch.service.core.jobstore import JobStore, now
+from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
+from arcsearch.service.core.records import JobRecord, LastReindexRecord
+from arcsearch.service.core.sources import LoadedItems
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ItemLoader = Callable[[], Sequence[CorpusItem] | LoadedItems]
 JOBS_PROBLEM_KEY = "*jobs"  # the jobs database's entry among the problems /readyz reports
@@ -58,7 +59,7 @@ class TooManyFailuresError(RuntimeError):
 class JobManager:
     """Starts re-index jobs in threads; their state lives in SQLite (``JobStore``) and survives restarts."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: JobSettings) -> None:
         self.settings = settings
         self.problem: str | None = None  # why the jobs database cannot be used (None: it can, or not tried yet)
         self._roots = settings_roots(settings)
@@ -70,8 +71,8 @@ class JobManager:
 
     @property
     def store(self) -> JobStore:
-        """The job file, opened on first use (then jobs a dead process left running are marked); 503
-        ``jobs_unavailable`` while it cannot be opened (each use tries again)."""
+        """The job file, opened on first use (then jobs a dead process left running are marked);
+        JobsUnavailableError while it cannot be opened (each use tries again)."""
         with self._lock:
             if self._store is None:
                 self._store = self._open()
@@ -83,10 +84,10 @@ class JobManager:
         try:
             store = JobStore(path, busy_timeout_s=self.settings.sqlite_busy_timeout_s)
             interrupted = store.mark_interrupted()
-        except (ApiError, OSError) as exc:
+        except (DomainError, OSError) as exc:
             if store is not None:
                 store.close()
-            self.problem = exc.message if isinstance(exc, ApiError) else scrub_paths(
+            self.problem = exc.message if isinstance(exc, DomainError) else scrub_paths(
                 f"the jobs database {display_path(path, self._roots)} cannot be opened: {exc}", self._roots)
             raise JobsUnavailableError(f"{self.problem}; re-index jobs are off until it is repaired or removed "
                                        "(searches go on)") from exc
@@ -104,9 +105,9 @@ class JobManager:
             logger.error("%s", exc.message)
         return self.problem
 
-    def submit(self, collection: LoadedCollection, load_items: ItemLoader, *, source: str) -> JobStatus:
-        """Queue a job that indexes ``load_items()`` into ``collection``; 409 if one is already running,
-        503/507 if the job cannot be recorded (then nothing is started or marked)."""
+    def submit(self, collection: LoadedCollection, load_items: ItemLoader, *, source: str) -> JobRecord:
+        """Queue a job that indexes ``load_items()`` into ``collection``; JobConflictError if one is already
+        running, a storage error if the job cannot be recorded (then nothing is started or marked)."""
         store = self.store
         with self._lock:
             running = self._active.get(collection.name)
@@ -126,24 +127,24 @@ class JobManager:
             thread.start()
         except BaseException:
             self._forget(job_id, collection.name)
-            with suppress(ApiError):
+            with suppress(DomainError):
                 store.update(job_id, status="failed", error="the job's thread could not start", finished_at=now())
             raise
         logger.info("job %s: re-index %r from %s", job_id, collection.name, source)
         return self.status(job_id)
 
-    def status(self, job_id: str) -> JobStatus:
-        """The job's state; 404 if unknown (or forgotten)."""
+    def status(self, job_id: str) -> JobRecord:
+        """The job's state; JobNotFoundError if unknown (or forgotten)."""
         return self.store.known(job_id)
 
-    def recent(self, *, collection: str | None = None, status: str | None = None, limit: int = 100) -> list[JobStatus]:
+    def recent(self, *, collection: str | None = None, status: str | None = None, limit: int = 100) -> list[JobRecord]:
         """Remembered jobs, newest first, of ``collection`` and in ``status`` where given."""
         return self.store.recent(collection=collection, status=status, limit=limit)
 
-    def cancel(self, job_id: str) -> JobStatus:
+    def cancel(self, job_id: str) -> JobRecord:
         """Stop a job: a queued one now (its collection is free at once), a running one at its next batch
         boundary (it reads ``running`` until then, then ``cancelled``; one already publishing finishes).
-        404 if unknown, 409 ``job_finished`` if it has finished."""
+        JobNotFoundError if unknown, JobFinishedError if it has finished."""
         store = self.store
         with self._lock:
             job = store.known(job_id)
@@ -158,8 +159,9 @@ class JobManager:
 
     @contextmanager
     def removing(self, collection: str) -> Iterator[None]:
-        """Forget the finished jobs of ``collection`` and hold off new ones for the block (its removal); 409 if
-        a job is running, 503/507 if the job store cannot be written (then nothing is forgotten)."""
+        """Forget the finished jobs of ``collection`` and hold off new ones for the block (its removal);
+        JobConflictError if a job is running, a storage error if the job store cannot be written (then
+        nothing is forgotten)."""
         store = self.store
         with self._lock:
             running = self._active.get(collection)
@@ -169,19 +171,19 @@ class JobManager:
             store.forget_collection(collection)
             yield
 
-    def last_finished(self) -> dict[str, LastReindex]:
+    def last_finished(self) -> dict[str, LastReindexRecord]:
         """Collection -> its last finished re-index job (none while the jobs database cannot be read)."""
-        try:
-            return self.store.last_finished()
-        except ApiError as exc:
-            logger.debug("no job information: %s", exc.message)
-            return {}
+        return self._read_or_nothing(JobStore.last_finished)
 
     def counts_by_state(self) -> dict[str, int]:
         """How many remembered jobs are in each state (none while the jobs database cannot be read)."""
+        return self._read_or_nothing(JobStore.counts_by_state)
+
+    def _read_or_nothing(self, read: Callable[[JobStore], dict[str, T]]) -> dict[str, T]:
+        """``read(store)``, or {} while the jobs database cannot be read."""
         try:
-            return self.store.counts_by_state()
-        except ApiError as exc:
+            return read(self.store)
+        except DomainError as exc:
             logger.debug("no job information: %s", exc.message)
             return {}
 
@@ -200,7 +202,7 @@ class JobManager:
         def record(done: int, total: int) -> None:
             try:
                 self.store.update(job_id, done=done + skipped, total=total + skipped)
-            except ApiError as exc:  # the next report catches up
+            except DomainError as exc:  # the next report catches up
                 logger.warning("job %s: progress not recorded: %s", job_id, exc.message)
         return record
 
@@ -222,7 +224,7 @@ class JobManager:
             outcome = {"status": "cancelled", "error": CANCELLED_ERROR}
         except Exception as exc:  # a job reports every failure in its state instead of crashing a thread
             logger.exception("job %s failed", job_id)
-            message = exc.message if isinstance(exc, ApiError) else str(exc)
+            message = exc.message if isinstance(exc, DomainError) else str(exc)
             outcome = {"status": "failed", "error": scrub_paths(f"{type(exc).__name__}: {message}", self._roots)}
         finally:
             with self._lock:
@@ -268,7 +270,7 @@ class JobManager:
         """Write a job's final state; while the database is busy, try again for up to FINAL_STATE_RETRY_S."""
         try:
             self.store.update_patiently(job_id, fields, retry_s=FINAL_STATE_RETRY_S, pause_s=FINAL_STATE_PAUSE_S)
-        except ApiError as exc:
+        except DomainError as exc:
             logger.error("job %s: its final state (%s) was not recorded: %s", job_id, fields["status"], exc.message)
 
     def _release(self, job_id: str, collection: str) -> None:

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from arcsearch.index.hits import Hit
-from arcsearch.service.batching import PendingQuery
+from arcsearch.service.core.batching import PendingQuery
 
 if TYPE_CHECKING:
-    from arcsearch.service.collection import LoadedCollection
+    from arcsearch.service.core.collection import LoadedCollection
 
 StageObserver = Callable[[str, float], None]  # (stage name, seconds)
 

@@ -18,8 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from arcsearch.index.durable import DEFAULT_BUSY_TIMEOUT_S, DurableWriteError, open_database, sqlite_failure
-from arcsearch.service.errors import ApiError, JobNotFoundError, JobsUnavailableError, StorageBusyError, storage_error
-from arcsearch.service.schemas import JobFailure, JobProgress, JobStatus, LastReindex
+from arcsearch.service.core.errors import (
+    DomainError,
+    JobNotFoundError,
+    JobsUnavailableError,
+    StorageBusyError,
+    storage_error,
+)
+from arcsearch.service.core.records import JobFailureRecord, JobProgressRecord, JobRecord, LastReindexRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -56,8 +62,8 @@ class JobStore:
 
     Every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction, rolled back on any error, so a
     failed write leaves nothing behind and the connection usable. A write waits up to ``busy_timeout_s``
-    for another connection's lock, then raises StorageBusyError (503 with Retry-After); a full disk
-    raises InsufficientStorageError (507); a damaged file JobsUnavailableError (503).
+    for another connection's lock, then raises StorageBusyError (retry after ``busy_timeout_s``); a full disk
+    raises InsufficientStorageError; a damaged file JobsUnavailableError.
     """
 
     def __init__(self, path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
@@ -68,19 +74,19 @@ class JobStore:
         try:
             self._conn = open_database(path, schema=SCHEMA, busy_timeout_s=busy_timeout_s, what=self._what)
         except DurableWriteError as exc:
-            raise self._api_error(exc) from exc
+            raise self._storage_error(exc) from exc
         self._lock = threading.Lock()
 
     @property
     def _what(self) -> str:
         return f"the jobs database {self.path.name}"
 
-    def _api_error(self, exc: DurableWriteError) -> ApiError:
+    def _storage_error(self, exc: DurableWriteError) -> DomainError:
         return storage_error(exc, retry_after_s=self.busy_timeout_s, other=JobsUnavailableError)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """The connection under the lock; an SQLite error rolls back whatever is open and becomes an API error."""
+        """The connection under the lock; an SQLite error rolls back whatever is open and becomes a DomainError."""
         with self._lock:
             try:
                 yield self._conn
@@ -89,7 +95,7 @@ class JobStore:
                     with suppress(sqlite3.Error):
                         self._conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise self._api_error(sqlite_failure(exc, self._what)) from exc
+                    raise self._storage_error(sqlite_failure(exc, self._what)) from exc
                 raise
 
     @contextmanager
@@ -113,7 +119,7 @@ class JobStore:
 
     def update_patiently(self, job_id: str, fields: dict[str, Any], *, retry_s: float, pause_s: float) -> None:
         """``update``, tried again every ``pause_s`` for up to ``retry_s`` while the database is busy; an error
-        that remains is raised (ApiError)."""
+        that remains is raised (DomainError)."""
         deadline = time.monotonic() + retry_s
         while True:
             try:
@@ -146,19 +152,19 @@ class JobStore:
             (count,) = conn.execute("SELECT failed FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return int(count)
 
-    def known(self, job_id: str) -> JobStatus:
-        """The job's state; JobNotFoundError (404) if unknown or forgotten."""
+    def known(self, job_id: str) -> JobRecord:
+        """The job's state; JobNotFoundError if unknown or forgotten."""
         job = self.get(job_id)
         if job is None:
             raise JobNotFoundError(f"no job {job_id!r}")
         return job
 
-    def get(self, job_id: str) -> JobStatus | None:
+    def get(self, job_id: str) -> JobRecord | None:
         with self._read() as conn:
             row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             return None if row is None else _status(conn, row)
 
-    def recent(self, *, collection: str | None = None, status: str | None = None, limit: int = 100) -> list[JobStatus]:
+    def recent(self, *, collection: str | None = None, status: str | None = None, limit: int = 100) -> list[JobRecord]:
         """Jobs newest first, of ``collection`` and in ``status`` where given; at most ``limit``."""
         clauses, params = ["1 = 1"], []
         for column, value in (("collection", collection), ("status", status)):
@@ -174,14 +180,14 @@ class JobStore:
         with self._read() as conn:
             return {state: int(n) for state, n in conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")}
 
-    def last_finished(self) -> dict[str, LastReindex]:
+    def last_finished(self) -> dict[str, LastReindexRecord]:
         """Collection -> its most recently finished job (succeeded, failed or interrupted)."""
         query = ("SELECT collection, job_id, status, finished_at, num_items FROM (SELECT *, ROW_NUMBER() OVER "
                  "(PARTITION BY collection ORDER BY finished_at DESC, created_at DESC) AS rank FROM jobs "
                  f"WHERE status IN {FINISHED}) WHERE rank = 1")
         with self._read() as conn:
             rows = conn.execute(query).fetchall()
-        return {name: LastReindex(job_id=job_id, status=status, finished_at=finished_at, num_items=num_items)
+        return {name: LastReindexRecord(job_id=job_id, status=status, finished_at=finished_at, num_items=num_items)
                 for name, job_id, status, finished_at, num_items in rows}
 
     def forget_collection(self, collection: str) -> None:
@@ -209,16 +215,16 @@ class JobStore:
             self._conn.close()
 
 
-def _status(conn: sqlite3.Connection, row: tuple[Any, ...]) -> JobStatus:
+def _status(conn: sqlite3.Connection, row: tuple[Any, ...]) -> JobRecord:
     """A job's state from its row of COLUMNS, with its first MAX_REPORTED_FAILURES failed items."""
     job = dict(zip(COLUMNS, row, strict=True))
     failures = conn.execute("SELECT item_id, reason FROM job_failures WHERE job_id = ? LIMIT ?",
                             (job["job_id"], MAX_REPORTED_FAILURES)).fetchall()
-    progress = JobProgress(done=job["done"], total=job["total"], failed=job["failed"],
+    progress = JobProgressRecord(done=job["done"], total=job["total"], failed=job["failed"],
                            rate_items_per_s=rate(job["done"], job["started_at"], job["finished_at"]))
-    return JobStatus(job_id=job["job_id"], collection=job["collection"], status=job["status"], progress=progress,
+    return JobRecord(job_id=job["job_id"], collection=job["collection"], status=job["status"], progress=progress,
                      error=job["error"], version=job["version"], num_items=job["num_items"],
-                     skipped=job["failed"], failures=[JobFailure(id=i, reason=r) for i, r in failures],
+                     skipped=job["failed"], failures=[JobFailureRecord(id=i, reason=r) for i, r in failures],
                      created_at=job["created_at"], started_at=job["started_at"], finished_at=job["finished_at"])
 
 

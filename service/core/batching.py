@@ -9,9 +9,9 @@ collected or ``max_wait_ms`` has passed since the first one arrived; then it han
 at once, so a lone query pays no wait. Queries that pile up while a batch runs go into the next one, so
 under load batches grow without anyone waiting longer than one batch plus ``max_wait_ms``.
 
-Nothing grows without bound: ``check_room`` refuses a query (503 ``overloaded``) that would put more than
+Nothing grows without bound: ``check_room`` refuses a query (OverloadedError) that would put more than
 a given number of inputs in the queue, and ``answer`` / ``submit`` give up on a query after ``timeout_s``
-(503 as well; the query is cancelled, so no batch embeds it for nobody).
+(OverloadedError as well; the query is cancelled, so no batch embeds it for nobody).
 
 The worker is a plain thread: torch and FAISS never run on the event loop. ``wait_idle`` lets background
 work (a re-index job embedding on the same cores) give way to queries: it returns once nothing is queued
@@ -31,7 +31,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from arcsearch.service.errors import OverloadedError
+from arcsearch.service.core.errors import OverloadedError
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class MicroBatcher:
         return self._queued_inputs
 
     def check_room(self, inputs: int, *, max_queued_inputs: int) -> None:
-        """503 ``overloaded`` if queueing ``inputs`` more would leave more than ``max_queued_inputs`` waiting; an
+        """OverloadedError if queueing ``inputs`` more would leave more than ``max_queued_inputs`` waiting; an
         empty queue takes any one query (call it just before ``enqueue``: on the event loop nothing can enqueue
         in between)."""
         waiting = self._queued_inputs
@@ -163,7 +163,7 @@ class MicroBatcher:
     def submit(self, inputs: Sequence[Any], k: int, options: Any = None, *,
                timeout_s: float = SUBMIT_TIMEOUT_S) -> Any:
         """Queue one query and block until its batch is processed; re-raises the batch's exception,
-        503 ``overloaded`` after ``timeout_s`` (the query is then cancelled)."""
+        OverloadedError after ``timeout_s`` (the query is then cancelled)."""
         future = self.enqueue(inputs, k, options)
         try:
             return future.result(timeout=timeout_s)
@@ -172,7 +172,7 @@ class MicroBatcher:
             raise self._timed_out(timeout_s) from None
 
     async def answer(self, pending: Awaitable[Any], *, timeout_s: float) -> Any:
-        """Await ``pending`` (an enqueued query's future, wrapped for asyncio); 503 ``overloaded`` after
+        """Await ``pending`` (an enqueued query's future, wrapped for asyncio); OverloadedError after
         ``timeout_s`` (the wait cancels the wrapped future, so the worker drops the query)."""
         try:
             return await asyncio.wait_for(pending, timeout_s)

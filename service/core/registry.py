@@ -14,19 +14,18 @@ from arcsearch.index.collection_admin import CollectionExistsError as IndexColle
 from arcsearch.index.collection_admin import new_collection, purge_deleted, remove_collection
 from arcsearch.index.collections import CollectionError, CollectionInfo, list_collections
 from arcsearch.index.embedder import ThreadPolicy
-from arcsearch.service.collection import LoadedCollection, load_collection
-from arcsearch.service.embedding import SerialEmbedder
-from arcsearch.service.errors import (
+from arcsearch.service.core.collection import LoadedCollection, load_collection
+from arcsearch.service.core.config import Observers, RegistrySettings
+from arcsearch.service.core.embedding import SerialEmbedder
+from arcsearch.service.core.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     CollectionUnavailableError,
     NotReadyError,
     WrongModalityError,
 )
-from arcsearch.service.metrics import Metrics
-from arcsearch.service.paths import display_path, scrub_paths, settings_roots
-from arcsearch.service.schemas import CollectionSummary
-from arcsearch.service.settings import Settings
+from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
+from arcsearch.service.core.records import CollectionState
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ class LoadFailure:
 class Registry:
     """All collections of ``settings.collections_dir``; filled once by ``load_all`` (in a thread)."""
 
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: RegistrySettings, *, metrics: Observers | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.collections: dict[str, LoadedCollection] = {}
@@ -104,7 +103,7 @@ class Registry:
         return loaded
 
     def create(self, name: str, embedder_dir: Path, factory: str) -> LoadedCollection:
-        """Create, load and serve a new collection (no restart); 409 if the name is taken.
+        """Create, load and serve a new collection (no restart); CollectionExistsError if the name is taken.
 
         Raises index errors for a bad embedder bundle (BundleError, ValueError) or factory (IndexStoreError);
         a collection whose embedder then fails to load is removed again.
@@ -129,14 +128,14 @@ class Registry:
         return loaded
 
     def delete(self, name: str, guard: AbstractContextManager[object] | None = None) -> None:
-        """Unload collection ``name`` (404 if unknown), then remove its folder.
+        """Unload collection ``name`` (CollectionNotFoundError if unknown), then remove its folder.
 
         ``guard`` is held while it leaves the registry (e.g. "no re-index job runs on it"); queries already
         queued are answered first, and its files are removed only once nothing in the service uses them.
         """
         with self._admin_lock:
             if name not in self.failures:
-                self.get(name)  # 404 / 503
+                self.get(name)  # not found / not ready
             with guard if guard is not None else nullcontext():
                 unloaded = self.collections.pop(name, None)
                 self.failures.pop(name, None)
@@ -150,7 +149,8 @@ class Registry:
             collection.close()
 
     def get(self, name: str) -> LoadedCollection:
-        """The named collection; 503 while loading or if it failed to load, 404 if unknown."""
+        """The named collection; NotReadyError while loading, CollectionUnavailableError if it failed to load,
+        CollectionNotFoundError if unknown."""
         if not self.ready:
             raise NotReadyError("the service is still loading its collections; retry shortly")
         if name in self.failures:
@@ -182,12 +182,12 @@ class Registry:
         preferred = f"{modality}s"
         return preferred if preferred in names else names[0]
 
-    def summaries(self) -> list[CollectionSummary]:
+    def summaries(self) -> list[CollectionState]:
         """One summary per collection: loaded, still loading, or failed."""
         summaries = [c.summary() for c in list(self.collections.values())]
-        summaries += [CollectionSummary(name=i.name, modality=i.modality, status="loading", dim=i.embedding_dim,
-                                        embedder_sha256=i.embedder_sha256) for i in list(self.pending)]
-        summaries += [CollectionSummary(name=f.info.name, modality=f.info.modality, status="error",
-                                        dim=f.info.embedding_dim, embedder_sha256=f.info.embedder_sha256,
-                                        error=f.error) for f in list(self.failures.values())]
+        summaries += [CollectionState(name=i.name, modality=i.modality, status="loading", dim=i.embedding_dim,
+                                      embedder_sha256=i.embedder_sha256) for i in list(self.pending)]
+        summaries += [CollectionState(name=f.info.name, modality=f.info.modality, status="error",
+                                      dim=f.info.embedding_dim, embedder_sha256=f.info.embedder_sha256,
+                                      error=f.error) for f in list(self.failures.values())]
         return sorted(summaries, key=lambda s: s.name)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from arcsearch.service.settings import Settings
+from arcsearch.service.core.config import RootSettings
 
 # an absolute path inside free text: a "/" that does not continue a word, a URL or a relative path
 PATH_TOKEN = re.compile(r"(?<![\w.~/:\\-])/[^\s'\"`,;()\[\]{}<>]+")
@@ -24,7 +24,7 @@ def root_forms(roots: Sequence[Path]) -> list[PurePosixPath]:
     return sorted(forms, key=lambda form: len(form.parts), reverse=True)
 
 
-def settings_roots(settings: Settings) -> list[PurePosixPath]:
+def settings_roots(settings: RootSettings) -> list[PurePosixPath]:
     """The roots a client may see paths below: the data root and the collections folder."""
     return root_forms([settings.data_root, settings.collections_dir])
 

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arcsearch.index.durable import DurableWriteError, StorageFullError
 from arcsearch.index.durable import StorageBusyError as IndexStorageBusyError
+from arcsearch.service.routetable import allowed_methods
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ class CollectionEmptyError(ApiError):
 
 class WrongModalityError(ApiError):
     status, code = 400, "wrong_modality"
+
+
+class WrongDimensionError(ApiError):
+    """A vector whose length is not the collection's dimension (a fact of the collection, not of the schema)."""
+
+    status, code = 400, "wrong_dimension"
 
 
 class InvalidSourceError(ApiError):
@@ -177,10 +184,13 @@ def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = STATUS_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), None, exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # RFC 9110: Allow lists every method of the resource, not one route's
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.scope))}
+    return error_response(exc.status_code, code, str(exc.detail), None, headers)
 
 
 def _location(loc: Any) -> str:

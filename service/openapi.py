@@ -69,7 +69,7 @@ def configured_limits(settings: Settings) -> dict[str, dict[str, Any]]:
     text = {"maxLength": settings.max_text_chars}
     return {"k": {"maximum": settings.max_k}, "text": text,
             "texts": {"maxItems": settings.max_batch_texts, "items": text},
-            "file": {"maxItems": settings.max_batch_images},
+            "file": {"maxItems": settings.max_batch_images, "minItems": 1, "items": {"minLength": 1}},
             "items": {"maxItems": settings.max_reindex_items},
             "image_base64": {"maxLength": 4 * (settings.max_upload_bytes // 3)}}  # decodes to at most that
 
@@ -77,8 +77,22 @@ def configured_limits(settings: Settings) -> dict[str, dict[str, Any]]:
 def request_body_schemas(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for operations in doc.get("paths", {}).values():
         for operation in operations.values():
-            for media in operation.get("requestBody", {}).get("content", {}).values():
+            for media_type, media in operation.get("requestBody", {}).get("content", {}).items():
+                if media_type == "multipart/form-data":
+                    form_fields(doc, media["schema"])
                 yield media["schema"]
+
+
+def form_fields(doc: dict[str, Any], schema: dict[str, Any]) -> None:
+    """A form field is sent or left out, never null; an upload has at least one byte (an empty one is 422)."""
+    name = schema.get("$ref", "").removeprefix(REF_PREFIX)
+    target = doc["components"]["schemas"].get(name, schema)
+    for prop in target.get("properties", {}).values():
+        branches = [branch for branch in prop.pop("anyOf", []) if branch.get("type") != "null"]
+        if len(branches) == 1:
+            prop.update(branches[0])
+        if prop.get("type") == "string" and "contentMediaType" in prop:
+            prop["minLength"] = 1
 
 
 def tighten(schema: dict[str, Any], limits: dict[str, dict[str, Any]], components: dict[str, Any],

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from arcsearch.index.metadata import INT64_MAX, MAX_ITEM_ID_CHARS, check_item_id, check_metadata, check_text
 from arcsearch.service.job_schemas import (  # noqa: F401 -- re-exported: routes and the client import models from here
@@ -79,8 +90,8 @@ class ImageSearchResponse(BaseModel):
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-MetadataValue = Label | bool | Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)] | Annotated[
-    float, Field(allow_inf_nan=False)]
+MetadataValue = Label | StrictBool | Annotated[StrictInt, Field(ge=-INT64_MAX - 1, le=INT64_MAX)] | Annotated[
+    StrictFloat, Field(allow_inf_nan=False)]  # strict: a long string is refused, not read as a number
 
 
 class SearchFilter(BaseModel):
@@ -92,7 +103,17 @@ class SearchFilter(BaseModel):
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
 
 
+def _whole_float_as_int(value: Any) -> Any:
+    """JSON Schema counts 5.0 as an integer: so does the (strict) validation of ``k``."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Neighbours = Annotated[int, BeforeValidator(_whole_float_as_int), Field(ge=1, le=HARD_MAX_K,
+                                                                        description="number of neighbours")]
+
+
 class SearchOptionsMixin(BaseModel):
+    model_config = ConfigDict(strict=True)  # JSON types as the schema states them: "5" is no number
     min_score: float | None = Field(None, ge=-1.0, le=1.0, description="drop hits with a lower cosine similarity")
     filter: SearchFilter | None = None
 
@@ -107,7 +128,7 @@ class TextSearchRequest(SearchOptionsMixin):
 
     text: QueryText | None = None
     texts: list[QueryText] | None = Field(None, min_length=1, max_length=HARD_MAX_BATCH_TEXTS)
-    k: int = Field(5, ge=1, le=HARD_MAX_K)
+    k: Neighbours = 5
     collection: CollectionName | None = Field(None, description="default: the first text collection")
 
     @model_validator(mode="after")

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from arcsearch.service.schemas import (
     HARD_MAX_BATCH_TEXTS,
-    HARD_MAX_K,
     ItemId,
+    Neighbours,
     QueryText,
     SearchHit,
     SearchOptionsMixin,
@@ -51,7 +51,7 @@ class SearchRequest(SearchOptionsMixin):
     vectors: list[Vector] | None = Field(None, min_length=1, max_length=HARD_MAX_BATCH_VECTORS)
     item_id: ItemId | None = None
     item_ids: list[ItemId] | None = Field(None, min_length=1, max_length=HARD_MAX_BATCH_VECTORS)
-    k: int = Field(5, ge=1, le=HARD_MAX_K)
+    k: Neighbours = 5
 
     @model_validator(mode="after")
     def _one_query_field(self) -> SearchRequest:

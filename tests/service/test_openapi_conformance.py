@@ -26,8 +26,8 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 def schemathesis_run(url: str, report_dir: Path) -> subprocess.CompletedProcess[str]:
     """``st run`` on the server's own /openapi.json with every check; its JSON report lands in ``report_dir``."""
     command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run", f"{url}/openapi.json",
-               "--checks", "all", "--phases", PHASES, "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
-               "-H", f"Authorization: Bearer {ADMIN_KEY}", "--request-timeout", "60", "--no-color",
+               "--checks", "all", "--phases", PHASES, "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
+               "--workers", "1", "-H", f"Authorization: Bearer {ADMIN_KEY}", "--request-timeout", "60", "--no-color",
                "--report", "json", "--report-dir", str(report_dir), "--suppress-health-check", "all"]
     return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
 

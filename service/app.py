@@ -18,7 +18,8 @@ from arcsearch.service.limits import RequestLimitsMiddleware
 from arcsearch.service.localonly import LocalOnlyMiddleware
 from arcsearch.service.metrics import Metrics
 from arcsearch.service.observability import ObservabilityMiddleware, install_log_record_factory
-from arcsearch.service.routers import collections, health, items, jobs, metrics, page, reindex, search
+from arcsearch.service.openapi import install_openapi
+from arcsearch.service.routers import collections, health, items, jobs, legacy, metrics, page, reindex, search
 from arcsearch.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -65,17 +66,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = app_metrics
     install_error_handlers(app)
     install_edge(app, settings, app_metrics)
-    for module in (search, reindex, jobs, collections, items, health, metrics, page):
+    for module in (search, legacy, reindex, jobs, collections, items, health, metrics, page):
         app.include_router(module.router)  # no prefix: service.routetable expands included routers as they are
+    install_openapi(app, settings)
     return app
 
 
 def body_limits(settings: Settings) -> dict[str, int]:
-    """Byte limits of the routes whose bodies may exceed ``max_json_bytes``, by path template."""
+    """Byte limits of the routes whose bodies may exceed ``max_json_bytes``, by path template (for the
+    collection search, of its multipart bodies: its JSON ones keep ``max_json_bytes``)."""
     image_search_bytes = (settings.max_image_request_bytes + MULTIPART_OVERHEAD_BYTES
                           + settings.max_batch_images * PART_OVERHEAD_BYTES)
     preview_bytes = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES + PART_OVERHEAD_BYTES
-    return {"/v1/images/search": image_search_bytes, "/v1/images/preview": preview_bytes,
+    return {"/v1/images/search": image_search_bytes, search.SEARCH_PATH: image_search_bytes,
+            "/v1/images/preview": preview_bytes,
             "/v1/reindex": settings.max_request_bytes,
             "/v1/collections/{name}/items/{item_id:path}": settings.item_upsert_bytes}
 
@@ -85,7 +89,7 @@ def install_edge(app: FastAPI, settings: Settings, app_metrics: Metrics) -> None
     line (sees every answer); loopback-only while no key is configured; the API key (before the body is
     read); body size, JSON depth and path checks. A later ``add_middleware`` wraps the earlier ones."""
     app.add_middleware(RequestLimitsMiddleware, default_max_bytes=settings.max_json_bytes,
-                       max_bytes_by_route=body_limits(settings))
+                       max_bytes_by_route=body_limits(settings), upload_only_routes=frozenset({search.SEARCH_PATH}))
     app.add_middleware(AuthMiddleware)
     app.add_middleware(LocalOnlyMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=app_metrics)

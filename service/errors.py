@@ -40,6 +40,7 @@ from arcsearch.service.core.errors import (
     StorageUnavailableError,
     WrongModalityError,
 )
+from arcsearch.service.routetable import allowed_methods
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,12 @@ class UnauthorizedError(ApiError):
 
 class ForbiddenError(ApiError):
     status, code = 403, "forbidden"
+
+
+class WrongDimensionError(ApiError):
+    """A vector whose length is not the collection's dimension (a fact of the collection, not of the schema)."""
+
+    status, code = 400, "wrong_dimension"
 
 
 class InvalidEmbedderError(ApiError):
@@ -169,10 +176,13 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(status, code, exc.message, exc.details, headers)
 
 
-def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = STATUS_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), None, exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # RFC 9110: Allow lists every method of the resource, not one route's
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.scope))}
+    return error_response(exc.status_code, code, str(exc.detail), None, headers)
 
 
 def _location(loc: Any) -> str:

@@ -57,17 +57,22 @@ def too_large(limit: int, declared: str | None = None) -> PayloadTooLargeError:
 class RequestLimitsMiddleware:
     """Enforce the limits of the module docstring; ``max_bytes_by_route`` maps path templates to byte limits."""
 
-    def __init__(self, app: ASGIApp, *, default_max_bytes: int, max_bytes_by_route: dict[str, int]) -> None:
+    def __init__(self, app: ASGIApp, *, default_max_bytes: int, max_bytes_by_route: dict[str, int],
+                 upload_only_routes: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.default_max_bytes = default_max_bytes
         self.max_bytes_by_route = max_bytes_by_route
+        self.upload_only_routes = upload_only_routes  # their larger limit is for uploads: JSON gets the default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        limit = self.max_bytes_by_route.get(route_template(route_of(scope)) or "", self.default_max_bytes)
+        template = route_template(route_of(scope)) or ""
+        limit = self.max_bytes_by_route.get(template, self.default_max_bytes)
+        if template in self.upload_only_routes and is_json(headers):
+            limit = self.default_max_bytes
         declared = headers.get("content-length", "")
         if CONTROL.search(scope["path"]):
             message = "the path holds a control character"

@@ -43,6 +43,17 @@ def route_of(scope: Scope) -> BaseRoute | None:
     return scope[ROUTE_KEY]
 
 
+def allowed_methods(scope: Scope) -> list[str]:
+    """Every method the routes of this request's path answer, sorted (Starlette's own 405 names only the
+    methods of the first route matching the path)."""
+    methods: set[str] = set()
+    for route in flat_routes(scope["app"].router.routes):
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def route_template(route: BaseRoute | None) -> str | None:
     """The path template of ``route`` as it is declared, e.g. ``/v1/collections/{name}/items/{item_id:path}``."""
     return getattr(route, "path", None)

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from arcsearch.index.metadata import INT64_MAX, MAX_ITEM_ID_CHARS, check_item_id, check_metadata, check_text
 from arcsearch.service.job_schemas import (  # noqa: F401 -- re-exported: routes and the client import models from here
@@ -21,17 +32,27 @@ HARD_MAX_K = 1000
 HARD_MAX_TEXT_CHARS = 100_000
 HARD_MAX_BATCH_TEXTS = 1024
 HARD_MAX_REINDEX_ITEMS = 1_000_000
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"  # index.metadata.CONTROL: refused in ids and in every path
 ValidText = AfterValidator(check_text)  # no lone surrogates: every string a request may have stored or echoed
 CollectionName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-QueryText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                             max_length=HARD_MAX_TEXT_CHARS), ValidText]
+# a character str.strip() keeps: a query of whitespace alone is refused (it is empty once stripped)
+NOT_ONLY_SPACE_PATTERN = "[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+QueryText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=HARD_MAX_TEXT_CHARS,
+                                             pattern=NOT_ONLY_SPACE_PATTERN), ValidText]
 Label = Annotated[str, StringConstraints(max_length=512), ValidText]
-ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ITEM_ID_CHARS), AfterValidator(check_item_id),
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ITEM_ID_CHARS, pattern=NO_CONTROL_PATTERN),
+                   AfterValidator(check_item_id),
                    Field(description="an item's external id: no control characters")]
 Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata),
                      Field(description="any JSON object of finite numbers and valid Unicode: at most 16 levels, "
                                        "256 keys and 64 KiB of JSON")]
 DataPath = Annotated[str, StringConstraints(min_length=1, max_length=4096), ValidText]
+
+
+def exactly_one_of(*fields: str) -> dict[str, Any]:
+    """The JSON Schema of "exactly one of ``fields`` is given, and not null" (a model validator enforces it):
+    one ``oneOf`` branch per field, so generated clients and schema-driven testers know the rule."""
+    return {"oneOf": [{"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in fields]}
 
 
 class ErrorBody(BaseModel):
@@ -69,8 +90,8 @@ class ImageSearchResponse(BaseModel):
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-MetadataValue = Label | bool | Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)] | Annotated[
-    float, Field(allow_inf_nan=False)]
+MetadataValue = Label | StrictBool | Annotated[StrictInt, Field(ge=-INT64_MAX - 1, le=INT64_MAX)] | Annotated[
+    StrictFloat, Field(allow_inf_nan=False)]  # strict: a long string is refused, not read as a number
 
 
 class SearchFilter(BaseModel):
@@ -82,7 +103,17 @@ class SearchFilter(BaseModel):
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
 
 
+def _whole_float_as_int(value: Any) -> Any:
+    """JSON Schema counts 5.0 as an integer: so does the (strict) validation of ``k``."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Neighbours = Annotated[int, BeforeValidator(_whole_float_as_int), Field(ge=1, le=HARD_MAX_K,
+                                                                        description="number of neighbours")]
+
+
 class SearchOptionsMixin(BaseModel):
+    model_config = ConfigDict(strict=True)  # JSON types as the schema states them: "5" is no number
     min_score: float | None = Field(None, ge=-1.0, le=1.0, description="drop hits with a lower cosine similarity")
     filter: SearchFilter | None = None
 
@@ -92,11 +123,12 @@ class TextSearchRequest(SearchOptionsMixin):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"text": "a domestic animal", "k": 5, "collection": "texts"},
-                     {"texts": ["a domestic animal", "a piece of furniture"], "k": 3}]})
+                     {"texts": ["a domestic animal", "a piece of furniture"], "k": 3}],
+        **exactly_one_of("text", "texts")})
 
     text: QueryText | None = None
     texts: list[QueryText] | None = Field(None, min_length=1, max_length=HARD_MAX_BATCH_TEXTS)
-    k: int = Field(5, ge=1, le=HARD_MAX_K)
+    k: Neighbours = 5
     collection: CollectionName | None = Field(None, description="default: the first text collection")
 
     @model_validator(mode="after")
@@ -124,33 +156,10 @@ class TextSearchResponse(BaseModel):
     queries: list[QueryResults]
 
 
-class VectorSearchRequest(SearchOptionsMixin):
-    """Search by a raw ``vector`` (of the collection's dimension) or by an existing item's id."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"item_id": "s5/1.pgm", "k": 5}, {"vector": [0.1, 0.2], "k": 3, "min_score": 0.3}]})
-
-    vector: list[float] | None = Field(None, min_length=1, max_length=4096)
-    item_id: ItemId | None = None
-    k: int = Field(5, ge=1, le=HARD_MAX_K)
-
-    @model_validator(mode="after")
-    def _one_of_vector_or_item(self) -> VectorSearchRequest:
-        if (self.vector is None) == (self.item_id is None):
-            raise ValueError("give exactly one of 'vector' or 'item_id'")
-        return self
-
-
-class VectorSearchResponse(BaseModel):
-    collection: str
-    version: str | None = None
-    results: list[SearchHit]
-
-
 class ItemUpsert(BaseModel):
     """The item's content (``text`` for text collections, ``image_base64`` for image ones) and its fields."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("text", "image_base64"))
 
     text: QueryText | None = None
     image_base64: str | None = Field(None, max_length=64 * 1024 * 1024)
@@ -192,7 +201,7 @@ class ItemChanged(BaseModel):
 class ReindexItem(BaseModel):
     """One item of an inline re-index: ``text`` for text collections, ``image_base64`` for image ones."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("text", "image_base64"))
 
     id: ItemId
     text: QueryText | None = None
@@ -212,7 +221,8 @@ class ReindexRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"collection": "texts", "source": "wordnet_glosses.jsonl"},
-                     {"collection": "texts", "items": [{"id": "t1", "text": "a small dog", "label": "dog"}]}]})
+                     {"collection": "texts", "items": [{"id": "t1", "text": "a small dog", "label": "dog"}]}],
+        **exactly_one_of("source", "items")})
 
     collection: CollectionName
     source: DataPath | None = None

@@ -22,7 +22,6 @@ from arcsearch.service.schemas import (
     CollectionSummary,
     HealthResponse,
     ImageQueryResults,
-    ImageSearchResponse,
     ItemChanged,
     ItemPage,
     ItemResponse,
@@ -34,9 +33,8 @@ from arcsearch.service.schemas import (
     ReindexItem,
     SearchFilter,
     SearchHit,
-    TextSearchResponse,
-    VectorSearchResponse,
 )
+from arcsearch.service.search_schemas import QueryHits, SearchResponse
 
 T = TypeVar("T")
 FilterInput: TypeAlias = SearchFilter | Mapping[str, Any] | None
@@ -88,39 +86,49 @@ def _options(*, k: int, min_score: float | None, filter: FilterInput) -> dict[st
     return body
 
 
+def _queries(data: Any) -> list[QueryHits]:
+    return SearchResponse.model_validate(data).queries
+
+
+def _search(collection: str, parse: Callable[[list[QueryHits]], T], **body: Any) -> Call[T]:
+    """``POST /v1/collections/{collection}/search`` with a JSON body; ``parse`` reads its ``queries``."""
+    return Call("POST", f"/v1/collections/{segment(collection)}/search", lambda data: parse(_queries(data)),
+                json=body)
+
+
 def search_texts(collection: str, texts: str | Sequence[str], *, k: int = 5, min_score: float | None = None,
                  filter: FilterInput = None) -> Call[list[QueryResults]]:
     queries = [texts] if isinstance(texts, str) else list(texts)
-    body = {"texts": queries, "collection": collection, **_options(k=k, min_score=min_score, filter=filter)}
-    return Call("POST", "/v1/texts/search", lambda data: TextSearchResponse.model_validate(data).queries, json=body)
+    return _search(collection, lambda found: [QueryResults(text=q.text or "", results=q.hits) for q in found],
+                   texts=queries, **_options(k=k, min_score=min_score, filter=filter))
 
 
 def search_images(collection: str, images: ImageInput | Sequence[ImageInput], *, k: int = 5,
                   min_score: float | None = None, label: str | None = None) -> Call[list[ImageQueryResults]]:
     files = [("file", image_file(image, i)) for i, image in enumerate(as_image_list(images))]
-    form = {"collection": collection, "k": str(k)}
+    form = {"k": str(k)}
     if min_score is not None:
         form["min_score"] = repr(float(min_score))
     if label is not None:
         form["label"] = label
-    return Call("POST", "/v1/images/search", lambda data: ImageSearchResponse.model_validate(data).queries,
+    return Call("POST", f"/v1/collections/{segment(collection)}/search",
+                lambda data: [ImageQueryResults(filename=q.filename, results=q.hits) for q in _queries(data)],
                 data=form, files=files)
 
 
-def _search_collection(collection: str, query: dict[str, Any], **options: Any) -> Call[list[SearchHit]]:
-    return Call("POST", f"/v1/collections/{segment(collection)}/search",
-                lambda data: VectorSearchResponse.model_validate(data).results, json={**query, **_options(**options)})
+def _first_hits(found: list[QueryHits]) -> list[SearchHit]:
+    return found[0].hits
 
 
 def search_vector(collection: str, vector: Sequence[float], *, k: int = 5, min_score: float | None = None,
                   filter: FilterInput = None) -> Call[list[SearchHit]]:
     values = [float(value) for value in vector]  # lists, tuples, numpy arrays
-    return _search_collection(collection, {"vector": values}, k=k, min_score=min_score, filter=filter)
+    return _search(collection, _first_hits, vectors=[values], **_options(k=k, min_score=min_score, filter=filter))
 
 
 def more_like(collection: str, item_id: str, *, k: int = 5, min_score: float | None = None,
               filter: FilterInput = None) -> Call[list[SearchHit]]:
-    return _search_collection(collection, {"item_id": item_id}, k=k, min_score=min_score, filter=filter)
+    return _search(collection, _first_hits, item_ids=[item_id], **_options(k=k, min_score=min_score, filter=filter))
 
 
 def _item_path(collection: str, item_id: str) -> str:

@@ -1,32 +1,28 @@
-"""Items of a collection by external id: read, upsert, delete (no full rebuild), and vector / item search."""
+"""Items of a collection by external id: list, read, upsert, delete (no full rebuild)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Path, Query
 
 from arcsearch.index.items import ItemRecord
+from arcsearch.index.metadata import MAX_ITEM_ID_CHARS
 from arcsearch.index.preprocess import ImageDecodeError, decode_image
 from arcsearch.service.auth import AdminAccess, ReadAccess
 from arcsearch.service.core.collection import LoadedCollection
 from arcsearch.service.core.errors import ItemNotFoundError, WrongModalityError
-from arcsearch.service.core.querying import SearchOptions
 from arcsearch.service.deps import RegistryDep, SettingsDep
-from arcsearch.service.errors import validation_error
-from arcsearch.service.routers.search import check_k, check_text_length, to_schema
+from arcsearch.service.routers.search import check_text_length
 from arcsearch.service.schemas import (
+    NO_CONTROL_PATTERN,
     CollectionName,
     ErrorResponse,
     ItemChanged,
     ItemPage,
     ItemResponse,
     ItemUpsert,
-    VectorSearchRequest,
-    VectorSearchResponse,
 )
 from arcsearch.service.settings import Settings
 from arcsearch.service.uploads import base64_bytes, encoder_px, image_error
@@ -34,25 +30,23 @@ from arcsearch.service.uploads import base64_bytes, encoder_px, image_error
 router = APIRouter(prefix="/v1/collections", tags=["items"])
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
 NamePath = Annotated[CollectionName, Path(description="collection name")]
-ItemPath = Annotated[str, Path(min_length=1, max_length=512, description="the item's external id")]
-CURSOR_PREFIX = "a:"  # a cursor is base64url("a:" + the last external id of the page before)
+ItemPath = Annotated[str, Path(min_length=1, max_length=MAX_ITEM_ID_CHARS, pattern=NO_CONTROL_PATTERN,
+                               description="the item's external id")]
+CURSOR_PREFIX = "a"  # a cursor is "a" + the hex of the UTF-8 of the last external id of the page before
+CURSOR_PATTERN = r"^a(?:[0-9a-f]{2})+$"
+MAX_CURSOR_CHARS = 1 + 8 * MAX_ITEM_ID_CHARS  # up to 4 UTF-8 bytes a character, 2 hex digits a byte
 MAX_PAGE_ITEMS = 1000
 
 
 def encode_cursor(last_id: str) -> str:
     """The opaque cursor that resumes a listing after the item ``last_id``."""
-    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{last_id}".encode()).decode("ascii")
+    return CURSOR_PREFIX + last_id.encode("utf-8").hex()
 
 
 def decode_cursor(cursor: str) -> str:
-    """The external id a cursor resumes after; 422 for a cursor this service did not write."""
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
-    except (UnicodeError, binascii.Error, ValueError):
-        text = ""
-    if not text.startswith(CURSOR_PREFIX):
-        raise validation_error(("query", "cursor"), "not a cursor from a previous page of this listing")
-    return text[len(CURSOR_PREFIX):]
+    """The position a cursor resumes after. Any string of CURSOR_PATTERN (the query schema checks it) names
+    one: bytes that are not UTF-8 decode with replacement characters, a position between two ids."""
+    return bytes.fromhex(cursor[len(CURSOR_PREFIX):]).decode("utf-8", "replace")
 
 
 def embed_item(target: LoadedCollection, body: ItemUpsert, settings: Settings) -> np.ndarray:
@@ -79,7 +73,9 @@ def item_response(name: str, record: ItemRecord) -> ItemResponse:
 
 @router.get("/{name}/items", response_model=ItemPage, responses=ERRORS, dependencies=[ReadAccess],
             summary="A page of the collection's items, by external id; follow next_cursor for the rest")
-def list_items(name: NamePath, registry: RegistryDep, cursor: Annotated[str | None, Query(max_length=2048)] = None,
+def list_items(name: NamePath, registry: RegistryDep,
+               cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN,
+                                                   description="a previous page's next_cursor")] = None,
                limit: Annotated[int, Query(ge=1, le=MAX_PAGE_ITEMS)] = 100) -> ItemPage:
     """Items come in external-id order and a cursor names the last id seen, so upserts and deletes between
     pages neither skip nor repeat an item present throughout (one added meanwhile may or may not appear)."""
@@ -125,28 +121,3 @@ def delete_item(name: NamePath, item_id: ItemPath, registry: RegistryDep) -> Ite
         raise ItemNotFoundError(f"no item {item_id!r} in collection {name!r}")
     return ItemChanged(collection=name, id=item_id, status="deleted", size=len(target.live_store()[0]),
                        index_supports_delete=store.supports_delete)
-
-
-@router.post("/{name}/search", response_model=VectorSearchResponse, responses=ERRORS, dependencies=[ReadAccess],
-             summary="Search by a raw vector, or by an existing item's id (more like this; itself excluded)")
-def search_by_vector(name: NamePath, body: VectorSearchRequest, registry: RegistryDep,
-                     settings: SettingsDep) -> VectorSearchResponse:
-    check_k(body.k, settings.max_k)
-    target = registry.get(name)
-    exclude: tuple[str, ...] = ()
-    if body.item_id is not None:
-        store, _ = target.live_store()
-        vector = store.vector_of(body.item_id)
-        if vector is None:
-            raise ItemNotFoundError(f"no item {body.item_id!r} in collection {name!r}")
-        exclude = (body.item_id,)
-    else:
-        with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
-            vector = np.asarray(body.vector, np.float32)
-        if len(vector) != target.embedder.dim:
-            raise validation_error(("body", "vector"), f"the vector has {len(vector)} values; collection "
-                                   f"{name!r} holds {target.embedder.dim}-d vectors")
-        if not np.isfinite(vector).all() or not np.any(vector):
-            raise validation_error(("body", "vector"), "the vector must be finite and not all zero")
-    answer = target.query_vectors(vector[None, :], body.k, SearchOptions.of(body.min_score, body.filter, exclude))
-    return VectorSearchResponse(collection=name, version=answer.version, results=to_schema(answer.hits[0]))

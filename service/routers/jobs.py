@@ -9,11 +9,11 @@ from fastapi import APIRouter, Path, Query, Response
 from arcsearch.service.auth import AdminAccess, ReadAccess
 from arcsearch.service.deps import JobsDep
 from arcsearch.service.responses import job_status
-from arcsearch.service.schemas import CollectionName, ErrorResponse, JobList, JobState, JobStatus
+from arcsearch.service.schemas import NO_CONTROL_PATTERN, CollectionName, ErrorResponse, JobList, JobState, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["reindex"])
 ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 422, 503)}
-JobIdPath = Annotated[str, Path(min_length=1, max_length=64)]
+JobIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_PATTERN)]
 MAX_LISTED_JOBS = 1000
 
 

@@ -24,7 +24,7 @@ from arcsearch.index.preprocess import ImageDecodeError, decode_image
 from arcsearch.service.auth import ReadAccess
 from arcsearch.service.core.errors import ItemNotFoundError
 from arcsearch.service.deps import RegistryDep, SettingsDep
-from arcsearch.service.schemas import CollectionName, ErrorResponse
+from arcsearch.service.schemas import NO_CONTROL_PATTERN, CollectionName, ErrorResponse
 from arcsearch.service.uploads import ImageGateDep
 
 router = APIRouter(tags=["page"])
@@ -73,7 +73,8 @@ def png_of(image: Image.Image, size_px: int) -> bytes:
 @router.get("/v1/collections/{name}/thumbnails/{item_id:path}", dependencies=[ReadAccess],
             response_class=Response, summary="A PNG thumbnail of an indexed image (files under the data root only)",
             responses={**PNG_RESPONSE, 404: {"model": ErrorResponse}})
-def thumbnail(name: Annotated[CollectionName, PathParam()], item_id: Annotated[str, PathParam(max_length=512)],
+def thumbnail(name: Annotated[CollectionName, PathParam()],
+              item_id: Annotated[str, PathParam(max_length=512, pattern=NO_CONTROL_PATTERN)],
               registry: RegistryDep, settings: SettingsDep) -> Response:
     store, _ = registry.get(name).live_store()
     record = store.get(item_id)

@@ -1,0 +1,46 @@
+"""The OpenAPI document states every rule the server enforces: schemathesis, driven by the document alone
+(all checks, the stateful phase included), finds no mismatch against a live uvicorn server.
+
+The server runs with an admin key, so the mutating operations (re-index, items, collections, job cancel)
+are exercised too, on a throwaway copy of the test collections. The run is bounded by examples per
+operation (and a seed, so a failure reproduces); it takes about a minute or two on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.service.helpers import ServiceData, live_server, served_copy
+
+ADMIN_KEY = "conformance-admin-key-0123456789"
+MAX_EXAMPLES = 12  # per operation and phase
+SEED = 20240601
+RUN_TIMEOUT_S = 600.0
+PHASES = "examples,coverage,fuzzing,stateful"
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+
+
+def schemathesis_run(url: str, report_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``st run`` on the server's own /openapi.json with every check; its JSON report lands in ``report_dir``."""
+    command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run", f"{url}/openapi.json",
+               "--checks", "all", "--phases", PHASES, "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
+               "--workers", "1", "-H", f"Authorization: Bearer {ADMIN_KEY}", "--request-timeout", "60", "--no-color",
+               "--report", "json", "--report-dir", str(report_dir), "--suppress-health-check", "all"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+
+
+def test_schemathesis_finds_no_mismatch_between_the_openapi_document_and_the_server(
+        service_data: ServiceData, tmp_path: Path) -> None:
+    collections = served_copy(service_data.collections_dir, tmp_path / "collections")
+    with live_server(collections, service_data.data_root, tmp_path / "server.log", admin_keys=ADMIN_KEY,
+                     batch_size="8") as (url, _):
+        result = schemathesis_run(url, tmp_path / "report")
+    output = result.stdout + result.stderr
+    assert "Server error" not in output and "500 Internal" not in output, output[-20000:]
+    assert result.returncode == 0, output[-20000:]
+    reports = list((tmp_path / "report").glob("*.json"))
+    assert reports, output[-4000:]
+    assert json.loads(reports[0].read_text()), output[-4000:]

@@ -34,8 +34,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     """The flags of train, compare and tune. Each flag's destination is the name of the config field it sets
     (``training.config``; ``--loss`` sets ``objective``), which is how ``arcsearch.commands`` finds them."""
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", type=Path, help="folder with one sub-folder of images per class")
-    source.add_argument("--texts", type=Path, help="JSONL ({\"text\", \"label\"} per line) or CSV file")
+    source.add_argument("--images", type=Path, help="folder with one sub-folder of images per class, or a "
+                        ".csv/.jsonl/.parquet manifest with path and label columns")
+    source.add_argument("--texts", type=Path, help="JSONL ({\"text\", \"label\"} per line), CSV or Parquet file")
     parser.add_argument("--out", type=Path, required=True, help="where to write the embedder bundle")
     parser.add_argument("--backbone", default="mobilenet_v2", choices=["mobilenet_v2", "small_cnn"],
                         help="image backbone (mobilenet_v2 is fine-tuned from --checkpoint)")
@@ -53,6 +54,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", dest="objective", choices=OBJECTIVE_NAMES,
                         help="training objective (default: arcface)")
     _add_objective_params(parser)
+    parser.add_argument("--workers", type=int,
+                        help="image loader processes that decode and augment images as training needs them "
+                        "(0: the training process itself; default min(4, CPUs - 1)); results do not depend on it")
     parser.add_argument("--embedding-dim", type=int, help="image embedding size (texts keep the model's)")
     parser.add_argument("--holdout-fraction", type=float, help="share of classes held out for evaluation")
     parser.add_argument("--max-train-seconds", type=float,

@@ -13,6 +13,7 @@ from typing import Any
 
 from arcsearch.index.embedder import resolve_device
 from arcsearch.training.data.samplers import SAMPLERS
+from arcsearch.training.data.streaming import default_workers
 from arcsearch.training.engine.optimiser import LR_SCHEDULES
 from arcsearch.training.engine.precision import PRECISIONS
 from arcsearch.training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
@@ -22,6 +23,7 @@ HEAD_INITS = ("auto", "centres", "random")
 PROJECTION_INITS = ("auto", "pca", "random")
 # field -> key in reports and manifests: saved reports (and ``--reuse`` of them) name the objective "loss"
 REPORT_KEYS = {"objective": "loss", "objective_params": "loss_params"}
+RESULT_NEUTRAL_FIELDS = ("out_dir", "workers")  # change no number of a run (``--reuse`` ignores them)
 
 
 class ConfigError(ValueError):
@@ -113,13 +115,15 @@ class TrainConfig:
 
 @dataclass(kw_only=True)
 class ImageTrainConfig(TrainConfig):
-    """Fine-tune an image encoder on ``images_dir/<label>/<image>``; export to ``out_dir``.
+    """Fine-tune an image encoder on ``images_dir/<label>/<image>`` (or the labelled image manifest
+    ``images_dir``, see ``index.corpus``); export to ``out_dir``.
 
     ``freeze_batchnorm`` None means: freeze BatchNorm statistics when starting from a checkpoint;
     ``head_init`` ``auto`` starts the class centres at the mean training embeddings when starting from a
     checkpoint, at random otherwise (near-identical centres of a random encoder stall);
     ``projection_init`` ``auto`` starts the linear projection at the PCA of the pretrained pooled features
-    when starting from a checkpoint (``pca``), at random otherwise.
+    when starting from a checkpoint (``pca``), at random otherwise. ``workers`` processes decode and augment
+    the images as training needs them (``training.data.streaming``); the number changes no result.
     """
 
     images_dir: Path
@@ -135,11 +139,15 @@ class ImageTrainConfig(TrainConfig):
     projection_init: str = "auto"
     freeze_batchnorm: bool | None = None
     augment: bool = True
+    workers: int | None = None  # None: ``training.data.streaming.default_workers()``, resolved when made
 
     def __post_init__(self) -> None:
         self.images_dir, self.out_dir = Path(self.images_dir), Path(self.out_dir)
         self.checkpoint = Path(self.checkpoint) if self.checkpoint is not None else None
         super().__post_init__()
+        self.workers = default_workers() if self.workers is None else self.workers
+        if self.workers < 0:
+            raise ConfigError(f"workers must be 0 (decode in the training process) or more, got {self.workers}")
         if self.projection_init not in PROJECTION_INITS:
             raise ConfigError(f"projection_init must be one of {PROJECTION_INITS}, got {self.projection_init!r}")
         if self.image_size < 32:

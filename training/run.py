@@ -3,7 +3,8 @@
 ``train_images`` / ``train_texts``: split classes, score baselines on the held-out classes, fine-tune
 with the training objective, score the fine-tuned encoder, export the headless bundle to ``config.out_dir``
 and write the report to ``report_path(config.out_dir)``. (``training.evaluation.exported`` scores an
-exported bundle.)
+exported bundle.) Images are never all decoded at once: training, validation, baselines, the PCA start and
+the final scoring read them from their files a batch at a time (``training.data.streaming``).
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ import numpy as np
 import torch
 
 from arcsearch.index.bundle import ImagePreprocessing, write_json_atomic
-from arcsearch.index.corpus import read_corpus, read_text_file, require_labels
+from arcsearch.index.corpus import read_corpus, require_labels
 from arcsearch.index.embedder import resolve_device
 from arcsearch.training.backbones import build_image_encoder
 from arcsearch.training.config import ImageTrainConfig, TextTrainConfig
-from arcsearch.training.data.images import load_images
 from arcsearch.training.data.splits import ClassSplit, indices_of, label_codes, split_classes
 from arcsearch.training.engine import distributed
 from arcsearch.training.evaluation.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
 from arcsearch.training.evaluation.figures import write_run_figures
 from arcsearch.training.evaluation.mislabelled import mislabelled_report
-from arcsearch.training.evaluation.scoring import embed_images, embed_texts, format_table, score
+from arcsearch.training.evaluation.scoring import embed_files, embed_texts, format_table, score
 from arcsearch.training.export import export_image_embedder, export_text_embedder
 from arcsearch.training.fitting.image import fit_image_encoder, init_projection_pca, wants_pca_projection
 from arcsearch.training.fitting.text import fit_text_encoder, load_sentence_model
@@ -136,33 +136,38 @@ def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bo
     split = split_classes(labels, holdout_fraction=config.holdout_fraction,
                           validation_fraction=config.validation_fraction, seed=config.seed)
     report = _new_report(config, split, "image")
-    images = load_images(items)
-    params = ImagePreprocessing(height=config.image_size, width=config.image_size)
+    paths = [item.path for item in items]  # decoded a batch at a time wherever they are used, never all at once
+    params, workers = ImagePreprocessing(height=config.image_size, width=config.image_size), config.workers
     held, train, val = (indices_of(labels, classes) for classes in (split.holdout, split.train, split.validation))
-    held_images, held_labels = _pick(images, held), _pick(labels, held)
+    held_paths, held_labels = _pick(paths, held), _pick(labels, held)
     encoder = build_image_encoder(config.backbone, embedding_dim=config.embedding_dim,
                                   checkpoint=config.checkpoint).to(device)
+
+    def embed(model: torch.nn.Module, inputs: list[Path]) -> np.ndarray:
+        return embed_files(model, inputs, params, workers=workers, device=device)
+
     baseline = "pretrained_backbone" if config.checkpoint is not None else "untrained_backbone"
     heldout: dict[str, np.ndarray] = {}  # method -> (N, D) held-out embeddings, for the pictures
     if held.size and baselines and distributed.is_main_process():
-        report["methods"]["raw_pixels"] = score(raw_pixel_embeddings(held_images), held_labels, seed=config.seed)
-        heldout[baseline] = embed_images(backbone_baseline(encoder), held_images, params, device=device)
+        report["methods"]["raw_pixels"] = score(raw_pixel_embeddings(held_paths, workers=workers), held_labels,
+                                                seed=config.seed)
+        heldout[baseline] = embed(backbone_baseline(encoder), held_paths)
         report["methods"][baseline] = score(heldout[baseline], held_labels, seed=config.seed)
     if wants_pca_projection(config):
-        init_projection_pca(encoder, _pick(images, train), params=params, device=device)
+        init_projection_pca(encoder, _pick(paths, train), params=params, device=device, workers=workers)
         if held.size and baselines and distributed.is_main_process():
-            report["methods"]["pretrained_pca_projection"] = score(
-                embed_images(encoder, held_images, params, device=device), held_labels, seed=config.seed)
+            report["methods"]["pretrained_pca_projection"] = score(embed(encoder, held_paths), held_labels,
+                                                                   seed=config.seed)
     train_codes = label_codes(_pick(labels, train), split.train)
     objective, result = fit_image_encoder(
-        encoder, _pick(images, train), train_codes, params=params, config=config, device=device,
-        validation=(_pick(images, val), _pick(labels, val)) if val.size else None,
-        heldout=(held_images, held_labels) if held.size else None)
+        encoder, _pick(paths, train), train_codes, params=params, config=config, device=device,
+        validation=(_pick(paths, val), _pick(labels, val)) if val.size else None,
+        heldout=(held_paths, held_labels) if held.size else None)
     return _conclude(
         report, config, objective=objective, result=result, heldout=heldout, modality="image",
-        embed=lambda inputs: embed_images(encoder, inputs, params, device=device),
-        train=(_pick(images, train), train_codes, _pick([it.item_id for it in items], train), _pick(labels, train)),
-        held=(held_images, held_labels),
+        embed=lambda inputs: embed(encoder, inputs),
+        train=(_pick(paths, train), train_codes, _pick([it.item_id for it in items], train), _pick(labels, train)),
+        held=(held_paths, held_labels),
         export=(lambda: export_image_embedder(
             encoder, config.out_dir, embedding_dim=config.embedding_dim, preprocessing=params,
             backbone=config.backbone, training=_manifest_training(report, config.images_dir),
@@ -174,7 +179,7 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
     False) export a text embedder; returns the report."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    items = read_text_file(config.texts_file)
+    items = read_corpus(config.texts_file, "text")
     texts, labels = [item.text for item in items], require_labels(items)
     split = split_classes(labels, holdout_fraction=config.holdout_fraction,
                           validation_fraction=config.validation_fraction, seed=config.seed)

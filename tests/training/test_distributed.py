@@ -21,11 +21,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from arcsearch.index.bundle import ImagePreprocessing
 from arcsearch.training.data.images import Augmentation, image_batch
+from arcsearch.training.data.streaming import ImageFiles, plan_batch
 from arcsearch.training.engine import distributed
 from arcsearch.training.engine.loop import fit
 from arcsearch.training.engine.step import Embedding, training_model
 from arcsearch.training.engine.trainer import FitResult
-from arcsearch.training.fitting.image import view_batch
 from tests.training.test_resume import arcface_objective, make_batches, make_encoder, steps_per_epoch, train_config
 
 GLOBAL_BATCH, EPOCHS, WORLD = 15, 2, 2
@@ -70,12 +70,18 @@ def random_images(count: int = 5) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)) for _ in range(count)]
 
 
-def augmented_views() -> dict[str, Any]:
-    """This rank's augmented views of a global batch of 5 images, and its generator's state after."""
+def augmented_views(folder: Path) -> dict[str, Any]:
+    """This rank's augmented views of a global batch of 5 image files (written to ``folder``), as its loader
+    workers would make them, and its generator's state after planning the batch."""
+    folder.mkdir(parents=True)
+    paths = [folder / f"{i}.png" for i in range(5)]
+    for image, path in zip(random_images(), paths, strict=True):
+        image.save(path)
     rng = np.random.default_rng(3)
-    pixels, index = view_batch(random_images(), np.arange(5), ImagePreprocessing(height=32, width=32),
-                               Augmentation(), rng)
-    return {"views": pixels, "view_index": torch.from_numpy(index), "rng_after": float(rng.random())}
+    keys = plan_batch(np.arange(5), rng, augmented=True)
+    files = ImageFiles(paths, ImagePreprocessing(height=32, width=32), aug=Augmentation())
+    return {"views": torch.stack([files[key][0] for key in keys]), "view_index": torch.tensor([i for i, _ in keys]),
+            "rng_after": float(rng.random())}
 
 
 def worker(rank: int, port: int, out_dir: str) -> None:
@@ -86,7 +92,8 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         encoder, objective, result = train(Path(out_dir) / "checkpoints")
         report: dict[str, Any] = {"step_losses": result.step_losses, "validation_scores": result.validation_scores,
                                   "encoder": encoder.state_dict(), "objective": objective.state_dict(),
-                                  "world": distributed.world_size(), **wrapping(encoder), **augmented_views()}
+                                  "world": distributed.world_size(), **wrapping(encoder),
+                                  **augmented_views(Path(out_dir) / f"images{rank}")}
         torch.save(report, Path(out_dir) / f"rank{rank}.pt")
 
 

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from arcsearch.training.config import TrainConfig
-from arcsearch.training.data.images import load_images
 from arcsearch.training.engine import distributed
 from arcsearch.training.engine.checkpoint import checkpoint_path, load_checkpoint
 from arcsearch.training.engine.loop import fit
@@ -170,17 +169,17 @@ def test_image_trainer_resumes_bit_for_bit(faces_subset: Path, tmp_path: Path,
     from arcsearch.training.data.splits import label_codes
 
     items = read_image_folder(faces_subset)[:48]
-    images, labels = load_images(items), [item.label for item in items]
+    paths, labels = [item.path for item in items], [item.label for item in items]
     codes = label_codes(labels, sorted(set(labels)))
     params = ImagePreprocessing(height=48, width=48)
 
     def train(**overrides: Any) -> tuple[nn.Module, nn.Module, FitResult]:
         config = ImageTrainConfig(images_dir=faces_subset, out_dir=tmp_path / "unused", backbone="small_cnn",
                                   image_size=48, embedding_dim=16, epochs=2, batch_size=12, lr=3e-3, device="cpu",
-                                  show_progress=False, **overrides)
+                                  show_progress=False, workers=0, **overrides)
         torch.manual_seed(0)
         encoder = build_image_encoder("small_cnn", embedding_dim=16)
-        objective, result = fit_image_encoder(encoder, images, codes, params=params, config=config,
+        objective, result = fit_image_encoder(encoder, paths, codes, params=params, config=config,
                                               device=torch.device("cpu"))
         return encoder, objective, result
 

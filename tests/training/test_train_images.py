@@ -18,13 +18,13 @@ import torch
 from arcsearch.index.bundle import ImagePreprocessing, read_embedder_manifest
 from arcsearch.index.corpus import read_image_folder
 from arcsearch.index.embedder import load_embedder
+from arcsearch.index.preprocess import decode_image
 from arcsearch.prepare.defaults import PreparedData
 from arcsearch.training.backbones import build_image_encoder
 from arcsearch.training.config import ImageTrainConfig
-from arcsearch.training.data.images import load_images
 from arcsearch.training.data.splits import label_codes
 from arcsearch.training.evaluation.exported import evaluate_bundle
-from arcsearch.training.evaluation.scoring import embed_images
+from arcsearch.training.evaluation.scoring import embed_files
 from arcsearch.training.export import export_image_embedder
 from arcsearch.training.fitting.image import fit_image_encoder
 from arcsearch.training.run import report_path, train_images
@@ -79,15 +79,15 @@ def test_evaluate_bundle_reproduces_the_reported_numbers(trained: tuple[ImageTra
 
 def test_exported_bundle_gives_the_in_memory_vectors(faces_subset: Path, tmp_path: Path) -> None:
     items = read_image_folder(faces_subset)[:60]
-    images, labels = load_images(items), [item.label for item in items]
+    paths, labels = [item.path for item in items], [item.label for item in items]
     config = small_config(faces_subset, tmp_path / "bundle", epochs=1)
     params = ImagePreprocessing(height=64, width=64)
     encoder = build_image_encoder("small_cnn", embedding_dim=64)
-    fit_image_encoder(encoder, images, label_codes(labels, sorted(set(labels))), params=params, config=config,
+    fit_image_encoder(encoder, paths, label_codes(labels, sorted(set(labels))), params=params, config=config,
                       device=torch.device("cpu"))
     export_image_embedder(encoder, config.out_dir, embedding_dim=64, preprocessing=params, backbone="small_cnn")
-    in_memory = embed_images(encoder, images, params)
-    reloaded = load_embedder(config.out_dir, device="cpu").embed_images(images)
+    in_memory = embed_files(encoder, paths, params)
+    reloaded = load_embedder(config.out_dir, device="cpu").embed_images([decode_image(path) for path in paths])
     np.testing.assert_allclose(reloaded, in_memory, atol=1e-5)
 
 

@@ -80,14 +80,18 @@ def test_exported_text_bundle_gives_the_in_memory_vectors(glosses_subset: Path, 
 def test_subcenter_run_lists_planted_wrong_labels_first(glosses_subset: Path, tiny_text_model: Path,
                                                         tmp_path: Path) -> None:
     """Relabel 8 texts of one class as another class; sub-center ArcFace should rank them far from the
-    dominant sub-centre of the class they were given."""
+    dominant sub-centre of the class they were given. The texts come as a Parquet manifest (text, label,
+    id and a metadata column), which trains as a JSONL file does."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     rows = [json.loads(line) for line in glosses_subset.read_text().splitlines()]
     classes = sorted({row["label"] for row in rows})
     planted = [row for row in rows if row["label"] == classes[0]][:8]
     for row in planted:
         row["label"] = classes[1]
-    noisy = tmp_path / "noisy.jsonl"
-    noisy.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    noisy = tmp_path / "noisy.parquet"
+    pq.write_table(pa.Table.from_pylist([{**row, "source": "wordnet"} for row in rows]), noisy)
     config = TextTrainConfig(texts_file=noisy, out_dir=tmp_path / "subcenter", model=str(tiny_text_model),
                              objective="subcenter_arcface", epochs=2, batch_size=32, holdout_fraction=0.0,
                              device="cpu", show_progress=False)

@@ -1,4 +1,4 @@
-"""Training images: decoded once, lightly augmented on the fly with Pillow and numpy."""
+"""Training images: light augmentation on the fly with Pillow and numpy (``streaming`` decodes them)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import torch
 from PIL import Image, ImageEnhance
 
 from arcsearch.index.bundle import ImagePreprocessing
-from arcsearch.index.corpus import ImageItem
-from arcsearch.index.preprocess import decode_image, image_to_array, images_to_batch
+from arcsearch.index.preprocess import image_to_array, images_to_batch
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +24,6 @@ class Augmentation:
     crop_aspect: tuple[float, float] = (0.85, 1.15)
     flip_probability: float = 0.5
     brightness: float = 0.2  # factor drawn from [1 - brightness, 1 + brightness]
-
-
-def load_images(items: Sequence[ImageItem]) -> list[Image.Image]:
-    """Decode every item to an RGB image (grey images become 3 equal channels)."""
-    return [decode_image(item.path) for item in items]
 
 
 def random_crop_box(width: int, height: int, aug: Augmentation,

@@ -11,8 +11,9 @@ Without torchrun (or with one process) every function here is a no-op and traini
 
 Every rank draws the same random numbers, so all ranks see the same global batches (``config.batch_size``
 items); rank r trains on items ``r::world`` of each (``shard``). Global batches with fewer items than ranks
-are dropped on every rank (``keep_batch``). Image augmentation then uses one generator per image seeded
-from the shared one (``training.fitting.image.view_batch``), so each rank augments only its own slice.
+are dropped on every rank (``keep_batch``). Image augmentation uses one generator per image seeded
+from the shared one (``training.data.streaming.plan_batch``), so each rank augments only its own slice, and
+its DataLoader workers decode only that slice.
 Without augmentation a multi-rank run follows the one-process loss curve up to float rounding; with it,
 it is statistically equivalent. Objectives that look across the batch (triplet mining) see only the
 rank's slice. The loop averages the loss over the global batch and DDP keeps

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from torch import Tensor, nn
 
 from arcsearch.index.bundle import ImagePreprocessing
-from arcsearch.index.preprocess import images_to_batch
+from arcsearch.training.data.streaming import image_batches
 
 RAW_PIXEL_SIDE = 32
 
@@ -38,10 +38,12 @@ def backbone_baseline(encoder: nn.Module) -> nn.Module:
     return baseline
 
 
-def raw_pixel_embeddings(images: Sequence[Image.Image], *, side: int = RAW_PIXEL_SIDE) -> np.ndarray:
-    """(N, 3 * side * side) L2-normalised, mean-centred pixels of each image resized to side x side."""
-    params = ImagePreprocessing(height=side, width=side)
-    flat = images_to_batch(list(images), params).reshape(len(images), -1)
+def raw_pixel_embeddings(paths: Sequence[Path], *, side: int = RAW_PIXEL_SIDE, workers: int = 0) -> np.ndarray:
+    """(N, 3 * side * side) L2-normalised, mean-centred pixels of each image file resized to side x side,
+    decoded a batch at a time by ``workers`` processes."""
+    rows = [pixels.flatten(1).numpy() for pixels, _ in image_batches(
+        paths, ImagePreprocessing(height=side, width=side), workers=workers)]
+    flat = np.concatenate(rows) if rows else np.zeros((0, 3 * side * side), np.float32)
     flat = flat - flat.mean(axis=1, keepdims=True)
     return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
 

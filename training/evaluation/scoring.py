@@ -1,18 +1,18 @@
-"""Embedding held-out data with in-memory encoders and scoring retrieval on it."""
+"""Embedding held-out data with in-memory encoders (images streamed from their files) and scoring retrieval on it."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from arcsearch.index.bundle import ImagePreprocessing
-from arcsearch.training.data.images import image_batch
+from arcsearch.training.data.streaming import image_batches
 from arcsearch.training.evaluation.metrics import angle_statistics, retrieval_metrics
 from arcsearch.training.evaluation.verification import verification_report
 
@@ -21,18 +21,37 @@ logger = logging.getLogger(__name__)
 METRIC_NAMES = ("precision_at_1", "r_precision", "map_at_r")
 
 
-@torch.inference_mode()
-def embed_images(encoder: nn.Module, images: Sequence[Image.Image], params: ImagePreprocessing, *,
-                 batch_size: int = 64, device: torch.device | str = "cpu", normalise: bool = True) -> np.ndarray:
-    """(N, D) float32 embeddings of ``images`` by ``encoder`` in eval mode, L2-normalised unless told not."""
+LoaderBatches = Iterable[tuple[torch.Tensor, torch.Tensor]]  # (pixels (B, 3, H, W), positions (B,)) batches
+
+
+def embedding_batches(encoder: nn.Module, batches: LoaderBatches, *, device: torch.device | str = "cpu",
+                      normalise: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(B, D) float32 embeddings by ``encoder`` in eval mode (L2-normalised unless told not) and the (B,)
+    positions of each (pixels (B, 3, H, W), positions (B,)) batch, as the loader gives them."""
     was_training = encoder.training
     encoder.eval()
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        vectors = encoder(image_batch(images[start:start + batch_size], params).to(device)).float()
-        chunks.append((nn.functional.normalize(vectors, dim=1) if normalise else vectors).cpu().numpy())
-    encoder.train(was_training)
+    try:
+        for pixels, positions in batches:
+            with torch.inference_mode():
+                vectors = encoder(pixels.to(device, non_blocking=True)).float()
+                vectors = nn.functional.normalize(vectors, dim=1) if normalise else vectors
+            yield vectors.cpu().numpy(), positions.numpy()
+    finally:
+        encoder.train(was_training)
+
+
+def embed_images(encoder: nn.Module, batches: LoaderBatches, *,
+                 device: torch.device | str = "cpu", normalise: bool = True) -> np.ndarray:
+    """(N, D) float32 embeddings of all ``batches`` (see ``embedding_batches``), in their order."""
+    chunks = [vectors for vectors, _ in embedding_batches(encoder, batches, device=device, normalise=normalise)]
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+
+def embed_files(encoder: nn.Module, paths: Sequence[Path], params: ImagePreprocessing, *, workers: int = 0,
+                device: torch.device | str = "cpu", normalise: bool = True) -> np.ndarray:
+    """(N, D) embeddings of the image files ``paths``, decoded a batch at a time by ``workers`` processes."""
+    return embed_images(encoder, image_batches(paths, params, workers=workers, device=device), device=device,
+                        normalise=normalise)
 
 
 @torch.inference_mode()

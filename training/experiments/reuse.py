@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from arcsearch.training.config import TrainConfig
+from arcsearch.training.config import RESULT_NEUTRAL_FIELDS, TrainConfig
 from arcsearch.training.run import report_path
 
 logger = logging.getLogger(__name__)
@@ -19,13 +19,14 @@ logger = logging.getLogger(__name__)
 
 def reusable_report(earlier_dir: Path, config: TrainConfig, *, with_baselines: bool = False) -> dict[str, Any] | None:
     """The report of the run ``earlier_dir/runs/<config.out_dir's name>`` if it was trained with the same
-    configuration (all but the output folder) and, when ``with_baselines``, scored the baselines; else None."""
+    configuration (all but ``RESULT_NEUTRAL_FIELDS``) and, when ``with_baselines``, scored the baselines;
+    else None."""
     path = report_path(Path(earlier_dir) / "runs" / Path(config.out_dir).name)
     if not path.exists():
         return None
     report = json.loads(path.read_text(encoding="utf-8"))
-    wanted = {key: value for key, value in config.to_dict().items() if key != "out_dir"}
-    earlier = {key: value for key, value in report.get("config", {}).items() if key != "out_dir"}
+    wanted = {key: value for key, value in config.to_dict().items() if key not in RESULT_NEUTRAL_FIELDS}
+    earlier = {key: value for key, value in report.get("config", {}).items() if key not in RESULT_NEUTRAL_FIELDS}
     if json.loads(json.dumps(wanted)) != earlier or (with_baselines and len(report.get("methods", {})) < 2):
         return None
     logger.info("reusing %s (same configuration)", path)

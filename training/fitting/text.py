@@ -65,7 +65,8 @@ def fit_text_encoder(model: nn.Module, texts: Sequence[str], codes: np.ndarray, 
     """
     dim = sentence_dimension(model)
     objective = make_objective(config.objective, int(codes.max()) + 1, dim, config.objective_params, seed=config.seed,
-                               centres=(lambda: class_centres(embed_texts(model, texts), codes))
+                               centres=(lambda: class_centres([(embed_texts(model, texts), codes)],
+                                                              num_classes=int(codes.max()) + 1))
                                if config.uses_centre_init else None).to(device)
     rng = np.random.default_rng(config.seed)
     labels = torch.from_numpy(codes)

@@ -8,7 +8,7 @@ a multiplicative angular margin m to 1 + fraction * (m - 1).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -106,10 +106,16 @@ def build_objective(name: str, num_classes: int, embedding_dim: int,
     return OBJECTIVES[name](num_classes, embedding_dim, params or ObjectiveParams())
 
 
-def class_centres(embeddings: np.ndarray, codes: np.ndarray) -> Tensor:
-    """(max(codes) + 1, D) sum, i.e. unnormalised mean direction, of the (N, D) embeddings of each class."""
-    centres = np.zeros((int(codes.max()) + 1, embeddings.shape[1]), np.float32)
-    np.add.at(centres, codes, embeddings)
+def class_centres(chunks: Iterable[tuple[np.ndarray, np.ndarray]], *, num_classes: int) -> Tensor:
+    """(num_classes, D) sum, i.e. unnormalised mean direction, of the embeddings of each class, from chunks of
+    ((n, D) embeddings, (n,) class codes) taken one at a time (the sums do not depend on the chunking)."""
+    centres: np.ndarray | None = None
+    for embeddings, codes in chunks:
+        if centres is None:
+            centres = np.zeros((num_classes, embeddings.shape[1]), np.float32)
+        np.add.at(centres, codes, embeddings)
+    if centres is None:
+        raise ValueError("class centres need at least one embedding")
     return torch.from_numpy(centres)
 
 

@@ -37,7 +37,7 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from arcsearch.index.bundle import IndexTuning
+from arcsearch.index.bundle import IndexManifest, IndexTuning
 from arcsearch.index.faiss_index import IndexStoreError, add_vectors, make_index, train_index
 from arcsearch.index.faiss_memory import factory_memory
 from arcsearch.index.tuning import Tuned, held_out_ids, tune
@@ -160,6 +160,13 @@ def build_chosen(unit: np.ndarray, budget: IndexBudget, *,
                         queries=tuned.queries, seed=seed, build_s=round(build_s, 2),
                         estimated_bytes=estimated_bytes(factory, len(unit), unit.shape[1]))
     return index, factory, tuned.params, facts
+
+
+def manifest_budget(manifest: IndexManifest) -> IndexBudget | None:
+    """The budget an index chosen by budget was built with (so a re-index chooses again), else None."""
+    tuning = manifest.tuning
+    return None if tuning is None else IndexBudget(target_recall=tuning.target_recall,
+                                                   max_memory_bytes=tuning.max_memory_bytes)
 
 
 def build_index(unit: np.ndarray, *, factory: str | None, budget: IndexBudget | None

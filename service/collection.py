@@ -51,6 +51,7 @@ from arcsearch.service.errors import (
     NotReadyError,
     storage_error,
 )
+from arcsearch.service.index_schemas import IndexFacts
 from arcsearch.service.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
 from arcsearch.service.schemas import CollectionSummary
 
@@ -236,7 +237,8 @@ class LoadedCollection:
             name=self.name, modality=self.info.modality, status="ready" if live else "empty",
             size=len(store) if live else 0, dim=self.embedder.dim, embedder_sha256=self.info.embedder_sha256,
             embedder_origin=self.info.embedder_origin, version=snapshot.version,
-            index_type=store.manifest.factory if live else self.info.index_factory)
+            index_type=store.manifest.factory if live else self.info.index_factory,
+            index=IndexFacts.of(store.manifest, memory_mapped=store.mapped_file is not None) if live else None)
 
     def close(self) -> None:
         """Answer queued queries, stop the micro-batcher and close the change log (the collection is unloaded)."""

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import faiss
 
+from arcsearch.index.faiss_index import enable_reconstruct, set_search_params
+
 logger = logging.getLogger(__name__)
 
 MMAP_MIN_BYTES = 256 * 2 ** 20  # index files at least this large are mapped, smaller ones read into memory
@@ -37,6 +39,10 @@ def read_index_file(path: Path, *, mmap_min_bytes: int | None = MMAP_MIN_BYTES) 
     return index, True
 
 
-def read_in_memory(path: Path) -> faiss.Index:
-    """An in-memory (writable) copy of the index at ``path``."""
-    return faiss.read_index(str(path))
+def read_in_memory(path: Path, *, search_params: str) -> faiss.Index:
+    """A writable in-memory copy of the index at ``path`` with ``search_params`` and (IVF) a direct map."""
+    index = faiss.read_index(str(path))
+    set_search_params(index, search_params)
+    enable_reconstruct(index)
+    logger.info("read %s into memory to change it", path)
+    return index

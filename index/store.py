@@ -286,13 +286,9 @@ class IndexStore:
         return len(dropped)
 
     def _unmap(self) -> None:
-        """Swap a memory-mapped index for an in-memory copy before writing to it (FAISS would abort); write lock."""
+        """Swap a memory-mapped index for a writable copy before writing to it (FAISS would abort); write lock."""
         if self.mapped_file is not None:
-            index = read_in_memory(self.mapped_file)
-            set_search_params(index, self.search_params)
-            enable_reconstruct(index)
-            self.index, self.mapped_file = index, None
-            logger.info("index read into memory for its first change")
+            self.index, self.mapped_file = read_in_memory(self.mapped_file, search_params=self.search_params), None
 
     def _overlay(self) -> OverlayItems:
         if not isinstance(self.items, OverlayItems):

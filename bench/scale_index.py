@@ -40,6 +40,8 @@ from bench.vector_sets import load_vector_set, real_vector_set, save_vector_set
 logger = logging.getLogger(__name__)
 
 K = 10
+SWEEP_STOP_RECALL = 0.995  # the knob sweep for the PNG stops once recall@10 passes this ...
+SWEEP_MAX_VALUE = 512  # ... or the knob passes this
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -119,8 +121,10 @@ def run_candidate(paths: dict[str, str], factory: str, target: float, repeats: i
     del built
     index, mapped = read_index_file(file)
     knob, values = knob_values(index)
-    curve = []
+    curve: list[dict[str, Any]] = []
     for value in values:
+        if curve and (curve[-1]["recall"] >= SWEEP_STOP_RECALL or value > SWEEP_MAX_VALUE):
+            break  # past this the curve is flat in recall and only slower
         set_search_params(index, f"{knob}={value}")
         qps, ids = batched_qps(index, queries, 1)
         curve.append({"params": f"{knob}={value}", "recall": recall(ids, truth), "qps": qps})

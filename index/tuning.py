@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -24,8 +25,7 @@ MAX_LATENCY_QUERIES = 200  # single-query searches timed for the p50 latency
 MAX_EF_SEARCH = 4096
 
 
-@dataclass(frozen=True)
-class OperatingPoint:
+class OperatingPoint(NamedTuple):
     """One setting of the knob: its search-parameter string, recall@k and batched queries per second."""
 
     params: str

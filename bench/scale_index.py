@@ -178,6 +178,7 @@ def run_set(args: argparse.Namespace, real: np.ndarray, n: int, dim: int) -> dic
         logger.info("%d x %d: building %s", n, dim, factory)
         rows.append(in_child(run_candidate, paths, factory, args.target_recall, args.repeats, args.seed) |
                     {"chosen": factory == chosen})
+        logger.info("%d x %d: %s", n, dim, json.dumps({k: v for k, v in rows[-1].items() if k != "curve"}))
     for key in ("corpus", "queries", "truth"):
         Path(paths[key]).unlink()
     return {"n": n, "dim": dim, "chosen": chosen, "max_memory": args.max_memory, "rows": rows}

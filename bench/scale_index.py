@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--target-recall", type=float, default=0.95)
     parser.add_argument("--max-memory", default="2GiB", help="the chooser's budget for the index")
-    parser.add_argument("--candidates", default="ladder", help="ladder, chosen, or a comma list of factories")
+    parser.add_argument("--candidates", nargs="+", default=["ladder"],
+                        help="ladder, chosen, or FAISS factory strings (each one argument)")
     parser.add_argument("--components", type=int, default=256, help="Gaussian components fitted to the real set")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -143,16 +144,16 @@ def in_child(function: Any, *args: Any) -> dict[str, Any]:
         return pool.apply(function, args)
 
 
-def candidates(spec: str, n: int, dim: int, chosen: str) -> list[str]:
+def candidates(spec: list[str], n: int, dim: int, chosen: str) -> list[str]:
     from arcsearch.index.chooser import candidate_factories
 
-    if spec == "chosen":
+    if spec == ["chosen"]:
         return [chosen]
-    if spec == "ladder":
+    if spec == ["ladder"]:
         ladder = candidate_factories(n, dim)
         pq = [f for f in ladder if "PQ" in f]
         return [f for f in ladder if "PQ" not in f] + pq[1:2]  # one PQ size (d/4 bytes) stands for the family
-    return [f for f in spec.split(",") if f]
+    return spec
 
 
 def run_set(args: argparse.Namespace, real: np.ndarray, n: int, dim: int) -> dict[str, Any]:

@@ -182,6 +182,7 @@ def run_set(args: argparse.Namespace, real: np.ndarray, n: int, dim: int) -> dic
         logger.info("%d x %d: %s", n, dim, json.dumps({k: v for k, v in rows[-1].items() if k != "curve"}))
     for key in ("corpus", "queries", "truth"):
         Path(paths[key]).unlink()
+    workdir.rmdir()
     return {"n": n, "dim": dim, "chosen": chosen, "max_memory": args.max_memory, "rows": rows}
 
 

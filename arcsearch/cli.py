@@ -105,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--embedder", type=Path, required=True, help="embedder bundle folder")
     index.add_argument("--source", type=Path, required=True, help="image folder or JSONL/CSV text file")
     index.add_argument("--collections-dir", type=Path, default=DEFAULT_ARTIFACTS_DIR / "collections")
-    index.add_argument("--factory", default="Flat", help="FAISS index factory string")
+    index.add_argument("--factory", help="FAISS index factory string; wins over --target-recall/--max-memory "
+                       "(default: Flat, or the index those choose)")
+    index.add_argument("--target-recall", type=float,
+                       help="choose the index (Flat, HNSW, IVF-Flat, IVF-SQ8, IVF-PQ) and tune it to this recall@10 "
+                       "against exact search (default 0.95 when --max-memory is given)")
+    index.add_argument("--max-memory", help="bound on the chosen index's size, e.g. 2GiB or 512MB")
     index.add_argument("--batch-size", type=int, default=64)
     index.add_argument("--device", default="auto")
 

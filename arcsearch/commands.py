@@ -145,11 +145,23 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def index_budget(target_recall: float | None, max_memory: str | int | None) -> Any:
+    """The IndexBudget that ``--target-recall`` / ``--max-memory`` ask for, or None if neither is given."""
+    from arcsearch.index.chooser import IndexBudget, parse_memory
+
+    if target_recall is None and max_memory is None:
+        return None
+    return IndexBudget(target_recall=0.95 if target_recall is None else target_recall,
+                       max_memory_bytes=None if max_memory is None else parse_memory(max_memory))
+
+
 def index(args: argparse.Namespace) -> int:
     from arcsearch.index.collections import index_collection
 
+    budget = index_budget(args.target_recall, args.max_memory)
+    factory = args.factory or (None if budget is not None else "Flat")
     manifest = index_collection(args.collections_dir, args.collection, args.embedder, args.source,
-                                factory=args.factory, batch_size=args.batch_size, device=args.device)
+                                factory=factory, budget=budget, batch_size=args.batch_size, device=args.device)
     print_json(manifest.model_dump(mode="json"))
     return 0
 

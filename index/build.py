@@ -19,6 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from arcsearch.index.bundle import EmbedderManifest, IndexManifest
+from arcsearch.index.chooser import IndexBudget
 from arcsearch.index.corpus import CorpusError, ImageItem, TextItem, read_corpus
 from arcsearch.index.embedder import load_embedder
 from arcsearch.index.items import ItemRecord, check_unique_ids
@@ -166,32 +167,35 @@ def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch
     return EmbeddedCorpus(vectors=vectors.astype(np.float32, copy=False), records=records, skipped=skipped)
 
 
-def build_store(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, factory: str = "Flat", batch_size: int = 64,
+def build_store(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, factory: str | None = "Flat",
+                budget: IndexBudget | None = None, batch_size: int = 64,
                 source: str = "", progress: ProgressCallback | None = None, show_progress: bool = True,
                 on_failure: FailureCallback | None = None,
                 before_batch: Callable[[], object] | None = None) -> tuple[IndexStore, EmbeddedCorpus]:
-    """Embed ``items`` and build an in-memory IndexStore; returns it with the embedded corpus
-    (``before_batch``: see ``embed_corpus``)."""
+    """Embed ``items`` and build an in-memory IndexStore with ``factory`` (None: chosen by ``budget``, see
+    index/chooser.py); returns it with the embedded corpus (``before_batch``: see ``embed_corpus``)."""
     corpus = embed_corpus(embedder, items, batch_size=batch_size, progress=progress,
                           show_progress=show_progress, on_failure=on_failure, before_batch=before_batch)
     if not corpus.records:
         raise IndexBuildError(f"none of the {len(items)} items could be read; nothing to index")
     store = IndexStore.build(corpus.vectors, corpus.records, modality=embedder.modality,
-                             embedder_sha256=embedder.manifest.weights_sha256, factory=factory, source=source)
+                             embedder_sha256=embedder.manifest.weights_sha256, factory=factory, budget=budget,
+                             source=source)
     return store, corpus
 
 
-def build_index_bundle(embedder_dir: Path, source: Path, out_dir: Path, *, factory: str = "Flat",
-                       batch_size: int = 64, device: str = "auto") -> IndexManifest:
+def build_index_bundle(embedder_dir: Path, source: Path, out_dir: Path, *, factory: str | None = "Flat",
+                       budget: IndexBudget | None = None, batch_size: int = 64, device: str = "auto") -> IndexManifest:
     """Embed ``source`` with the embedder bundle at ``embedder_dir`` and save an index bundle to ``out_dir``.
 
     ``source`` is an image folder (class sub-folders) or a .jsonl/.csv text file, as the embedder's
-    modality requires. ``out_dir`` must not exist yet; it appears complete or not at all.
+    modality requires. ``out_dir`` must not exist yet; it appears complete or not at all. ``factory`` None:
+    the index is chosen by ``budget`` (index/chooser.py).
     """
     embedder = load_embedder(Path(embedder_dir), device=device)
     items = read_source(Path(source), embedder.modality)
     logger.info("indexing %d %s items from %s with factory %r", len(items), embedder.modality, source, factory)
-    store, corpus = build_store(embedder, items, factory=factory, batch_size=batch_size,
+    store, corpus = build_store(embedder, items, factory=factory, budget=budget, batch_size=batch_size,
                                 source=str(Path(source).resolve()))  # absolute: servers may run elsewhere
     store.save(Path(out_dir))
     logger.info("index bundle %s: %d items, %d skipped", out_dir, len(store), corpus.skipped)

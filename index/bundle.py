@@ -87,6 +87,19 @@ class EmbedderManifest(BaseModel):
         return name
 
 
+class IndexTuning(BaseModel):
+    """How an index chosen by budget was tuned (index/chooser.py) and what it measured on held-out queries."""
+
+    target_recall: float = Field(description="recall@10 against exact search that the chooser aimed at")
+    max_memory_bytes: int | None = Field(None, description="the budget for the index's size; None: no bound")
+    recall_at_10: float = Field(description="measured with the search parameters, the queries' own vectors left out")
+    query_ms_p50: float = Field(description="median time of one single-query search, milliseconds")
+    queries: int = Field(description="held-out corpus vectors used as queries (index.tuning.held_out_ids)")
+    seed: int = Field(description="seed that drew the queries and the training sample")
+    build_s: float = Field(description="seconds to train and fill the index, tuning not included")
+    estimated_bytes: int = Field(description="estimated size of the index (index/faiss_memory.py)")
+
+
 class IndexManifest(BaseModel):
     """Describes a FAISS index bundle and the embedder it was built with."""
 
@@ -96,6 +109,8 @@ class IndexManifest(BaseModel):
     embedding_dim: int
     metric: Literal["inner_product"] = "inner_product"
     factory: str = "Flat"
+    search_params: str = Field("", description="FAISS search parameters applied on load, e.g. 'nprobe=16'")
+    tuning: IndexTuning | None = Field(None, description="set when the index was chosen by budget")
     num_items: int
     embedder_sha256: str
     source: str = ""

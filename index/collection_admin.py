@@ -15,6 +15,7 @@ from pathlib import Path
 
 from arcsearch.index.bundle import read_embedder_manifest
 from arcsearch.index.bundle_files import bundle_files
+from arcsearch.index.chooser import IndexBudget
 from arcsearch.index.collections import (
     COLLECTION_FILE,
     CollectionError,
@@ -39,8 +40,10 @@ class CollectionExistsError(CollectionError):
     """A collection of that name already exists."""
 
 
-def new_collection(collections_dir: Path, name: str, embedder_dir: Path, *, factory: str) -> CollectionInfo:
-    """Create collection ``name`` with the embedder bundle at ``embedder_dir`` and FAISS ``factory``.
+def new_collection(collections_dir: Path, name: str, embedder_dir: Path, *, factory: str,
+                   budget: IndexBudget | None = None) -> CollectionInfo:
+    """Create collection ``name`` with the embedder bundle at ``embedder_dir`` and FAISS ``factory`` (or, with
+    ``budget``, an empty ``factory`` version now and an index chosen by the budget at each re-index).
 
     Raises CollectionExistsError if it exists, BundleError for a folder that is not an embedder bundle (or
     holds a link, a special file, or more than MAX_BUNDLE_BYTES), IndexStoreError for a bad factory.
@@ -53,7 +56,8 @@ def new_collection(collections_dir: Path, name: str, embedder_dir: Path, *, fact
     manifest = read_embedder_manifest(Path(embedder_dir))  # its weights_file is a name inside the folder
     bundle_files(Path(embedder_dir))  # a link, a special file or too many bytes: refused before anything is written
     needs_training = check_factory(manifest.embedding_dim, factory)
-    create_collection(collections_dir, name, embedder_dir, index_factory=factory)
+    create_collection(collections_dir, name, embedder_dir, index_factory=None if budget else factory,
+                      index_budget=budget)
     if not needs_training:
         staged = staging_dir(collections_dir, name)
         try:

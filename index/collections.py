@@ -37,6 +37,7 @@ from arcsearch.index.bundle import (
     sha256_of_path,
     write_json_atomic,
 )
+from arcsearch.index.chooser import IndexBudget
 from arcsearch.index.durable import fsync_dir, fsync_tree, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class CollectionInfo(BaseModel):
     embedder_sha256: str
     embedder_origin: str = Field("", description="where the embedder bundle was copied from")
     index_factory: str | None = Field(None, description="FAISS factory of its first index (None: the default)")
+    index_budget: IndexBudget | None = Field(None, description="re-indexes choose the index by this budget "
+                                                               "(index/chooser.py) unless a factory is given")
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -107,7 +110,7 @@ def embedder_dir(collections_dir: Path, name: str) -> Path:
 
 
 def create_collection(collections_dir: Path, name: str, embedder_dir: Path, *,
-                      index_factory: str | None = None) -> Path:
+                      index_factory: str | None = None, index_budget: IndexBudget | None = None) -> Path:
     """Create collection ``name`` with a copy of the embedder bundle; returns its folder.
 
     Idempotent for the same embedder (by weights hash); a different embedder raises CollectionError.
@@ -134,7 +137,7 @@ def create_collection(collections_dir: Path, name: str, embedder_dir: Path, *,
     copy.rename(folder / EMBEDDER_DIR)
     info = CollectionInfo(name=name, modality=manifest.modality, embedding_dim=manifest.embedding_dim,
                           embedder_sha256=manifest.weights_sha256, embedder_origin=str(embedder_dir),
-                          index_factory=index_factory)
+                          index_factory=index_factory, index_budget=index_budget)
     write_json_atomic(folder / COLLECTION_FILE, info.model_dump(mode="json"))
     fsync_dir(folder)
     fsync_dir(folder.parent)
@@ -255,15 +258,17 @@ def cleanup_versions(collections_dir: Path, name: str, *, keep: int = KEEP_VERSI
 
 
 def index_collection(collections_dir: Path, name: str, embedder_dir: Path, source: Path, *,
-                     factory: str = "Flat", batch_size: int = 64, device: str = "auto") -> IndexManifest:
-    """Create (or reuse) collection ``name``, index ``source`` with its embedder, publish a new version."""
+                     factory: str | None = "Flat", budget: IndexBudget | None = None, batch_size: int = 64,
+                     device: str = "auto") -> IndexManifest:
+    """Create (or reuse) collection ``name``, index ``source`` with its embedder (``factory``, or when it is
+    None one chosen by ``budget``), publish a new version."""
     from arcsearch.index.build import build_index_bundle
 
     folder = create_collection(collections_dir, name, embedder_dir)
     staged = staging_dir(collections_dir, name)
     try:
         manifest = build_index_bundle(folder / EMBEDDER_DIR, Path(source), staged, factory=factory,
-                                      batch_size=batch_size, device=device)
+                                      budget=budget, batch_size=batch_size, device=device)
         publish_version(collections_dir, name, staged)
     finally:
         shutil.rmtree(staged, ignore_errors=True)  # only left if publishing failed

@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 
 from arcsearch.index.bundle import IndexManifest, Modality, read_index_manifest, write_manifest
+from arcsearch.index.chooser import IndexBudget, build_index
 from arcsearch.index.durable import fsync_dir, fsync_tree
 from arcsearch.index.faiss_index import (
     IndexStoreError,
@@ -36,6 +37,7 @@ from arcsearch.index.faiss_index import (
 )
 from arcsearch.index.hits import Hit
 from arcsearch.index.items import ItemLookup, ItemRecord, MemoryItems, OverlayItems, SqliteItems, write_items
+from arcsearch.index.mapped import MMAP_MIN_BYTES, read_in_memory, read_index_file
 from arcsearch.index.rwlock import ReadWriteLock
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ class IndexStore:
         self.tombstones: set[int] = set()
         self._pending: list[tuple[str, int, np.ndarray | None]] | None = None  # changes during compact()
         self._compacting = threading.Lock()
+        self.search_params = manifest.search_params
+        self.mapped_file: Path | None = None  # the file a memory-mapped index reads from (index/mapped.py)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -77,21 +81,19 @@ class IndexStore:
         return int(self.index.d)
 
     @classmethod
-    def build(cls, vectors: np.ndarray, records: Sequence[ItemRecord], *, modality: Modality,
-              embedder_sha256: str, factory: str = "Flat", source: str = "") -> IndexStore:
-        """Build an in-memory store from (n, d) vectors and their n records (row i = record i)."""
+    def build(cls, vectors: np.ndarray, records: Sequence[ItemRecord], *, modality: Modality, embedder_sha256: str,
+              factory: str | None = "Flat", budget: IndexBudget | None = None, source: str = "") -> IndexStore:
+        """Build an in-memory store from (n, d) vectors and their n records (row i = record i): with ``factory``,
+        or (when it is None) an index chosen and tuned by ``budget`` (index/chooser.py)."""
         if len(vectors) != len(records):
             raise IndexStoreError(f"{len(vectors)} vectors but {len(records)} records")
         if len(records) == 0:
             raise IndexStoreError("cannot build an index of zero items")
-        items = MemoryItems(records)
         unit = normalise(vectors)
-        index = make_index(unit.shape[1], factory)
-        train_index(index, unit)
-        add_vectors(index, unit)
-        manifest = IndexManifest(modality=modality, embedding_dim=unit.shape[1], factory=factory,
-                                 num_items=len(records), embedder_sha256=embedder_sha256, source=source)
-        return cls(index, items, manifest)
+        index, factory, params, tuning = build_index(unit, factory=factory, budget=budget)
+        manifest = IndexManifest(modality=modality, embedding_dim=unit.shape[1], factory=factory, search_params=params,
+                                 tuning=tuning, num_items=len(records), embedder_sha256=embedder_sha256, source=source)
+        return cls(index, MemoryItems(records), manifest)
 
     @classmethod
     def empty(cls, dim: int, *, modality: Modality, embedder_sha256: str, factory: str = "Flat") -> IndexStore:
@@ -125,18 +127,22 @@ class IndexStore:
         return out_dir
 
     @classmethod
-    def load(cls, folder: Path, *, search_params: str = "") -> IndexStore:
-        """Load a bundle written by ``save``; raises BundleError / IndexStoreError if it is incomplete."""
+    def load(cls, folder: Path, *, search_params: str = "", mmap_min_bytes: int | None = MMAP_MIN_BYTES) -> IndexStore:
+        """Load a bundle written by ``save`` (memory-mapped from ``mmap_min_bytes`` up, see index/mapped.py) with
+        the manifest's search parameters, then ``search_params``; BundleError / IndexStoreError if incomplete."""
         folder = Path(folder)
         manifest = read_index_manifest(folder)
         if not (folder / INDEX_FILE).is_file():
             raise IndexStoreError(f"index bundle {folder} lacks {INDEX_FILE}")
         try:
-            index = faiss.read_index(str(folder / INDEX_FILE))
+            index, mapped = read_index_file(folder / INDEX_FILE, mmap_min_bytes=mmap_min_bytes)
         except RuntimeError as exc:
             raise IndexStoreError(f"cannot read {folder / INDEX_FILE}: {exc}") from exc
-        set_search_params(index, search_params)
-        return cls(index, SqliteItems(folder / ITEMS_FILE), manifest)
+        store = cls(index, SqliteItems(folder / ITEMS_FILE), manifest)
+        store.search_params = ",".join(p for p in (manifest.search_params, search_params) if p)
+        set_search_params(index, store.search_params)
+        store.mapped_file = folder / INDEX_FILE if mapped else None
+        return store
 
     def search(self, queries: np.ndarray, k: int, *, label: str | None = None,
                metadata: dict[str, Any] | None = None, min_score: float | None = None,
@@ -220,6 +226,7 @@ class IndexStore:
             raise IndexStoreError(f"vector has dimension {unit.shape[1]}, the index {self.dim}")
         with self.lock.write():
             items = self._overlay()
+            self._unmap()
             old = items.find(record.external_id)
             if old is not None:
                 self._remove(items, old)
@@ -237,6 +244,7 @@ class IndexStore:
             found = items.find(external_id)
             if found is None:
                 return False
+            self._unmap()
             self._remove(items, found)
             return True
 
@@ -276,6 +284,11 @@ class IndexStore:
             self.index, self.tombstones, self._pending = fresh, tombstones, None
         logger.info("compacted index: dropped %d deleted vectors", len(dropped))
         return len(dropped)
+
+    def _unmap(self) -> None:
+        """Swap a memory-mapped index for a writable copy before writing to it (FAISS would abort); write lock."""
+        if self.mapped_file is not None:
+            self.index, self.mapped_file = read_in_memory(self.mapped_file, search_params=self.search_params), None
 
     def _overlay(self) -> OverlayItems:
         if not isinstance(self.items, OverlayItems):

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from arcsearch.index.metadata import INT64_MAX, MAX_ITEM_ID_CHARS, check_item_id, check_metadata, check_text
+from arcsearch.service.index_schemas import IndexBudgetFields, IndexFacts
 from arcsearch.service.job_schemas import (  # noqa: F401 -- re-exported: routes and the client import models from here
     JobAccepted,
     JobFailure,
@@ -216,8 +217,9 @@ class ReindexItem(BaseModel):
         return self
 
 
-class ReindexRequest(BaseModel):
-    """Re-index from a file/folder under the data root (``source``) or from inline ``items``; not both."""
+class ReindexRequest(IndexBudgetFields):
+    """Re-index from a file/folder under the data root (``source``) or from inline ``items``; not both;
+    ``target_recall`` / ``max_memory`` choose the index by budget for this and later re-indexes."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"collection": "texts", "source": "wordnet_glosses.jsonl"},
@@ -247,11 +249,13 @@ class CollectionSummary(BaseModel):
                                                      "one, for a collection not yet indexed)")
     version: str | None = None
     last_reindex: LastReindex | None = Field(None, description="the last finished re-index job; null if never")
+    index: IndexFacts | None = Field(None, description="search parameters and measured recall of the live index")
     error: str | None = None
 
 
-class CollectionCreate(BaseModel):
-    """A new collection: its name, an embedder bundle folder under the data root, and a FAISS factory."""
+class CollectionCreate(IndexBudgetFields):
+    """A new collection: its name, an embedder bundle folder under the data root, and a FAISS factory or a
+    budget (``target_recall`` / ``max_memory``) its re-indexes choose the index by."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"name": "my-texts", "embedder": "embedders/text", "index_factory": "Flat"}]})

@@ -53,7 +53,7 @@ from arcsearch.service.core.errors import (
     storage_error,
 )
 from arcsearch.service.core.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
-from arcsearch.service.core.records import CollectionState
+from arcsearch.service.core.records import CollectionState, IndexFactsRecord
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,8 @@ class LoadedCollection:
             name=self.name, modality=self.info.modality, status="ready" if live else "empty",
             size=len(store) if live else 0, dim=self.embedder.dim, embedder_sha256=self.info.embedder_sha256,
             embedder_origin=self.info.embedder_origin, version=snapshot.version,
-            index_type=store.manifest.factory if live else self.info.index_factory)
+            index_type=store.manifest.factory if live else self.info.index_factory,
+            index=IndexFactsRecord.of(store.manifest, memory_mapped=store.mapped_file is not None) if live else None)
 
     def close(self) -> None:
         """Answer queued queries, stop the micro-batcher and close the change log (the collection is unloaded)."""

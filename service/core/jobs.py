@@ -28,6 +28,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback, build_store
+from arcsearch.index.chooser import IndexBudget, manifest_budget
 from arcsearch.index.collections import staging_dir
 from arcsearch.service.core.collection import ChangeMark, LoadedCollection
 from arcsearch.service.core.config import JobSettings
@@ -105,9 +106,11 @@ class JobManager:
             logger.error("%s", exc.message)
         return self.problem
 
-    def submit(self, collection: LoadedCollection, load_items: ItemLoader, *, source: str) -> JobRecord:
-        """Queue a job that indexes ``load_items()`` into ``collection``; JobConflictError if one is already
-        running, a storage error if the job cannot be recorded (then nothing is started or marked)."""
+    def submit(self, collection: LoadedCollection, load_items: ItemLoader, *, source: str,
+               budget: IndexBudget | None = None) -> JobRecord:
+        """Queue a job that indexes ``load_items()`` into ``collection`` (index chosen by ``budget`` if given);
+        JobConflictError if one is already running, a storage error if the job cannot be recorded (then nothing
+        is started or marked)."""
         store = self.store
         with self._lock:
             running = self._active.get(collection.name)
@@ -119,7 +122,7 @@ class JobManager:
             store.create(job_id, collection.name, source, keep=self.settings.keep_jobs)
             self._active[collection.name] = job_id
             context = contextvars.copy_context()  # the job's log records carry the submitting request's id
-            run = (self._run, job_id, source, collection, load_items, since)
+            run = (self._run, job_id, source, collection, load_items, since, budget)
             thread = threading.Thread(target=context.run, args=run, name=f"reindex-{collection.name}", daemon=True)
             self._threads[job_id] = thread
             self._cancels.track(job_id)
@@ -215,10 +218,10 @@ class JobManager:
         return lambda: collection.batcher is None or collection.batcher.wait_idle(wait_s)
 
     def _run(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
-             since: ChangeMark) -> None:
+             since: ChangeMark, budget: IndexBudget | None = None) -> None:
         outcome: dict[str, Any] | None
         try:
-            outcome = self._execute(job_id, source, collection, load_items, since)
+            outcome = self._execute(job_id, source, collection, load_items, since, budget)
         except JobCancelledError:
             logger.info("job %s: cancelled; %r keeps its live version", job_id, collection.name)
             outcome = {"status": "cancelled", "error": CANCELLED_ERROR}
@@ -234,7 +237,7 @@ class JobManager:
         self._forget(job_id, collection.name)
 
     def _execute(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
-                 since: ChangeMark) -> dict[str, Any] | None:
+                 since: ChangeMark, budget: IndexBudget | None = None) -> dict[str, Any] | None:
         """Build and publish; the job's outcome, or None if it was cancelled before it started."""
         store = self.store
         if not store.transition(job_id, "queued", status="running", started_at=now()):
@@ -251,8 +254,11 @@ class JobManager:
         snapshot = collection.snapshot
         factory = (snapshot.store.manifest.factory if snapshot.store is not None
                    else collection.info.index_factory or self.settings.index_factory)
+        budget = budget or collection.info.index_budget or (manifest_budget(snapshot.store.manifest)
+                                                            if snapshot.store is not None else None)
         before_batch = self._cancels.before_batch(job_id, self._give_way_to_queries(collection))
-        built, _ = build_store(collection.embedder, items, factory=factory, batch_size=self.settings.batch_size,
+        built, _ = build_store(collection.embedder, items, factory=None if budget else factory, budget=budget,
+                               batch_size=self.settings.batch_size,
                                source=source, show_progress=False, on_failure=on_failure,
                                progress=progress, before_batch=before_batch)
         self._cancels.check(job_id)  # the last chance: publishing is not undone

@@ -9,10 +9,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from arcsearch.index.bundle import Modality
+from arcsearch.index.bundle import IndexManifest, Modality
 
 CollectionStatus = Literal["loading", "ready", "empty", "error"]
 JobState = Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"]
+
+
+@dataclass(frozen=True)
+class IndexFactsRecord:
+    """How the live index searches and, when it was chosen by budget, what it measured (index/tuning.py)."""
+
+    search_params: str = ""
+    memory_mapped: bool = False
+    target_recall: float | None = None
+    max_memory_bytes: int | None = None
+    recall_at_10: float | None = None
+    query_ms_p50: float | None = None
+    estimated_bytes: int | None = None
+
+    @classmethod
+    def of(cls, manifest: IndexManifest, *, memory_mapped: bool) -> IndexFactsRecord:
+        tuning = manifest.tuning
+        return cls(search_params=manifest.search_params, memory_mapped=memory_mapped,
+                   **({} if tuning is None else {name: getattr(tuning, name) for name in (
+                       "target_recall", "max_memory_bytes", "recall_at_10", "query_ms_p50", "estimated_bytes")}))
 
 
 @dataclass(frozen=True)
@@ -28,6 +48,7 @@ class CollectionState:
     embedder_origin: str = ""  # the embedder bundle the collection's copy was made from
     index_type: str | None = None  # FAISS factory of the live index (or of the first one, not yet indexed)
     version: str | None = None
+    index: IndexFactsRecord | None = None  # the live index's search parameters and measured recall
     error: str | None = None
 
 

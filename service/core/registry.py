@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arcsearch.index.bundle import BundleError
+from arcsearch.index.chooser import IndexBudget
 from arcsearch.index.collection_admin import CollectionExistsError as IndexCollectionExistsError
 from arcsearch.index.collection_admin import new_collection, purge_deleted, remove_collection
 from arcsearch.index.collections import CollectionError, CollectionInfo, list_collections
@@ -102,7 +103,8 @@ class Registry:
                               observe_stage=self.metrics.stage_observer(info.name) if self.metrics else None)
         return loaded
 
-    def create(self, name: str, embedder_dir: Path, factory: str) -> LoadedCollection:
+    def create(self, name: str, embedder_dir: Path, factory: str, *,
+               budget: IndexBudget | None = None) -> LoadedCollection:
         """Create, load and serve a new collection (no restart); CollectionExistsError if the name is taken.
 
         Raises index errors for a bad embedder bundle (BundleError, ValueError) or factory (IndexStoreError);
@@ -114,7 +116,8 @@ class Registry:
             if name in self.collections or name in self.failures:
                 raise CollectionExistsError(f"collection {name!r} already exists")
             try:
-                info = new_collection(self.settings.collections_dir, name, embedder_dir, factory=factory)
+                info = new_collection(self.settings.collections_dir, name, embedder_dir, factory=factory,
+                                      budget=budget)
             except IndexCollectionExistsError as exc:
                 raise CollectionExistsError(str(exc)) from None
             try:

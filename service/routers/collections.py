@@ -40,9 +40,10 @@ def create_collection(body: CollectionCreate, registry: RegistryDep, settings: S
     embedder = resolve_source(settings.data_root, body.embedder, field="embedder")
     if not embedder.is_dir():
         raise InvalidSourceError(f"embedder {body.embedder!r} is not a folder; give an embedder bundle folder")
-    factory = body.index_factory or settings.index_factory
+    budget = None if body.index_factory else body.index_budget()  # an explicit factory wins
+    factory = body.index_factory or ("Flat" if budget else settings.index_factory)
     try:
-        created = registry.create(body.name, embedder, factory)
+        created = registry.create(body.name, embedder, factory, budget=budget)
     except IndexStoreError as exc:
         raise InvalidIndexFactoryError(scrub_paths(str(exc), registry.roots)) from None
     except (BundleError, ValueError, OSError) as exc:

@@ -76,7 +76,7 @@ def reindex(body: ReindexRequest, registry: RegistryDep, jobs: JobsDep, settings
     else:
         corpus = inline_items(target, body.items or [], settings)
         loader, label = (lambda: corpus), f"inline ({len(corpus)} items)"
-    status = jobs.submit(target, loader, source=label)
+    status = jobs.submit(target, loader, source=label, budget=body.index_budget())
     response.headers["Location"] = f"/v1/jobs/{status.job_id}"
     return JobAccepted(job_id=status.job_id, status=status.status)
 

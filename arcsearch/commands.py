@@ -149,7 +149,8 @@ def index(args: argparse.Namespace) -> int:
     from arcsearch.index.collections import index_collection
 
     manifest = index_collection(args.collections_dir, args.collection, args.embedder, args.source,
-                                factory=args.factory, batch_size=args.batch_size, device=args.device)
+                                factory=args.factory, batch_size=args.batch_size, device=args.device,
+                                workers=args.workers, shard_items=args.shard_items)
     print_json(manifest.model_dump(mode="json"))
     return 0
 

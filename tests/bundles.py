@@ -93,3 +93,20 @@ def unit_vectors(n: int, dim: int, *, seed: int = 0) -> np.ndarray:
     """(n, dim) float32 random unit vectors."""
     vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def write_table(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """``rows`` as CSV (columns of the first row, then any others), JSONL or Parquet, by ``path``'s suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jsonl":
+        return write_jsonl(path, rows)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        return path
+    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -7,12 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from tests import bundles
+from tests.bundles import write_table
 from tests.service.helpers import ServiceData, assert_error, wait_job
 
 
@@ -96,17 +94,3 @@ def test_a_bad_image_manifest_fails_the_job_and_changes_nothing(client: TestClie
 def test_too_many_workers_is_refused(client: TestClient) -> None:
     response = client.post("/v1/reindex", json={"collection": "scratch2", "source": "texts.jsonl", "workers": 64})
     assert_error(response, 422, "validation_error")
-
-
-def write_table(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """``rows`` as CSV (columns of the first row, then any others), JSONL or Parquet, by ``path``'s suffix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".jsonl":
-        return bundles.write_jsonl(path, rows)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    if path.suffix == ".parquet":
-        pq.write_table(pa.Table.from_pylist(rows), path)
-        return path
-    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path

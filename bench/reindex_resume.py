@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     embedder = embedder_folder(args)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="reindex-resume-"))
+    work.mkdir(parents=True, exist_ok=True)
     source = work / "texts.jsonl"
     source.write_text("".join(json.dumps(row) + "\n" for row in generated_texts(args.items)), encoding="utf-8")
     log, whole, killed = work / "runs.log", work / "uninterrupted", work / "killed"

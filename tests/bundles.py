@@ -96,17 +96,17 @@ def unit_vectors(n: int, dim: int, *, seed: int = 0) -> np.ndarray:
 
 
 def write_table(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """``rows`` as CSV (columns of the first row, then any others), JSONL or Parquet, by ``path``'s suffix."""
+    """``rows`` as a .csv (union of keys as header, empty cells where a row lacks one), .jsonl or .parquet."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".jsonl":
-        return write_jsonl(path, rows)
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    if path.suffix == ".parquet":
+    if path.suffix == ".jsonl":
+        write_jsonl(path, rows)
+    elif path.suffix == ".csv":
+        lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist(rows), path)
-        return path
-    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        pq.write_table(pa.table({c: [row.get(c) for row in rows] for c in columns}), path)
     return path

@@ -108,10 +108,9 @@ class JobManager:
 
     def submit(self, collection: LoadedCollection, load_items: ItemLoader, *, source: str,
                workers: int | None = None) -> JobStatus:
-        """Queue a job that indexes ``load_items()`` into ``collection`` with ``workers`` embedding processes
-        (default ``reindex_workers``); 409 if one is already running, 503/507 if the job cannot be recorded
-        (then nothing is started or marked). The same corpus submitted again after a kill resumes from its
-        finished shards (index.sharded)."""
+        """Queue a job indexing ``load_items()`` into ``collection`` with ``workers`` processes (default
+        ``reindex_workers``; it resumes from the shards of a killed one, index.sharded); 409 if one is already
+        running, 503/507 if the job cannot be recorded (then nothing is started or marked)."""
         store = self.store
         with self._lock:
             running = self._active.get(collection.name)
@@ -209,8 +208,7 @@ class JobManager:
                 logger.warning("job %s: progress not recorded: %s", job_id, exc.message)
         return record
 
-    def _record_resumed(self, job_id: str, resumed: int) -> None:
-        """Record how many items an earlier run had embedded (left out of the job's rate)."""
+    def _record_resumed(self, job_id: str, resumed: int) -> None:  # items an earlier run embedded
         with suppress(ApiError):
             self.store.update(job_id, resumed=resumed)
 

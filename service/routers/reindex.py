@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from arcsearch.index.build import CorpusItem, InlineImage
 from arcsearch.index.corpus import CorpusError, TextItem, read_image_folder, read_image_manifest, require_column
-from arcsearch.index.tables import TableError, is_table
+from arcsearch.index.tables import TableError, is_table, table_rows
 from arcsearch.service.auth import AdminAccess
 from arcsearch.service.collection import LoadedCollection
 from arcsearch.service.deps import JobsDep, RegistryDep, SettingsDep
@@ -42,6 +42,10 @@ def source_loader(target: LoadedCollection, data_root: Path, source: str) -> Ite
     if path.is_file():
         try:
             require_column(path, "text" if modality == "text" else "path")
+            if modality == "image":  # a JSONL manifest names no columns: its first row must have a path
+                _number, first, _reason = next(table_rows(path), (0, None, ""))
+                if first is not None and "path" not in first:
+                    raise CorpusError(f"{path} row 1 has no 'path' (an image manifest names one file per row)")
         except (CorpusError, TableError) as exc:
             raise InvalidSourceError(scrub_paths(str(exc), root_forms([data_root]))) from None
 

@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="embed a corpus and publish it as a collection's index")
     index.add_argument("--collection", required=True, help="collection name, e.g. images or texts")
     index.add_argument("--embedder", type=Path, required=True, help="embedder bundle folder")
-    index.add_argument("--source", type=Path, required=True, help="image folder or JSONL/CSV text file")
+    index.add_argument("--source", type=Path, required=True,
+                       help="image folder or manifest, or a .jsonl/.csv/.parquet text file")
     index.add_argument("--collections-dir", type=Path, default=DEFAULT_ARTIFACTS_DIR / "collections")
     index.add_argument("--factory", help="FAISS index factory string; wins over --target-recall/--max-memory "
                        "(default: Flat, or the index those choose)")
@@ -113,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--max-memory", help="bound on the chosen index's size, e.g. 2GiB or 512MB")
     index.add_argument("--batch-size", type=int, default=64)
     index.add_argument("--device", default="auto")
+    index.add_argument("--workers", type=int, default=None,
+                       help="embedding processes (default: one per CUDA device, else 1 in this process)")
+    index.add_argument("--shard-items", type=int, default=None,
+                       help="items per resumable shard (default 4096); a killed run resumes from its last shard")
 
     serve = commands.add_parser("serve", help="run the HTTP service (settings from ARCSEARCH_* variables)")
     serve.add_argument("--host")

@@ -161,7 +161,8 @@ def index(args: argparse.Namespace) -> int:
     budget = index_budget(args.target_recall, args.max_memory)
     factory = args.factory or (None if budget is not None else "Flat")
     manifest = index_collection(args.collections_dir, args.collection, args.embedder, args.source,
-                                factory=factory, budget=budget, batch_size=args.batch_size, device=args.device)
+                                 factory=factory, budget=budget, batch_size=args.batch_size, device=args.device,
+                                 workers=args.workers, shard_items=args.shard_items)
     print_json(manifest.model_dump(mode="json"))
     return 0
 

@@ -82,7 +82,7 @@ def _item_modality(item: CorpusItem) -> str:
     return "text" if isinstance(item, TextItem) else "image"
 
 
-def _log_failure(item_id: str, reason: str) -> None:
+def log_failure(item_id: str, reason: str) -> None:
     logger.warning("skipping item %s: %s", item_id, reason)
 
 
@@ -119,6 +119,18 @@ def _embed_text_batch(embedder: Any, batch: Sequence[TextItem], batch_size: int,
     return vectors, records
 
 
+def check_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch_size: int) -> None:
+    """IndexBuildError unless every item fits the embedder's modality and ``batch_size`` is positive;
+    ItemTableError for a duplicate id."""
+    if batch_size < 1:
+        raise IndexBuildError(f"batch_size must be at least 1, got {batch_size}")
+    wrong = [item.item_id for item in items if _item_modality(item) != embedder.modality]
+    if wrong:
+        raise IndexBuildError(f"{len(wrong)} items (e.g. {wrong[0]!r}) do not fit the {embedder.modality} "
+                              "embedder")
+    check_unique_ids([ItemRecord(item.item_id) for item in items])
+
+
 def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch_size: int = 64,
                  progress: ProgressCallback | None = None, show_progress: bool = True,
                  on_failure: FailureCallback | None = None,
@@ -133,13 +145,7 @@ def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch
 
     Text records keep the text in ``metadata["text"]``; image records name their file in ``source``.
     """
-    if batch_size < 1:
-        raise IndexBuildError(f"batch_size must be at least 1, got {batch_size}")
-    wrong = [item.item_id for item in items if _item_modality(item) != embedder.modality]
-    if wrong:
-        raise IndexBuildError(f"{len(wrong)} items (e.g. {wrong[0]!r}) do not fit the {embedder.modality} "
-                              "embedder")
-    check_unique_ids([ItemRecord(item.item_id) for item in items])
+    check_corpus(embedder, items, batch_size=batch_size)
     chunks: list[np.ndarray] = []
     records: list[ItemRecord] = []
     done = 0
@@ -147,7 +153,7 @@ def embed_corpus(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, batch
               disable=not show_progress) as bar:
         for start in range(0, len(items), batch_size):
             batch = items[start:start + batch_size]
-            report = on_failure or _log_failure
+            report = on_failure or log_failure
             if before_batch is not None:
                 before_batch()
             if embedder.modality == "image":
@@ -176,12 +182,18 @@ def build_store(embedder: CorpusEmbedder, items: Sequence[CorpusItem], *, factor
     index/chooser.py); returns it with the embedded corpus (``before_batch``: see ``embed_corpus``)."""
     corpus = embed_corpus(embedder, items, batch_size=batch_size, progress=progress,
                           show_progress=show_progress, on_failure=on_failure, before_batch=before_batch)
+    return store_from_corpus(embedder, corpus, factory=factory, budget=budget, source=source), corpus
+
+
+def store_from_corpus(embedder: CorpusEmbedder, corpus: EmbeddedCorpus, *, factory: str | None = "Flat",
+                      budget: IndexBudget | None = None, source: str = "") -> IndexStore:
+    """An in-memory IndexStore of an embedded corpus (``factory``, or when None one chosen by ``budget``);
+    IndexBuildError if no item could be read."""
     if not corpus.records:
-        raise IndexBuildError(f"none of the {len(items)} items could be read; nothing to index")
-    store = IndexStore.build(corpus.vectors, corpus.records, modality=embedder.modality,
-                             embedder_sha256=embedder.manifest.weights_sha256, factory=factory, budget=budget,
-                             source=source)
-    return store, corpus
+        raise IndexBuildError(f"none of the {corpus.skipped} items could be read; nothing to index")
+    return IndexStore.build(corpus.vectors, corpus.records, modality=embedder.modality,
+                            embedder_sha256=embedder.manifest.weights_sha256, factory=factory, budget=budget,
+                            source=source)
 
 
 def build_index_bundle(embedder_dir: Path, source: Path, out_dir: Path, *, factory: str | None = "Flat",

@@ -259,17 +259,24 @@ def cleanup_versions(collections_dir: Path, name: str, *, keep: int = KEEP_VERSI
 
 def index_collection(collections_dir: Path, name: str, embedder_dir: Path, source: Path, *,
                      factory: str | None = "Flat", budget: IndexBudget | None = None, batch_size: int = 64,
-                     device: str = "auto") -> IndexManifest:
+                     device: str = "auto", workers: int | None = None, shard_items: int | None = None) -> IndexManifest:
     """Create (or reuse) collection ``name``, index ``source`` with its embedder (``factory``, or when it is
-    None one chosen by ``budget``), publish a new version."""
-    from arcsearch.index.build import build_index_bundle
+    None one chosen by ``budget``), publish a new version.
+
+    The corpus is embedded in resumable shards under ``<name>/shards/`` (index.sharded): run again after a
+    kill, the same corpus resumes from its last finished shard. ``workers`` None: one per CUDA device, else one.
+    """
+    from arcsearch.index.sharded import DEFAULT_SHARD_ITEMS, SHARDS_DIR, build_sharded_bundle, remove_work
 
     folder = create_collection(collections_dir, name, embedder_dir)
     staged = staging_dir(collections_dir, name)
     try:
-        manifest = build_index_bundle(folder / EMBEDDER_DIR, Path(source), staged, factory=factory,
-                                      budget=budget, batch_size=batch_size, device=device)
+        manifest, work_dir = build_sharded_bundle(
+            folder / EMBEDDER_DIR, Path(source), staged, work_root=folder / SHARDS_DIR, factory=factory,
+            budget=budget, batch_size=batch_size, device=device, workers=workers,
+            shard_items=shard_items or DEFAULT_SHARD_ITEMS)
         publish_version(collections_dir, name, staged)
+        remove_work(work_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)  # only left if publishing failed
     return manifest

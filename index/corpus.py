@@ -110,7 +110,8 @@ def image_item(row: dict[str, Any], number: int, folder: Path, *, confine_to: Pa
         raise CorpusError(str(exc)) from None
 
 
-def _require_column(path: Path, column: str) -> None:
+def require_column(path: Path, column: str) -> None:
+    """CorpusError unless the CSV or Parquet table at ``path`` has ``column`` (JSONL rows are checked one by one)."""
     columns = table_columns(path)
     if columns is not None and column not in columns:
         raise CorpusError(f"{path} has no {column!r} column (its columns: {', '.join(columns) or 'none'})")
@@ -129,7 +130,7 @@ def _read_table(path: Path, column: str, make_item: Any) -> list[Any]:
     """Items of every row of the table at ``path`` (``column`` required); CorpusError naming the bad row."""
     path = Path(path)
     try:
-        _require_column(path, column)
+        require_column(path, column)
         items, numbers = [], []
         for number, row, reason in table_rows(path):
             try:

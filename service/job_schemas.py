@@ -16,7 +16,11 @@ class JobProgress(BaseModel):
     done: int = Field(0, description="items embedded so far")
     total: int = Field(0, description="items to embed (0 until the source is read)")
     failed: int = Field(0, description="items that could not be indexed so far")
-    rate_items_per_s: float | None = Field(None, description="items done per second since the job started")
+    rate_items_per_s: float | None = Field(None, description="items done per second since the job started "
+                                           "(resumed items left out)")
+    resumed: int = Field(0, description="items found embedded by an earlier, killed run of the same re-index "
+                         "(its finished shards), counted in done")
+    eta_s: float | None = Field(None, description="seconds left at the current rate, while running")
 
 
 class JobFailure(BaseModel):

@@ -229,6 +229,8 @@ class ReindexRequest(IndexBudgetFields):
     collection: CollectionName
     source: DataPath | None = None
     items: list[ReindexItem] | None = Field(None, min_length=1, max_length=HARD_MAX_REINDEX_ITEMS)
+    workers: int | None = Field(None, ge=1, le=64, description="embedding processes for this job, at most "
+                                "ARCSEARCH_REINDEX_WORKERS (default: that many)")
 
     @model_validator(mode="after")
     def _one_of_source_or_items(self) -> ReindexRequest:

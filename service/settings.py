@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     max_batch_texts: int = Field(64, ge=1, description="most texts in one batch query")
     max_k: int = Field(100, ge=1, description="most neighbours one query may ask for")
     max_reindex_items: int = Field(100_000, ge=1, description="most inline items in one re-index request")
+    reindex_workers: int = Field(1, ge=1, le=64, description="embedding processes of a re-index job (1: in the "
+                                 "server process, with the loaded embedder); a request may ask for up to this many")
+    reindex_shard_items: int = Field(4096, ge=1, description="items per resumable shard of a re-index: a job "
+                                     "killed midway and submitted again resumes from its last finished shard")
     max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, le=MAX_IMAGE_PIXELS, description="most pixels "
                                   "(width x height) of one image, read from its header before decoding; more get 413")
     max_request_pixels: int = Field(200_000_000, ge=1, description="most pixels of all images of one image search "

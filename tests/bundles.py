@@ -93,3 +93,20 @@ def unit_vectors(n: int, dim: int, *, seed: int = 0) -> np.ndarray:
     """(n, dim) float32 random unit vectors."""
     vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def write_table(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """``rows`` as a .csv (union of keys as header, empty cells where a row lacks one), .jsonl or .parquet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    if path.suffix == ".jsonl":
+        write_jsonl(path, rows)
+    elif path.suffix == ".csv":
+        lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({c: [row.get(c) for row in rows] for c in columns}), path)
+    return path

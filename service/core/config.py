@@ -76,6 +76,12 @@ class JobSettings(IndexSettings, Protocol):
     @property
     def batch_size(self) -> int: ...
 
+    @property
+    def reindex_workers(self) -> int: ...
+
+    @property
+    def reindex_shard_items(self) -> int: ...
+
 
 class Observers(Protocol):
     """Where a collection reports its micro-batches and query stages (the edge's metrics)."""

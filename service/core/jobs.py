@@ -25,11 +25,13 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import Any, TypeVar
 
-from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback, build_store
+from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback
 from arcsearch.index.chooser import IndexBudget, manifest_budget
-from arcsearch.index.collections import staging_dir
+from arcsearch.index.collections import collection_dir, staging_dir
+from arcsearch.index.sharded import SHARDS_DIR, build_sharded_store, remove_work
 from arcsearch.service.core.collection import ChangeMark, LoadedCollection
 from arcsearch.service.core.config import JobSettings
 from arcsearch.service.core.errors import (
@@ -107,10 +109,11 @@ class JobManager:
         return self.problem
 
     def submit(self, collection: LoadedCollection, load_items: ItemLoader, *, source: str,
-               budget: IndexBudget | None = None) -> JobRecord:
-        """Queue a job that indexes ``load_items()`` into ``collection`` (index chosen by ``budget`` if given);
-        JobConflictError if one is already running, a storage error if the job cannot be recorded (then nothing
-        is started or marked)."""
+               budget: IndexBudget | None = None, workers: int | None = None) -> JobRecord:
+        """Queue a job that indexes ``load_items()`` into ``collection`` (index chosen by ``budget`` if given)
+        with ``workers`` processes (default ``reindex_workers``; it resumes from the shards of a killed one,
+        index.sharded); JobConflictError if one is already running, a storage error if the job cannot be
+        recorded (then nothing is started or marked)."""
         store = self.store
         with self._lock:
             running = self._active.get(collection.name)
@@ -122,7 +125,8 @@ class JobManager:
             store.create(job_id, collection.name, source, keep=self.settings.keep_jobs)
             self._active[collection.name] = job_id
             context = contextvars.copy_context()  # the job's log records carry the submitting request's id
-            run = (self._run, job_id, source, collection, load_items, since, budget)
+            run = (self._run, job_id, source, collection, load_items, since, budget,
+                   workers or self.settings.reindex_workers)
             thread = threading.Thread(target=context.run, args=run, name=f"reindex-{collection.name}", daemon=True)
             self._threads[job_id] = thread
             self._cancels.track(job_id)
@@ -209,6 +213,10 @@ class JobManager:
                 logger.warning("job %s: progress not recorded: %s", job_id, exc.message)
         return record
 
+    def _record_resumed(self, job_id: str, resumed: int) -> None:  # items an earlier run embedded
+        with suppress(DomainError):
+            self.store.update(job_id, resumed=resumed)
+
     def _give_way_to_queries(self, collection: LoadedCollection) -> Callable[[], object] | None:
         """Before each embedding batch, wait up to ``job_yield_ms`` while the collection answers queries:
         on shared cores a search then waits for at most one job batch, not for a run of them."""
@@ -218,10 +226,10 @@ class JobManager:
         return lambda: collection.batcher is None or collection.batcher.wait_idle(wait_s)
 
     def _run(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
-             since: ChangeMark, budget: IndexBudget | None = None) -> None:
+             since: ChangeMark, budget: IndexBudget | None, workers: int) -> None:
         outcome: dict[str, Any] | None
         try:
-            outcome = self._execute(job_id, source, collection, load_items, since, budget)
+            outcome = self._execute(job_id, source, collection, load_items, since, budget=budget, workers=workers)
         except JobCancelledError:
             logger.info("job %s: cancelled; %r keeps its live version", job_id, collection.name)
             outcome = {"status": "cancelled", "error": CANCELLED_ERROR}
@@ -237,7 +245,7 @@ class JobManager:
         self._forget(job_id, collection.name)
 
     def _execute(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
-                 since: ChangeMark, budget: IndexBudget | None = None) -> dict[str, Any] | None:
+                 since: ChangeMark, *, budget: IndexBudget | None, workers: int) -> dict[str, Any] | None:
         """Build and publish; the job's outcome, or None if it was cancelled before it started."""
         store = self.store
         if not store.transition(job_id, "queued", status="running", started_at=now()):
@@ -257,18 +265,22 @@ class JobManager:
         budget = budget or collection.info.index_budget or (manifest_budget(snapshot.store.manifest)
                                                             if snapshot.store is not None else None)
         before_batch = self._cancels.before_batch(job_id, self._give_way_to_queries(collection))
-        built, _ = build_store(collection.embedder, items, factory=None if budget else factory, budget=budget,
-                               batch_size=self.settings.batch_size,
-                               source=source, show_progress=False, on_failure=on_failure,
-                               progress=progress, before_batch=before_batch)
-        self._cancels.check(job_id)  # the last chance: publishing is not undone
         root = self.settings.collections_dir
+        folder = collection_dir(root, collection.name)
+        built, sharded = build_sharded_store(
+            collection.embedder, items, work_root=folder / SHARDS_DIR, factory=None if budget else factory,
+            budget=budget, source=source,
+            batch_size=self.settings.batch_size, shard_items=self.settings.reindex_shard_items, workers=workers,
+            embedder_dir=folder / collection.info.embedder, device=self.settings.device, on_failure=on_failure,
+            progress=progress, on_resume=partial(self._record_resumed, job_id), before_batch=before_batch)
+        self._cancels.check(job_id)  # the last chance: publishing is not undone
         staged = staging_dir(root, collection.name)
         try:
             built.save(staged)
             live, version = collection.publish(root, staged, since=since, search_params=self.settings.search_params)
         finally:
             shutil.rmtree(staged, ignore_errors=True)  # only still there if publishing failed
+        remove_work(sharded.work_dir)
         logger.info("job %s: %r now serves version %s (%d items)", job_id, collection.name, version, len(live))
         return {"status": "succeeded", "version": version, "num_items": len(live)}
 

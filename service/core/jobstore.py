@@ -31,13 +31,14 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY, collection TEXT NOT NULL, source TEXT NOT NULL, status TEXT NOT NULL,
     done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
-    error TEXT, version TEXT, num_items INTEGER, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT);
+    error TEXT, version TEXT, num_items INTEGER, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
+    resumed INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS job_failures (
     job_id TEXT NOT NULL, item_id TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS job_failures_by_job ON job_failures (job_id);
 """
 COLUMNS = ("job_id", "collection", "source", "status", "done", "total", "failed", "error", "version",
-           "num_items", "created_at", "started_at", "finished_at")
+           "num_items", "created_at", "started_at", "finished_at", "resumed")
 UPDATABLE = set(COLUMNS) - {"job_id", "collection", "source", "created_at"}
 FINISHED = "('succeeded', 'failed', 'interrupted', 'cancelled')"
 MAX_REPORTED_FAILURES = 100
@@ -49,7 +50,8 @@ def now() -> str:
 
 
 def rate(done: int, started_at: str | None, finished_at: str | None) -> float | None:
-    """Items per second between the start and the end (or now); None before the job starts."""
+    """Items per second between the start and the end (or now); None before the job starts (``done``: the items
+    this run embedded)."""
     if started_at is None:
         return None
     end = datetime.fromisoformat(finished_at) if finished_at else datetime.now(UTC)
@@ -73,6 +75,7 @@ class JobStore:
         self.busy_timeout_s = busy_timeout_s
         try:
             self._conn = open_database(path, schema=SCHEMA, busy_timeout_s=busy_timeout_s, what=self._what)
+            _add_resumed_column(self._conn)
         except DurableWriteError as exc:
             raise self._storage_error(exc) from exc
         self._lock = threading.Lock()
@@ -220,12 +223,24 @@ def _status(conn: sqlite3.Connection, row: tuple[Any, ...]) -> JobRecord:
     job = dict(zip(COLUMNS, row, strict=True))
     failures = conn.execute("SELECT item_id, reason FROM job_failures WHERE job_id = ? LIMIT ?",
                             (job["job_id"], MAX_REPORTED_FAILURES)).fetchall()
+    per_s = rate(job["done"] - job["resumed"], job["started_at"], job["finished_at"])
+    eta_s = round((job["total"] - job["done"]) / per_s, 1) if per_s and job["status"] == "running" else None
     progress = JobProgressRecord(done=job["done"], total=job["total"], failed=job["failed"],
-                           rate_items_per_s=rate(job["done"], job["started_at"], job["finished_at"]))
+                                 rate_items_per_s=per_s, resumed=job["resumed"], eta_s=eta_s)
     return JobRecord(job_id=job["job_id"], collection=job["collection"], status=job["status"], progress=progress,
                      error=job["error"], version=job["version"], num_items=job["num_items"],
                      skipped=job["failed"], failures=[JobFailureRecord(id=i, reason=r) for i, r in failures],
                      created_at=job["created_at"], started_at=job["started_at"], finished_at=job["finished_at"])
+
+
+def _add_resumed_column(conn: sqlite3.Connection) -> None:
+    """Give a jobs file written before resumable re-index its ``resumed`` column."""
+    try:
+        if "resumed" not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
+            conn.execute("ALTER TABLE jobs ADD COLUMN resumed INTEGER NOT NULL DEFAULT 0")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise sqlite_failure(exc, "the jobs database") from exc
 
 
 def _prune(conn: sqlite3.Connection, keep: int) -> None:

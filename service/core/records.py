@@ -54,12 +54,15 @@ class CollectionState:
 
 @dataclass(frozen=True)
 class JobProgressRecord:
-    """Items embedded, to embed and failed so far; items per second since the job started (None before)."""
+    """Items embedded, to embed and failed so far; items per second since the job started (None before; items
+    an earlier, killed run embedded are left out); ``resumed`` such items; ``eta_s`` seconds left (running)."""
 
     done: int = 0
     total: int = 0
     failed: int = 0
     rate_items_per_s: float | None = None
+    resumed: int = 0
+    eta_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -12,6 +10,7 @@ from typing import Any
 
 from arcsearch.index.corpus import CorpusError, ImageItem, TextItem, text_item
 from arcsearch.index.metadata import MetadataError, check_item_id
+from arcsearch.index.tables import table_rows
 from arcsearch.service.core.errors import InvalidSourceError, SourceOutsideDataRootError
 
 logger = logging.getLogger(__name__)
@@ -64,31 +63,13 @@ class LoadedItems:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _rows(path: Path) -> list[tuple[int, dict[str, Any] | None, str]]:
-    """(row number, row or None, reason if None) for every non-blank row of a .jsonl or .csv file."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-            return [(n, dict(row), "") for n, row in enumerate(csv.DictReader(handle), start=1)]
-    rows: list[tuple[int, dict[str, Any] | None, str]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            rows.append((number, None, f"not JSON: {exc}"))
-            continue
-        rows.append((number, row, "") if isinstance(row, dict) else (number, None, "not a JSON object"))
-    return rows
-
-
 def read_texts_tolerant(path: Path) -> LoadedItems:
-    """Read a .jsonl/.csv text corpus like index.corpus.read_text_file, but a bad row (not JSON, an empty
+    """Read a .jsonl/.csv/.parquet text corpus like index.corpus.read_text_file, but a bad row (not JSON, an empty
     text, no label, a value index.metadata refuses) becomes a recorded failure instead of failing the whole
     file. A failure names the row by its id, or by ``line N`` when the id itself is unusable."""
     items: list[TextItem] = []
     failures: list[tuple[str, str]] = []
-    for number, row, reason in _rows(Path(path)):
+    for number, row, reason in table_rows(Path(path)):
         if row is None:
             failures.append((f"line {number}", reason))
             continue

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from fastapi import APIRouter, Response
 
-from arcsearch.index.build import CorpusItem, InlineImage, read_source
-from arcsearch.index.corpus import TextItem
+from arcsearch.index.build import CorpusItem, InlineImage
+from arcsearch.index.corpus import CorpusError, TextItem, read_image_folder, read_image_manifest, require_column
+from arcsearch.index.tables import TableError, is_table, table_rows
 from arcsearch.service.auth import AdminAccess
 from arcsearch.service.core.collection import LoadedCollection
 from arcsearch.service.core.errors import InvalidSourceError, WrongModalityError
 from arcsearch.service.core.jobs import ItemLoader
+from arcsearch.service.core.paths import root_forms, scrub_paths
 from arcsearch.service.core.sources import LoadedItems, inside_root, read_texts_tolerant, resolve_source
 from arcsearch.service.deps import JobsDep, RegistryDep, SettingsDep
 from arcsearch.service.errors import validation_error
@@ -27,18 +29,33 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 40
 
 
 def source_loader(target: LoadedCollection, data_root: Path, source: str) -> ItemLoader:
-    """Check ``source`` now (400/403); the returned loader reads it in the job."""
+    """Check ``source`` now (400/403): a folder of class sub-folders or an image manifest for images, a text
+    table for texts, with its required column where the header names them. The returned loader reads it in
+    the job: a bad text row is a recorded failure; a bad image manifest (a missing file, a file outside the
+    data root, a duplicate id) fails the job, naming the row, and publishes nothing."""
     path = resolve_source(data_root, source)
     modality = target.info.modality
-    if modality == "image" and not path.is_dir():
-        raise InvalidSourceError(f"image collection {target.name!r} needs a folder of class sub-folders")
-    if modality == "text" and not (path.is_file() and path.suffix.lower() in {".jsonl", ".ndjson", ".csv"}):
-        raise InvalidSourceError(f"text collection {target.name!r} needs a .jsonl or .csv file")
+    if modality == "image" and not (path.is_dir() or (path.is_file() and is_table(path))):
+        raise InvalidSourceError(f"image collection {target.name!r} needs a folder of class sub-folders or a "
+                                 ".csv/.jsonl/.parquet manifest of image paths")
+    if modality == "text" and not (path.is_file() and is_table(path)):
+        raise InvalidSourceError(f"text collection {target.name!r} needs a .jsonl, .csv or .parquet file")
+    if path.is_file():
+        try:
+            require_column(path, "text" if modality == "text" else "path")
+            if modality == "image":  # a JSONL manifest names no columns: its first row must have a path
+                _number, first, _reason = next(table_rows(path), (0, None, ""))
+                if first is not None and "path" not in first:
+                    raise CorpusError(f"{path} row 1 has no 'path' (an image manifest names one file per row)")
+        except (CorpusError, TableError) as exc:
+            raise InvalidSourceError(scrub_paths(str(exc), root_forms([data_root]))) from None
 
     def load() -> Sequence[CorpusItem] | LoadedItems:
         if modality == "text":
             return read_texts_tolerant(path)  # a bad row is a recorded failure, not the end of the job
-        return inside_root(read_source(path, modality), data_root)  # type: ignore[arg-type]
+        if path.is_dir():
+            return inside_root(read_image_folder(path), data_root)
+        return read_image_manifest(path, confine_to=data_root)
     return load
 
 
@@ -76,7 +93,10 @@ def reindex(body: ReindexRequest, registry: RegistryDep, jobs: JobsDep, settings
     else:
         corpus = inline_items(target, body.items or [], settings)
         loader, label = (lambda: corpus), f"inline ({len(corpus)} items)"
-    status = jobs.submit(target, loader, source=label, budget=body.index_budget())
+    if body.workers is not None and body.workers > settings.reindex_workers:
+        raise validation_error(("body", "workers"), f"at most {settings.reindex_workers} workers "
+                               "(ARCSEARCH_REINDEX_WORKERS)", error_type="less_than_equal")
+    status = jobs.submit(target, loader, source=label, budget=body.index_budget(), workers=body.workers)
     response.headers["Location"] = f"/v1/jobs/{status.job_id}"
     return JobAccepted(job_id=status.job_id, status=status.status)
 

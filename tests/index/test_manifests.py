@@ -3,11 +3,8 @@ bad manifest refused whole with the row that is wrong."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -18,25 +15,13 @@ from arcsearch.index.corpus import (
     read_text_file,
     require_labels,
 )
+from tests.bundles import write_table
 
 ROWS = [
     {"path": "img/a.png", "id": "sku-1", "label": "shoe", "colour": "red"},
     {"path": "img/b.png", "id": "sku-2", "colour": "blue"},  # no label
     {"path": "img/sub/c.png", "label": "hat"},  # no id: the path is the id
 ]
-
-
-def write_table(path: Path, rows: list[dict]) -> Path:
-    """``rows`` as a .csv (union of keys as header, empty cells where a row lacks one), .jsonl or .parquet."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    elif path.suffix == ".csv":
-        lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    else:
-        pq.write_table(pa.table({c: [row.get(c) for row in rows] for c in columns}), path)
-    return path
 
 
 @pytest.fixture

@@ -65,7 +65,8 @@ def test_reindex_from_a_file_under_the_data_root(client: TestClient) -> None:
     job = wait_job(client, accepted.json()["job_id"])
     assert job["status"] == "succeeded", job
     assert job["progress"].pop("rate_items_per_s") > 0
-    assert (job["num_items"], job["skipped"], job["progress"]) == (30, 0, {"done": 30, "total": 30, "failed": 0})
+    assert (job["num_items"], job["skipped"], job["progress"]) == (30, 0, {"done": 30, "total": 30, "failed": 0,
+                                                                            "resumed": 0, "eta_s": None})
     body = client.post("/v1/texts/search", json={"text": "anything", "k": 50, "collection": "scratch2"}).json()
     assert body["version"] == job["version"]
     assert len(body["results"]) == 30 and all(hit["id"].startswith("more-") for hit in body["results"])

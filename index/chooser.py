@@ -6,9 +6,12 @@ walks a ladder from the fastest-to-query family to the most compact and takes th
 (``faiss_memory.factory_memory``, checked against serialised sizes in tests) fits the budget:
 
 - n <= FLAT_MAX_VECTORS (or a target of 1.0): ``Flat``; exact, and a scan of 20k vectors takes about a ms.
-- n <= HNSW_MAX_VECTORS: ``HNSW32``; the fastest at high recall, but it keeps the raw vectors plus ~300
-  bytes of links per vector, cannot remove vectors (deletes stay tombstones until compaction) and its build
-  time grows to many minutes on a few cores past a few hundred thousand vectors.
+- n <= HNSW_MAX_VECTORS: ``HNSW32``, where IVF's k-means has few points per list; it keeps the raw vectors
+  plus ~300 bytes of links per vector, cannot remove vectors (deletes stay tombstones until compaction) and
+  its build time grows to many minutes on a few cores. Past 50k IVF-Flat wins: at 100k x 128
+  (bench.scale_index, docs/results.md) it was faster than HNSW32 at equal recall, and HNSW's recall tuned on
+  held-out *corpus* vectors (which sit in its graph) overstated its recall on fresh queries (0.951 vs 0.931)
+  while IVF's transferred (0.952 vs 0.949).
 - then ``IVF<nlist>,Flat`` (raw vectors, ~4 sqrt(n) lists, trained by k-means on a sample of
   TRAIN_POINTS_PER_LIST points per list), ``IVF<nlist>,SQ8`` (1 byte per dimension), and ``IVF<nlist>,PQ<M>np``
   for M = d/2 .. d/16 bytes per vector (``np``: no polysemous training, which takes minutes and serves only
@@ -45,7 +48,7 @@ from arcsearch.index.tuning import Tuned, held_out_ids, tune
 logger = logging.getLogger(__name__)
 
 FLAT_MAX_VECTORS = 20_000
-HNSW_MAX_VECTORS = 300_000
+HNSW_MAX_VECTORS = 50_000
 HNSW_FACTORY = "HNSW32"
 TRAIN_POINTS_PER_LIST = 50
 PQ_TRAIN_POINTS = 256 * 40  # 8-bit codebooks: 256 centroids each, ~40 points per centroid

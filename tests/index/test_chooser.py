@@ -46,7 +46,8 @@ def brute_force_recall(store: IndexStore, vectors: np.ndarray, query_ids: np.nda
 
 @pytest.mark.parametrize(("num_vectors", "dim", "max_memory", "family"), [
     (10_000, 384, None, "Flat"),
-    (100_000, 384, 2 * GIB, "HNSW32"),
+    (40_000, 384, None, "HNSW32"),
+    (100_000, 384, 2 * GIB, "IVF1024,Flat"),
     (1_000_000, 384, 2 * GIB, "IVF4096,Flat"),
     (1_000_000, 128, 2 * GIB, "IVF4096,Flat"),
     (1_000_000, 384, GIB // 2, "IVF4096,SQ8"),

@@ -89,10 +89,10 @@ def format_table(sets: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU count and the versions of the packages measured (None where not installed)."""
+def machine_info(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
+    """Platform, CPU count and the versions of ``packages`` (None where not installed)."""
     versions = {}
-    for name in PACKAGES:
+    for name in packages:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

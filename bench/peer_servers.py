@@ -89,10 +89,15 @@ def listening_addresses(pid: int) -> list[str]:
     return found
 
 
+def beyond_loopback(addresses: list[str]) -> list[str]:
+    """The ``address:port`` entries whose address is not a loopback address (0.0.0.0 and :: are not)."""
+    return [a for a in addresses if not ipaddress.ip_address(a.rsplit(":", 1)[0]).is_loopback]
+
+
 def check_loopback_only(pid: int, what: str) -> list[str]:
     """The listening addresses of ``pid``'s tree; PeerUnavailableError if one is not a loopback address."""
     addresses = listening_addresses(pid)
-    exposed = [a for a in addresses if not ipaddress.ip_address(a.rsplit(":", 1)[0]).is_loopback]
+    exposed = beyond_loopback(addresses)
     if exposed:
         raise PeerUnavailableError(f"{what} listens beyond loopback on {exposed}; stopped it")
     return addresses

@@ -34,13 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.peer_engines import (
-    ArcsearchHttp,
-    ChromaServer,
-    InProcessFaiss,
-    MilvusServer,
-    build_faiss_bundle,
-)
+from bench.peer_databases import ChromaServer, MilvusServer
+from bench.peer_engines import ArcsearchHttp, InProcessFaiss, build_faiss_bundle
 from bench.peers_measure import LoadPlan, measure_engine, ratios
 from bench.peers_report import write_chart, write_report
 from bench.vector_dbs import machine_info
@@ -67,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="100000", help="comma-separated totals: real vectors + fitted synthetic")
     parser.add_argument("--factory", default="HNSW32", help="arcsearch's FAISS factory")
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="also measure arcsearch's server with this environment variable (repeatable), e.g. "
+                             "OMP_NUM_THREADS=1")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--recall", type=float, default=0.95, help="recall@k each tunable engine is raised to")
     parser.add_argument("--clients", type=int, default=16)
@@ -129,14 +127,16 @@ def run_set(vectors: VectorSet, args: argparse.Namespace, *, embedder_dir: Path,
     rows = [row | {"kind": "faiss-in-process"}]
     tuned = row.get("param")
     try:
+        env = dict(item.split("=", 1) for item in args.server_env)
         plans = [("arcsearch-faiss", lambda: ArcsearchHttp(workdir, bundle, embedder_dir=embedder_dir)),
+                 ("arcsearch-faiss+env", lambda: ArcsearchHttp(workdir, bundle, embedder_dir=embedder_dir, env=env)),
                  ("arcsearch-milvus", lambda: ArcsearchHttp(workdir, bundle, embedder_dir=embedder_dir,
                                                             backend="milvus")),
                  ("chroma", lambda: ChromaServer(workdir)),
                  ("milvus", lambda: MilvusServer(workdir, bin_cache=milvus_bin_cache(args)))]
         for kind, make in plans:
-            if kind in engines:
-                start = tuned if kind == "arcsearch-faiss" else None  # the same index: start where FAISS stopped
+            if kind in engines or (kind == "arcsearch-faiss+env" and env and "arcsearch-faiss" in engines):
+                start = tuned if kind.startswith("arcsearch-faiss") else None  # the same index as in-process
                 row, _ = measure_engine(kind, make, docs, queries, truth, plan, reference=reference, start_param=start)
                 rows.append(row | {"kind": kind})
     finally:

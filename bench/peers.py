@@ -39,7 +39,7 @@ from bench.peer_engines import ArcsearchHttp, InProcessFaiss, build_faiss_bundle
 from bench.peers_measure import LoadPlan, measure_engine, ratios
 from bench.peers_report import write_chart, write_report
 from bench.vector_dbs import machine_info
-from bench.vector_sets import VectorSet, exact_top_k, load_vector_set, real_vector_set, save_vector_set, with_random
+from bench.vector_sets import VectorSet, add_source_args, exact_top_k, real_set_from_args, with_random
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +51,7 @@ ENGINES = ("arcsearch-faiss", "arcsearch-milvus", "chroma", "milvus")  # in-proc
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--model", type=Path, default=Path("data/pretrained/all-MiniLM-L6-v2"),
-                        help="local sentence-transformers folder, exported as the text embedder bundle")
-    parser.add_argument("--embedder", type=Path, default=None, help="an exported text embedder bundle instead")
-    parser.add_argument("--vectors", type=Path, default=None,
-                        help="real vectors from this .npz (bench.vector_sets) instead of embedding the glosses")
-    parser.add_argument("--save-vectors", type=Path, default=None, help="write the embedded vectors to this .npz")
-    parser.add_argument("--queries", type=int, default=300, help="queries (at most 600 hypernym names)")
+    add_source_args(parser, model_help="local sentence-transformers folder, exported as the text embedder bundle")
     parser.add_argument("--sizes", default="100000", help="comma-separated totals: real vectors + fitted synthetic")
     parser.add_argument("--factory", default="HNSW32", help="arcsearch's FAISS factory")
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
@@ -72,7 +65,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--load-seconds", type=float, default=30.0, help="time cap of the N-client phase")
     parser.add_argument("--milvus-bin-cache", type=Path, default=None,
                         help="where the Milvus binaries are unpacked once (default: ~/.cache/arcsearch/)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None, help="where engines persist (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench/peers"))
     return parser.parse_args(argv)
@@ -92,13 +84,7 @@ def text_embedder(args: argparse.Namespace, workdir: Path) -> Path:
 
 def vector_sets(args: argparse.Namespace, embedder_dir: Path) -> list[VectorSet]:
     """The real vectors grown with fitted synthetic ones to each total of ``--sizes``."""
-    if args.vectors is not None:
-        real = load_vector_set(args.vectors, queries=args.queries)
-    else:
-        real = real_vector_set(args.data_dir, model_dir=args.model, embedder_dir=embedder_dir,
-                               queries=args.queries, seed=args.seed)
-    if args.save_vectors is not None:
-        save_vector_set(args.save_vectors, real)
+    real = real_set_from_args(args, embedder_dir=embedder_dir)
     sizes = [int(size) for size in args.sizes.split(",") if size]
     return [real if size <= real.size else with_random(real, size - real.size, kind="fitted", seed=args.seed)
             for size in sizes]

@@ -44,7 +44,7 @@ from typing import Any
 
 from bench.vector_engines import DB_ENGINES, engine_factories
 from bench.vector_measure import run_vector_set
-from bench.vector_sets import VectorSet, load_vector_set, real_vector_set, save_vector_set, with_random
+from bench.vector_sets import VectorSet, add_source_args, real_set_from_args, with_random
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +89,10 @@ def format_table(sets: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU count and the versions of the packages measured (None where not installed)."""
+def machine_info(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
+    """Platform, CPU count and the versions of ``packages`` (None where not installed)."""
     versions = {}
-    for name in PACKAGES:
+    for name in packages:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -106,14 +106,7 @@ def machine_info() -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--model", type=Path, default=Path("data/pretrained/all-MiniLM-L6-v2"),
-                        help="local sentence-transformers folder for the glosses and queries")
-    parser.add_argument("--embedder", type=Path, default=None, help="an exported text embedder bundle instead")
-    parser.add_argument("--vectors", type=Path, default=None,
-                        help="read vectors from this .npz (doc_vectors, doc_labels, query_vectors, query_labels)")
-    parser.add_argument("--save-vectors", type=Path, default=None, help="write the embedded vectors to this .npz")
-    parser.add_argument("--queries", type=int, default=300, help="real queries (at most 600 hypernym names)")
+    add_source_args(parser, model_help="local sentence-transformers folder for the glosses and queries")
     parser.add_argument("--extra-random", type=int, default=100000,
                         help="also run on the real vectors plus this many random ones (0: real only)")
     parser.add_argument("--random-kind", choices=("fitted", "uniform"), default="fitted")
@@ -127,7 +120,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="time limit: later rounds and builds are skipped once it has passed")
     parser.add_argument("--engine-phase-seconds", type=float, default=60.0,
                         help="an engine stops taking rounds of a phase (single, batch, filtered) after this long")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None, help="where engines persist (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None, help="write the results JSON here")
     return parser.parse_args(argv)
@@ -135,13 +127,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def vector_sets(args: argparse.Namespace) -> list[VectorSet]:
     """The real set (read or embedded) and, with --extra-random, the real set plus random vectors."""
-    if args.vectors is not None:
-        real = load_vector_set(args.vectors, queries=args.queries)
-    else:
-        real = real_vector_set(args.data_dir, model_dir=args.model, embedder_dir=args.embedder,
-                               queries=args.queries, seed=args.seed)
-    if args.save_vectors is not None:
-        save_vector_set(args.save_vectors, real)
+    real = real_set_from_args(args, embedder_dir=args.embedder)
     sets = [] if args.no_real_only else [real]
     if args.extra_random > 0:
         sets.append(with_random(real, args.extra_random, kind=args.random_kind, seed=args.seed))

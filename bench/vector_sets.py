@@ -10,6 +10,7 @@ within the query's label, and recall@k of an engine's ids against them.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import time
@@ -108,6 +109,30 @@ def load_vector_set(path: Path, *, queries: int) -> VectorSet:
                          doc_labels=[str(x) for x in data["doc_labels"]],
                          query_vectors=unit_rows(data["query_vectors"][:queries]),
                          query_labels=[str(x) for x in data["query_labels"][:queries]], notes=notes)
+
+
+def add_source_args(parser: argparse.ArgumentParser, *, model_help: str) -> None:
+    """--data-dir, --model, --embedder, --vectors, --save-vectors and --queries: where the real vectors come from."""
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--model", type=Path, default=Path("data/pretrained/all-MiniLM-L6-v2"), help=model_help)
+    parser.add_argument("--embedder", type=Path, default=None, help="an exported text embedder bundle instead")
+    parser.add_argument("--vectors", type=Path, default=None,
+                        help="read vectors from this .npz (doc_vectors, doc_labels, query_vectors, query_labels)")
+    parser.add_argument("--save-vectors", type=Path, default=None, help="write the embedded vectors to this .npz")
+    parser.add_argument("--queries", type=int, default=300, help="real queries (at most 600 hypernym names)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def real_set_from_args(args: argparse.Namespace, *, embedder_dir: Path | None) -> VectorSet:
+    """The real set of ``add_source_args``' arguments: read from --vectors or embedded (then --save-vectors)."""
+    if args.vectors is not None:
+        real = load_vector_set(args.vectors, queries=args.queries)
+    else:
+        real = real_vector_set(args.data_dir, model_dir=args.model, embedder_dir=embedder_dir,
+                               queries=args.queries, seed=args.seed)
+    if args.save_vectors is not None:
+        save_vector_set(args.save_vectors, real)
+    return real
 
 
 def random_unit_vectors(count: int, like: np.ndarray, rng: np.random.Generator, *, kind: str = "fitted",

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from arcsearch import milvus_server
 from arcsearch.index.collections import index_collection
 from arcsearch.prepare.defaults import PreparedData
-from tests import bundles, milvus_server
+from tests import bundles
 from tests.service.helpers import ServiceData
 
 

@@ -1,4 +1,4 @@
-"""A real Milvus standalone server for the test session, reachable from this machine only.
+"""A real Milvus standalone server for the tests and benchmarks, reachable from this machine only.
 
 The PyPI package ``milvus`` (2.3.5) runs Milvus standalone from one binary, but its gRPC and HTTP ports listen
 on all interfaces (``*:19530``, ``*:9091`` and six more; only its embedded etcd binds 127.0.0.1). So it runs in
@@ -9,8 +9,9 @@ Milvus's 127.0.0.1:19530 there. A socket keeps the namespace it was made in, so 
 connection reaches Milvus only through loopback inside the namespace, while pytest stays one ordinary process
 (any test file may use the server, however pytest was started).
 
-The launcher is this module run as ``python -m tests.milvus_server --listen-fd N ...`` inside the namespace; it
-stops Milvus when its standard input closes (the test process ended, even if killed) or on SIGTERM.
+The launcher is this module run as ``python -m arcsearch.milvus_server --listen-fd N ...`` inside the namespace; it
+stops Milvus when its standard input closes (the calling process ended, even if killed) or on SIGTERM. The test
+session (tests/conftest.py) and the peers benchmark (bench/peers.py) start the server through ``start_milvus``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
 READY = "MILVUS-READY"
 START_TIMEOUT_S = 300.0  # the first start unpacks ~250 MB of binaries; a later one takes ~12 s on 2 busy cores
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
@@ -90,14 +90,15 @@ def start_milvus(work_dir: Path, *, bin_cache: Path, timeout_s: float = START_TI
     missing = missing_parts()
     if missing:
         raise MilvusStartError("missing " + "; ".join(missing))
+    work_dir, bin_cache = work_dir.resolve(), bin_cache.resolve()  # the launcher runs in work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    command = [*namespace_command(), sys.executable, "-m", "tests.milvus_server", "--listen-fd",
+    command = [*namespace_command(), sys.executable, "-m", "arcsearch.milvus_server", "--listen-fd",
                str(listener.fileno()), "--data-dir", str(work_dir / "server"), "--bin-cache", str(bin_cache)]
     log_path = work_dir / "launcher.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+        process = subprocess.Popen(command, cwd=work_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                    pass_fds=[listener.fileno()], start_new_session=True)
     listener.close()  # the launcher holds it now
     server = MilvusProcess(f"http://127.0.0.1:{port}", process, work_dir)

@@ -1,0 +1,165 @@
+"""The vector databases of the peers benchmark, each through its own server and client; ids are row numbers.
+
+- ``ChromaServer``: ``chroma run`` on loopback (bench.peer_servers), ``chromadb.HttpClient``.
+- ``MilvusServer``: Milvus standalone (``arcsearch.milvus_server``), ``pymilvus.MilvusClient``.
+
+Both implement bench.peer_engines.PeerEngine and build HNSW graphs as FAISS's HNSW32 does (HNSW_M, EF_CONSTRUCTION).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.peer_engines import COLLECTION, EF_CONSTRUCTION, HNSW_M
+from bench.peer_servers import PeerUnavailableError, chroma_server, tree_rss_bytes
+
+MILVUS_INSERT_ROWS = 10_000  # 15 MiB of 384-d float32 per insert call, under gRPC's 64 MiB
+
+
+class ChromaServer:
+    """``chroma run`` on 127.0.0.1 and one ``chromadb.HttpClient`` per load thread; HNSW, inner product. A changed
+    ``ef_search`` is stored at once but used only once the server loads the index again (chromadb 1.5: an index
+    already in its cache keeps the old value), so ``set_param`` restarts the server on the same folder."""
+
+    name = "Chroma server"
+    param_name = "hnsw ef_search"
+
+    def __init__(self, workdir: Path) -> None:
+        import chromadb  # noqa: F401 - unavailable here if the [bench] extra is missing
+
+        self.path = workdir / "chroma"
+        self.stack = contextlib.ExitStack()
+        self.host, self.port, self.pid = "", 0, 0
+        self._restart()
+
+    def _restart(self) -> None:
+        self.stack.close()
+        self.host, self.port, self.pid = self.stack.enter_context(chroma_server(self.path))
+
+    def _http_client(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings
+
+        return chromadb.HttpClient(host=self.host, port=self.port, settings=Settings(anonymized_telemetry=False))
+
+    def build(self, vectors: np.ndarray) -> None:
+        client = self._http_client()
+        collection = client.create_collection(COLLECTION, embedding_function=None, configuration={"hnsw": {
+            "space": "ip", "max_neighbors": HNSW_M, "ef_construction": EF_CONSTRUCTION}})
+        step = int(client.get_max_batch_size())
+        for start in range(0, len(vectors), step):
+            stop = min(start + step, len(vectors))
+            collection.add(ids=[str(i) for i in range(start, stop)], embeddings=vectors[start:stop])
+
+    def set_param(self, value: int) -> None:
+        self._http_client().get_collection(COLLECTION).modify(configuration={"hnsw": {"ef_search": value}})
+        self._restart()
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Any]:
+        yield self._http_client().get_collection(COLLECTION)
+
+    def search(self, client: Any, query: np.ndarray, k: int) -> list[int]:
+        result = client.query(query_embeddings=query[None, :], n_results=k, include=["distances"])
+        return [int(i) for i in result["ids"][0]]
+
+    def rss_bytes(self) -> int | None:
+        return tree_rss_bytes(self.pid)
+
+    def info(self) -> dict[str, Any]:
+        return {"server": f"chroma run --host 127.0.0.1 (chromadb {importlib.metadata.version('chromadb')})",
+                "hnsw": {"max_neighbors": HNSW_M, "ef_construction": EF_CONSTRUCTION, "space": "ip"},
+                "ef_search": "set with collection.modify, then the server restarted so that it applies"}
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+class MilvusServer:
+    """Milvus standalone in a private network namespace behind a loopback relay; HNSW, inner product,
+    Bounded consistency (Milvus's default; the data does not change while it is searched)."""
+
+    name = "Milvus server (pymilvus)"
+    param_name = "ef"
+
+    def __init__(self, workdir: Path, *, bin_cache: Path) -> None:
+        from pymilvus import MilvusClient
+
+        from arcsearch.milvus_server import MilvusStartError, start_milvus
+
+        try:
+            self.server = start_milvus(workdir / "milvus", bin_cache=bin_cache)
+        except MilvusStartError as exc:
+            raise PeerUnavailableError(f"Milvus standalone cannot start: {exc}") from exc
+        self.make_client = lambda: MilvusClient(uri=self.server.uri, timeout=60)
+        self.admin = self.make_client()
+        self.ef = 64
+
+    def build(self, vectors: np.ndarray) -> None:
+        """Insert, flush, build the HNSW index, wait until every row is indexed, load."""
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
+        self.admin.create_collection(COLLECTION, schema=schema, consistency_level="Bounded")
+        for start in range(0, len(vectors), MILVUS_INSERT_ROWS):
+            stop = min(start + MILVUS_INSERT_ROWS, len(vectors))
+            self.admin.insert(COLLECTION, [{"id": i, "vector": vectors[i].tolist()} for i in range(start, stop)])
+        self.admin.flush(COLLECTION)
+        index_params = self.admin.prepare_index_params()
+        index_params.add_index("vector", index_type="HNSW", metric_type="IP",
+                               params={"M": HNSW_M, "efConstruction": EF_CONSTRUCTION})
+        self.admin.create_index(COLLECTION, index_params)
+        self._wait_indexed(len(vectors))
+        self.admin.load_collection(COLLECTION)
+
+    def _wait_indexed(self, rows: int, *, timeout_s: float = 3600.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            index = self.admin.describe_index(COLLECTION, self.admin.list_indexes(COLLECTION)[0])
+            if int(index.get("indexed_rows", 0)) >= rows and int(index.get("pending_index_rows", 0)) == 0:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"Milvus did not index {rows} rows within {timeout_s:.0f} s")
+
+    def set_param(self, value: int) -> None:
+        self.ef = value
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Any]:
+        client = self.make_client()
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def search(self, client: Any, query: np.ndarray, k: int) -> list[int]:
+        result = client.search(COLLECTION, data=[query.tolist()], limit=k,
+                               search_params={"metric_type": "IP", "params": {"ef": max(self.ef, k)}})
+        return [int(hit["id"]) for hit in result[0]]
+
+    def rss_bytes(self) -> int | None:
+        return tree_rss_bytes(self.server.process.pid, skip_root=True)
+
+    def info(self) -> dict[str, Any]:
+        return {"server": f"Milvus standalone {importlib.metadata.version('milvus')} (PyPI milvus), pymilvus "
+                          f"{importlib.metadata.version('pymilvus')}",
+                "hnsw": {"M": HNSW_M, "efConstruction": EF_CONSTRUCTION, "metric": "IP"},
+                "consistency": "Bounded",
+                "reached_through": "arcsearch.milvus_server's loopback relay (one asyncio process)",
+                "rss_includes": "the Milvus process (not the relay)"}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.admin.drop_collection(COLLECTION)
+        with contextlib.suppress(Exception):
+            self.admin.close()
+        self.server.stop()

@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 # USE_SYSTEM_TORCH=1 makes the venv see the interpreter's own packages (an existing CUDA torch, say).
 USE_SYSTEM_TORCH ?= 0
+# pyproject extras: dev (tests), milvus (the Milvus server and client); .ci/run adds bench (the peer databases)
+EXTRAS ?= dev,milvus
 DATA_DIR ?= data
 ARTIFACTS_DIR ?= artifacts
 HOST ?= 127.0.0.1
@@ -19,7 +21,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[dev,milvus]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(VENV)/.installed

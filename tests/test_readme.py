@@ -32,7 +32,8 @@ SEPARATORS = {";", "&&", "||", "|", "&", "(", ")", ";;"}
 REPO_DIRS = ("arcsearch", "bench", "docker", "docs", "index", "service", "tests", "training")
 SETTINGS_ROW = re.compile(r"^\|\s*`(ARCSEARCH_[A-Z0-9_]+)`\s*\|", re.MULTILINE)
 # read by the tests themselves, not by the service (the browser test, the cached test data)
-HARNESS_VARIABLES = {"ARCSEARCH_REQUIRE_BROWSER", "ARCSEARCH_REQUIRE_MILVUS", "ARCSEARCH_TEST_DATA"}
+HARNESS_VARIABLES = {"ARCSEARCH_REQUIRE_BROWSER", "ARCSEARCH_REQUIRE_CHROMA", "ARCSEARCH_REQUIRE_MILVUS",
+                     "ARCSEARCH_TEST_DATA"}
 RUN_TIMEOUT_S = 120
 MIB = 1024 * 1024
 

@@ -60,13 +60,21 @@ def check_item_id(value: str, *, field: str = "id") -> str:
     return check_text(value, field=field)
 
 
+def check_number(value: Any, *, field: str = "") -> Any:
+    """``value`` unchanged, or MetadataError if it is a number (not a bool) that is not finite or lies outside
+    ``[NUMBER_MIN, NUMBER_MAX]`` (compared exactly: an int is never rounded to a float first)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _error(field, f"{value} is not a finite number (JSON has no NaN or Infinity)")
+    if isinstance(value, int | float) and not isinstance(value, bool) and not NUMBER_MIN <= value <= NUMBER_MAX:
+        raise _error(field, "a number outside the signed 64-bit range [-2**63, 2**63 - 1]")
+    return value
+
+
 def _check_scalar(value: Any, path: str) -> None:
     if isinstance(value, str):
         check_text(value, field=path)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise MetadataError(f"{path}: {value} is not a finite number (JSON has no NaN or Infinity)")
-    elif isinstance(value, int | float) and not isinstance(value, bool) and not NUMBER_MIN <= value <= NUMBER_MAX:
-        raise MetadataError(f"{path}: a number outside the signed 64-bit range [-2**63, 2**63 - 1]")
+    elif isinstance(value, int | float):
+        check_number(value, field=path)
     elif value is not None and not isinstance(value, bool | int | float | str):
         raise MetadataError(f"{path}: {type(value).__name__} is not a JSON value")
 

@@ -27,6 +27,7 @@ from arcsearch.index.metadata import (
     NUMBER_MIN,
     check_item_id,
     check_metadata,
+    check_number,
     check_text,
 )
 from arcsearch.service.job_schemas import (  # noqa: F401 -- re-exported: routes and the client import models from here
@@ -55,7 +56,8 @@ ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ITEM_ID_C
                    AfterValidator(check_item_id),
                    Field(description="an item's external id: no control characters")]
 # stated as exact integers (pydantic would write a float's bounds as floats, and float(2**63 - 1) is 2**63)
-BoundedNumber = Annotated[float, WithJsonSchema({"type": "number", "minimum": NUMBER_MIN, "maximum": NUMBER_MAX})]
+NUMBER_SCHEMA = {"type": "number", "minimum": NUMBER_MIN, "maximum": NUMBER_MAX}
+BoundedNumber = Annotated[float, WithJsonSchema(NUMBER_SCHEMA)]
 # what check_metadata accepts, as JSON Schema (recursive): numbers in the signed 64-bit range, any strings,
 # arrays and objects; the limits across the whole value (depth, keys, bytes) are in the description
 MetadataJson = TypeAliasType(  # type: ignore[misc]
@@ -107,8 +109,9 @@ class ImageSearchResponse(BaseModel):
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-MetadataValue = Label | StrictBool | Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)] | Annotated[
-    StrictFloat, Field(allow_inf_nan=False)]  # strict: a long string is refused, not read as a number
+FilterNumber = Annotated[StrictFloat, BeforeValidator(check_number), WithJsonSchema(NUMBER_SCHEMA)]
+MetadataValue = Label | StrictBool | Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)] | FilterNumber
+# strict: a long string is refused, not read as a number; a number's bounds as stored metadata's
 
 
 class SearchFilter(BaseModel):

@@ -211,3 +211,16 @@ def test_metadata_numbers_are_bounded_in_the_schema_and_by_the_server(http: http
         error = assert_error(response, 422, "validation_error")
         assert "metadata.n[0]" in error["message"] and "64-bit" in error["message"]
 
+
+def test_filter_numbers_are_bounded_in_the_schema_and_by_the_server(http: httpx.Client,
+                                                                    openapi: dict[str, Any]) -> None:
+    values = openapi["components"]["schemas"]["SearchFilter"]["properties"]["metadata"]["patternProperties"]
+    (value,) = values.values()
+    numeric = [branch for branch in value["anyOf"] if branch["type"] in ("integer", "number")]
+    assert [(branch["minimum"], branch["maximum"]) for branch in numeric] == [(-(2**63), 2**63 - 1)] * 2
+    assert http.post("/v1/collections/texts/search", json={"text": "a dog", "filter": {"metadata": {
+        "n": 2**63 - 1}}}).status_code == 200
+    for bad in (2**63, 10**400):
+        response = http.post("/v1/collections/texts/search", json={"text": "a dog", "filter": {"metadata": {"n": bad}}})
+        assert_error(response, 422, "validation_error")
+

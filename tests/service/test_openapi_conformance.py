@@ -39,8 +39,13 @@ def test_schemathesis_finds_no_mismatch_between_the_openapi_document_and_the_ser
                      batch_size="8") as (url, _):
         result = schemathesis_run(url, tmp_path / "report")
     output = result.stdout + result.stderr
-    assert "Server error" not in output and "500 Internal" not in output, output[-20000:]
-    assert result.returncode == 0, output[-20000:]
     reports = list((tmp_path / "report").glob("*.json"))
-    assert reports, output[-4000:]
-    assert json.loads(reports[0].read_text()), output[-4000:]
+    assert len(reports) == 1, output[-4000:]
+    report = json.loads(reports[0].read_text())
+    assert report["complete"] and report["operations"]["tested"] == report["operations"]["total"], output[-4000:]
+    assert set(report["phases"]) >= set(PHASES.split(",")), report["phases"]
+    assert report["test_cases"]["generated"] > 0, output[-4000:]
+    # zero failures of any check, zero errors (a crash of a test case, or a 5xx counts among these)
+    assert report["failures"] == [] and report["errors"] == [], output[-20000:]
+    assert report["test_cases"]["with_failures"] == 0 and report["test_cases"]["errored"] == 0, output[-20000:]
+    assert result.returncode == 0 and "Server error" not in output, output[-20000:]

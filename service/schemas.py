@@ -120,7 +120,8 @@ class SearchFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: Label | None = None
-    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
+    metadata: dict[MetadataKey, MetadataValue] = Field(  # a key that does not match the pattern is refused too
+        default_factory=dict, max_length=16, json_schema_extra={"additionalProperties": False})
 
 
 def _whole_float_as_int(value: Any) -> Any:

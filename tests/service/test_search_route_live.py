@@ -214,8 +214,9 @@ def test_metadata_numbers_are_bounded_in_the_schema_and_by_the_server(http: http
 
 def test_filter_numbers_are_bounded_in_the_schema_and_by_the_server(http: httpx.Client,
                                                                     openapi: dict[str, Any]) -> None:
-    values = openapi["components"]["schemas"]["SearchFilter"]["properties"]["metadata"]["patternProperties"]
-    (value,) = values.values()
+    metadata = openapi["components"]["schemas"]["SearchFilter"]["properties"]["metadata"]
+    assert metadata["additionalProperties"] is False  # a key must match the pattern
+    (value,) = metadata["patternProperties"].values()
     numeric = [branch for branch in value["anyOf"] if branch["type"] in ("integer", "number")]
     assert [(branch["minimum"], branch["maximum"]) for branch in numeric] == [(-(2**63), 2**63 - 1)] * 2
     assert http.post("/v1/collections/texts/search", json={"text": "a dog", "filter": {"metadata": {

@@ -25,12 +25,15 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 def schemathesis_run(url: str, report_dir: Path) -> subprocess.CompletedProcess[str]:
-    """``st run`` on the server's own /openapi.json with every check; its JSON report lands in ``report_dir``."""
+    """``st run`` on the server's own /openapi.json with every check; its JSON report lands in ``report_dir``.
+    It runs in ``report_dir``'s parent, so its cache of earlier failures (``.schemathesis/``, replayed first)
+    stays out of the repository and each run starts from the seed alone."""
     command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run", f"{url}/openapi.json",
                "--checks", "all", "--phases", PHASES, "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
                "--workers", "1", "-H", f"Authorization: Bearer {ADMIN_KEY}", "--request-timeout", "60", "--no-color",
                "--report", "json", "--report-dir", str(report_dir), "--suppress-health-check", "all"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
+                          cwd=report_dir.parent)
 
 
 def test_schemathesis_finds_no_mismatch_between_the_openapi_document_and_the_server(

@@ -48,9 +48,9 @@ def example_requests(host: str, port: int, *, image_path: Path) -> str:
     base = f"http://{host}:{port}"
     return "\n".join([
         f"  open {base}/docs for the OpenAPI page",
-        f"  curl -s -F file=@{image_path} -F k=5 {base}/v1/images/search",
+        f"  curl -s -F file=@{image_path} -F k=5 {base}/v1/collections/images/search",
         f"  curl -s -H 'content-type: application/json' "
-        f"-d '{{\"text\": \"a large dog used for hunting\", \"k\": 5}}' {base}/v1/texts/search",
+        f"-d '{{\"text\": \"a large dog used for hunting\", \"k\": 5}}' {base}/v1/collections/texts/search",
         f"  curl -s -H 'content-type: application/json' "
         f"-d '{{\"collection\": \"texts\", \"source\": \"wordnet_glosses.jsonl\"}}' {base}/v1/reindex",
         f"  curl -s {base}/v1/jobs/<job_id>",

@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     texts = [item.text for item in read_text_file(args.data_dir / "wordnet_glosses.jsonl")]
     images = [item.path.read_bytes() for item in read_image_folder(args.data_dir / "faces")]
     calls: dict[str, Call] = {
-        "texts": lambda c, i: c.post("/v1/texts/search", json={"text": texts[i % len(texts)], "k": args.k}),
-        "images": lambda c, i: c.post("/v1/images/search", data={"k": str(args.k)},
+        "texts": lambda c, i: c.post("/v1/collections/texts/search", json={"text": texts[i % len(texts)], "k": args.k}),
+        "images": lambda c, i: c.post("/v1/collections/images/search", data={"k": str(args.k)},
                                       files={"file": ("q.pgm", images[i % len(images)], "image/x-portable-graymap")}),
     }
     if args.only:

@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with running_server(args.collections_dir, args.data_dir.resolve()) as base, httpx.Client(timeout=30) as client:
         http_calls = {
-            "texts": lambda i: client.post(f"{base}/v1/texts/search",
+            "texts": lambda i: client.post(f"{base}/v1/collections/texts/search",
                                            json={"text": texts[i % len(texts)], "k": args.k}).raise_for_status(),
             "images": lambda i: client.post(
-                f"{base}/v1/images/search", data={"k": str(args.k)},
+                f"{base}/v1/collections/images/search", data={"k": str(args.k)},
                 files={"file": ("q.pgm", image_bytes[i % len(image_bytes)], "image/x-portable-graymap")},
             ).raise_for_status(),
         }

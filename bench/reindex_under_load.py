@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = [item.text for item in read_text_file(args.data_dir / args.source)]
 
     def call(client: httpx.Client, i: int) -> httpx.Response:
-        return client.post("/v1/texts/search", json={"text": texts[(i * 7919) % len(texts)], "k": 5})
+        return client.post("/v1/collections/texts/search", json={"text": texts[(i * 7919) % len(texts)], "k": 5})
 
     with running_server(collections_dir, args.data_dir.resolve()) as base:
         run_load(base, call, clients=args.clients, requests=50, max_s=30)  # warm-up

@@ -80,14 +80,15 @@ def bomb_png(side_px: int) -> bytes:
 def hostile_requests(base: str, burst: Burst, *, rounds: int, json_mib: int) -> None:
     """One round: a large JSON body, a deep one, 200 unknown methods, a bomb upload, a foreign Host; no key."""
     big_json = b"[" + b"[]," * (json_mib * MiB // 3) + b"[]]"
-    deep_json = b'{"collection": "texts", "text": "x", "filter": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    deep_json = b'{"text": "x", "filter": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     bomb = bomb_png(6300)
     senders: list[tuple[str, Callable[[httpx.Client], httpx.Response]]] = [
-        ("big_json", lambda c: c.post("/v1/texts/search", content=big_json,
+        ("big_json", lambda c: c.post("/v1/collections/texts/search", content=big_json,
                                       headers={"content-type": "application/json"})),
-        ("deep_json", lambda c: c.post("/v1/texts/search", content=deep_json,
+        ("deep_json", lambda c: c.post("/v1/collections/texts/search", content=deep_json,
                                        headers={"content-type": "application/json"})),
-        ("bomb_png", lambda c: c.post("/v1/images/search", files=[("file", ("b.png", bomb, "image/png"))] * 8)),
+        ("bomb_png", lambda c: c.post("/v1/collections/images/search",
+                                      files=[("file", ("b.png", bomb, "image/png"))] * 8)),
         ("foreign_host", lambda c: c.delete("/v1/collections/texts", headers={"host": "evil.example"})),
     ]
     with httpx.Client(base_url=base, timeout=60) as client:
@@ -111,8 +112,9 @@ def keyed_bombs(base: str, burst: Burst, *, requests: int, headers: dict[str, st
     def send(_: int) -> None:
         with httpx.Client(base_url=base, timeout=300) as client:
             try:
-                burst.record("keyed_bomb_png", client.post("/v1/images/search", files=parts, headers=headers,
-                                                           data={"k": "1"}).status_code)
+                response = client.post("/v1/collections/images/search", files=parts, headers=headers,
+                                       data={"k": "1"})
+                burst.record("keyed_bomb_png", response.status_code)
             except httpx.HTTPError as exc:
                 burst.record("keyed_bomb_png", type(exc).__name__)
     threads = [threading.Thread(target=send, args=(i,)) for i in range(requests)]
@@ -160,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def search(client: httpx.Client, i: int) -> httpx.Response:
         if i % 2:
-            return client.post("/v1/images/search", data={"k": "5"}, headers=read_auth,
+            return client.post("/v1/collections/images/search", data={"k": "5"}, headers=read_auth,
                                files={"file": ("q.pgm", images[i % len(images)], "image/x-portable-graymap")})
-        return client.post("/v1/texts/search", json={"text": texts[(i * 7919) % len(texts)], "k": 5},
+        return client.post("/v1/collections/texts/search", json={"text": texts[(i * 7919) % len(texts)], "k": 5},
                            headers=read_auth)
 
     env = {"ARCSEARCH_READ_KEYS": read_key, "ARCSEARCH_ADMIN_KEYS": admin_key}

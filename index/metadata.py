@@ -6,7 +6,10 @@ SQLite's JSON functions cannot hold would break every later search returning the
 
 - lone surrogates (``"\\ud800"`` in a JSON string) in keys and values: not encodable as UTF-8;
 - ``NaN`` / ``Infinity`` (Python's json module accepts them; strict JSON and SQLite do not);
-- integers beyond 64 bits (SQLite's JSON functions store integers as 64-bit);
+- numbers outside ``[NUMBER_MIN, NUMBER_MAX]`` = the signed 64-bit range, integers and fractions alike
+  (SQLite's JSON functions store integers as 64-bit, and JSON Schema, which states the same bounds for
+  every request that carries metadata, has one kind of number: ``1e19`` and ``10000000000000000000`` are
+  the same value to a client);
 - nesting deeper than ``MAX_METADATA_DEPTH``, more than ``MAX_METADATA_KEYS`` keys in all, and more than
   ``MAX_METADATA_BYTES`` of serialized JSON.
 
@@ -24,7 +27,8 @@ MAX_METADATA_DEPTH = 16  # the metadata object itself is level 1
 MAX_METADATA_KEYS = 256  # keys of all objects in it, together
 MAX_METADATA_BYTES = 64 * 1024  # serialized as compact UTF-8 JSON
 MAX_ITEM_ID_CHARS = 512
-INT64_MAX = 2**63 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+NUMBER_MIN, NUMBER_MAX = INT64_MIN, INT64_MAX  # every number in metadata, whole or not
 SURROGATE = re.compile("[\ud800-\udfff]")  # a str from JSON holds a surrogate only if it was lone
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -56,13 +60,21 @@ def check_item_id(value: str, *, field: str = "id") -> str:
     return check_text(value, field=field)
 
 
+def check_number(value: Any, *, field: str = "") -> Any:
+    """``value`` unchanged, or MetadataError if it is a number (not a bool) that is not finite or lies outside
+    ``[NUMBER_MIN, NUMBER_MAX]`` (compared exactly: an int is never rounded to a float first)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _error(field, f"{value} is not a finite number (JSON has no NaN or Infinity)")
+    if isinstance(value, int | float) and not isinstance(value, bool) and not NUMBER_MIN <= value <= NUMBER_MAX:
+        raise _error(field, "a number outside the signed 64-bit range [-2**63, 2**63 - 1]")
+    return value
+
+
 def _check_scalar(value: Any, path: str) -> None:
     if isinstance(value, str):
         check_text(value, field=path)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise MetadataError(f"{path}: {value} is not a finite number (JSON has no NaN or Infinity)")
-    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
-        raise MetadataError(f"{path}: integer beyond 64 bits")
+    elif isinstance(value, int | float):
+        check_number(value, field=path)
     elif value is not None and not isinstance(value, bool | int | float | str):
         raise MetadataError(f"{path}: {type(value).__name__} is not a JSON value")
 

@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from arcsearch.index.faiss_index import IndexStoreError
+from arcsearch.index.metadata import INT64_MAX, INT64_MIN
 
 PREFIX = "arcsearch_"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 FILTER_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class MilvusStoreError(IndexStoreError):

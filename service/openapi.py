@@ -5,7 +5,9 @@ the server rejects for its form. On top of what the models say, this adds:
 - the limits this server is configured with (``max_k``, ``max_text_chars``, ``max_batch_texts``,
   ``max_batch_images``, ``max_reindex_items``, ``max_upload_bytes``), tighter than the schemas' hard caps;
 - the two bodies of ``POST /v1/collections/{name}/search`` (JSON and multipart) as components;
-- 401 (and 403 on admin routes) wherever a route needs a key, and the service's one error shape for 422.
+- 401 (and 403 on admin routes) wherever a route needs a key, and the service's one error shape for 422;
+- the signed 64-bit bounds (metadata numbers, filter integers) as exact integers: FastAPI's OpenAPI model
+  holds bounds as floats, and float(2**63 - 1) is 2**63, a value the server refuses.
 What a schema cannot say (a file under the data root, the collection's modality or dimension, whether an
 upload decodes as an image) is refused with 400 / 404 / 409 / 413 / 415, never 422.
 """
@@ -20,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from arcsearch.index.metadata import INT64_MAX, INT64_MIN
 from arcsearch.service.auth import needed_role
 from arcsearch.service.routers.search import UPLOAD_SCHEMA
 from arcsearch.service.routetable import flat_routes
@@ -29,6 +32,7 @@ from arcsearch.service.settings import Settings
 
 REF_PREFIX = "#/components/schemas/"
 ERROR_CONTENT = {"application/json": {"schema": {"$ref": f"{REF_PREFIX}ErrorResponse"}}}
+EXACT_BOUNDS = {float(bound): bound for bound in (INT64_MIN, INT64_MAX)}
 AUTH_RESPONSES = {"401": "no API key, or an unknown one", "403": "the API key is read-only; this needs an admin key"}
 
 
@@ -53,7 +57,21 @@ def openapi_document(app: FastAPI, settings: Settings) -> dict[str, Any]:
     for schema in request_body_schemas(doc):
         tighten(schema, configured, components, seen)
     document_errors(doc, app)
+    exact_bounds(doc)
     return doc
+
+
+def exact_bounds(node: Any) -> None:
+    """Each ``minimum``/``maximum`` that is a signed 64-bit bound rounded to a float, written back exactly."""
+    if isinstance(node, list):
+        for child in node:
+            exact_bounds(child)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("minimum", "maximum") and isinstance(value, float) and value in EXACT_BOUNDS:
+                node[key] = EXACT_BOUNDS[value]
+            else:
+                exact_bounds(value)
 
 
 def add_model(components: dict[str, Any], model: type[BaseModel]) -> None:

@@ -14,10 +14,22 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
+from typing_extensions import TypeAliasType
 
-from arcsearch.index.metadata import INT64_MAX, MAX_ITEM_ID_CHARS, check_item_id, check_metadata, check_text
+from arcsearch.index.metadata import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_ITEM_ID_CHARS,
+    NUMBER_MAX,
+    NUMBER_MIN,
+    check_item_id,
+    check_metadata,
+    check_number,
+    check_text,
+)
 from arcsearch.service.index_schemas import IndexBudgetFields, IndexFacts
 from arcsearch.service.job_schemas import (  # noqa: F401 -- re-exported: routes and the client import models from here
     JobAccepted,
@@ -44,9 +56,16 @@ Label = Annotated[str, StringConstraints(max_length=512), ValidText]
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ITEM_ID_CHARS, pattern=NO_CONTROL_PATTERN),
                    AfterValidator(check_item_id),
                    Field(description="an item's external id: no control characters")]
-Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata),
-                     Field(description="any JSON object of finite numbers and valid Unicode: at most 16 levels, "
-                                       "256 keys and 64 KiB of JSON")]
+# stated as exact integers (pydantic would write a float's bounds as floats, and float(2**63 - 1) is 2**63)
+NUMBER_SCHEMA = {"type": "number", "minimum": NUMBER_MIN, "maximum": NUMBER_MAX}
+BoundedNumber = Annotated[float, WithJsonSchema(NUMBER_SCHEMA)]
+# what check_metadata accepts, as JSON Schema (recursive): numbers in the signed 64-bit range, any strings,
+# arrays and objects; the limits across the whole value (depth, keys, bytes) are in the description
+MetadataJson = TypeAliasType(  # type: ignore[misc]
+    "MetadataJson", "None | bool | BoundedNumber | str | list[MetadataJson] | dict[str, MetadataJson]")
+Metadata = Annotated[dict[str, Any], BeforeValidator(check_metadata, json_schema_input_type=dict[str, MetadataJson]),
+                     Field(description="any JSON object of valid Unicode and numbers in the signed 64-bit range: "
+                                       "at most 16 levels, 256 keys and 64 KiB of JSON")]
 DataPath = Annotated[str, StringConstraints(min_length=1, max_length=4096), ValidText]
 
 
@@ -91,8 +110,9 @@ class ImageSearchResponse(BaseModel):
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-MetadataValue = Label | StrictBool | Annotated[StrictInt, Field(ge=-INT64_MAX - 1, le=INT64_MAX)] | Annotated[
-    StrictFloat, Field(allow_inf_nan=False)]  # strict: a long string is refused, not read as a number
+FilterNumber = Annotated[StrictFloat, BeforeValidator(check_number), WithJsonSchema(NUMBER_SCHEMA)]
+MetadataValue = Label | StrictBool | Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)] | FilterNumber
+# strict: a long string is refused, not read as a number; a number's bounds as stored metadata's
 
 
 class SearchFilter(BaseModel):
@@ -101,7 +121,8 @@ class SearchFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: Label | None = None
-    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
+    metadata: dict[MetadataKey, MetadataValue] = Field(  # a key that does not match the pattern is refused too
+        default_factory=dict, max_length=16, json_schema_extra={"additionalProperties": False})
 
 
 def _whole_float_as_int(value: Any) -> Any:
@@ -109,8 +130,9 @@ def _whole_float_as_int(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-Neighbours = Annotated[int, BeforeValidator(_whole_float_as_int), Field(ge=1, le=HARD_MAX_K,
-                                                                        description="number of neighbours")]
+# the bounds before the validator: on the int itself, so the JSON Schema states them as minimum / maximum
+Neighbours = Annotated[int, Field(ge=1, le=HARD_MAX_K, description="number of neighbours"),
+                       BeforeValidator(_whole_float_as_int)]
 
 
 class SearchOptionsMixin(BaseModel):

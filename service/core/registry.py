@@ -170,9 +170,8 @@ class Registry:
             name = self.default_name(modality)
         collection = self.get(name)
         if collection.info.modality != modality:
-            route = "/v1/images/search" if collection.info.modality == "image" else "/v1/texts/search"
             raise WrongModalityError(f"collection {name!r} holds {collection.info.modality}s, not {modality}s; "
-                                     f"query it with POST {route}")
+                                     f"query it with POST /v1/collections/{name}/search")
         return collection
 
     def default_name(self, modality: str) -> str:

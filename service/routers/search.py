@@ -52,6 +52,8 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 41
 SEARCH_PATH = "/v1/collections/{name}/search"
 UPLOAD_SCHEMA = "ImageSearchUpload"  # the multipart body's schema in OpenAPI components (service.openapi)
 JSON_MEDIA, FORM_MEDIA = "application/json", "multipart/form-data"
+HOW_TO_QUERY = {"image": f"send the images as {FORM_MEDIA} '{UPLOAD_FIELD}' parts, or JSON vectors or item ids",
+                "text": f"send {JSON_MEDIA} with 'text' or 'texts' (or vectors or item ids)"}
 REQUEST_BODY = {"required": True, "content": {
     JSON_MEDIA: {"schema": {"$ref": f"#/components/schemas/{SearchRequest.__name__}"}},
     FORM_MEDIA: {"schema": {"$ref": f"#/components/schemas/{UPLOAD_SCHEMA}"}}}}
@@ -99,7 +101,8 @@ def validation_error_of(exc: ValidationError) -> RequestValidationError:
 def check_modality(target: LoadedCollection, modality: str) -> None:
     """400 ``wrong_modality`` for a text query to an image collection, or an image query to a text one."""
     if target.info.modality != modality:
-        raise WrongModalityError(f"collection {target.name!r} holds {target.info.modality}s, not {modality}s")
+        how = HOW_TO_QUERY[target.info.modality]
+        raise WrongModalityError(f"collection {target.name!r} holds {target.info.modality}s, not {modality}s; {how}")
 
 
 async def search_texts_in(target: LoadedCollection, texts: list[str], k: int, options: SearchOptions,

@@ -25,8 +25,8 @@ def test_search_texts_returns_the_hits_of_each_query_as_the_raw_call_does(client
     queries = client.search_texts("texts", texts, k=4)
     assert [type(query) for query in queries] == [QueryResults] * 3
     assert [query.text for query in queries] == texts
-    expected = raw.post("/v1/texts/search", json={"texts": texts, "k": 4, "collection": "texts"}).json()
-    assert [ids_scores(q.results) for q in queries] == [raw_ids_scores(q["results"]) for q in expected["queries"]]
+    expected = raw.post("/v1/collections/texts/search", json={"texts": texts, "k": 4}).json()
+    assert [ids_scores(q.results) for q in queries] == [raw_ids_scores(q["hits"]) for q in expected["queries"]]
     assert all(len(query.results) == 4 and isinstance(query.results[0], SearchHit) for query in queries)
     assert queries[0].results[0].metadata["text"]  # texts keep their text
 
@@ -49,12 +49,12 @@ def test_search_texts_passes_filter_and_min_score(client: Client, live: Live) ->
 def test_search_images_takes_paths_bytes_and_pil_images(client: Client, raw: HttpClient, live: Live) -> None:
     path = face(live.data)
     with path.open("rb") as file:
-        expected = raw.post("/v1/images/search", files=[("file", (path.name, file))],
-                            data={"k": "5", "collection": "images"}).json()["queries"][0]
+        expected = raw.post("/v1/collections/images/search", files=[("file", (path.name, file))],
+                            data={"k": "5"}).json()["queries"][0]
     as_path, as_bytes, as_pil = client.search_images("images", [path, path.read_bytes(), Image.open(path)], k=5)
     assert isinstance(as_path, ImageQueryResults)
     assert (as_path.filename, as_bytes.filename, as_pil.filename) == (path.name, "image-1", "image-2.png")
-    assert ids_scores(as_path.results) == raw_ids_scores(expected["results"])
+    assert ids_scores(as_path.results) == raw_ids_scores(expected["hits"])
     assert ids_scores(as_bytes.results) == ids_scores(as_path.results)
     assert [hit.id for hit in as_pil.results] == [hit.id for hit in as_path.results]  # PNG of the same pixels
     assert np.allclose([h.score for h in as_pil.results], [h.score for h in as_path.results], atol=1e-4)

@@ -22,6 +22,7 @@ def nested(depth: int) -> Any:
 
 @pytest.mark.parametrize("metadata", [{}, {"a": 1, "b": [1.5, "x", None, True, {"c": "\U0001f600"}]},
                                       nested(16), {f"k{i}": i for i in range(256)}, {"big": 2**63 - 1},
+                                      {"least": -(2**63)}, {"f": [9.2e18, -9.2e18, 1e-300]},
                                       {"text": "y" * 60_000}])
 def test_storable_metadata_passes_unchanged(metadata: dict[str, Any]) -> None:
     assert check_metadata(metadata) is metadata
@@ -30,7 +31,9 @@ def test_storable_metadata_passes_unchanged(metadata: dict[str, Any]) -> None:
 @pytest.mark.parametrize(("metadata", "where"), [
     ({"x": "\ud800"}, "metadata.x"), ({"x": ["ok", {"y": "a\udfffb"}]}, "metadata.x[1].y"),
     ({"\udc00": 1}, "metadata key"), ({"x": float("nan")}, "metadata.x"), ({"x": [float("-inf")]}, "metadata.x[0]"),
-    ({"x": 2**63}, "metadata.x"), (nested(17), "nested deeper than 16"), ({f"k{i}": i for i in range(257)}, "keys"),
+    ({"x": 2**63}, "metadata.x"), ({"x": -(2**63) - 1}, "metadata.x"), ({"x": [1e19]}, "metadata.x[0]"),
+    ({"x": -1e300}, "metadata.x"), ({"x": 10**400}, "metadata.x: a number outside"),
+    (nested(17), "nested deeper than 16"), ({f"k{i}": i for i in range(257)}, "keys"),
     ({"text": "y" * 70_000}, "bytes"), ({"x": object()}, "not a JSON value"), ({1: "x"}, "not a string"),
     ([1, 2], "JSON object"),
 ])

@@ -56,7 +56,7 @@ def image_cases(rng: random.Random, face: bytes) -> list[dict[str, Any]]:
         cases.append({"files": {"file": ("f.pgm", face)}, "data": {"collection": str(value)[:200]}})
     cases.append({"content": rng.randbytes(500), "headers": {"content-type": "multipart/form-data; boundary=x"}})
     cases.append({"content": b"--x\r\n\r\n", "headers": {"content-type": "multipart/form-data"}})
-    return [{"method": "POST", "path": "/v1/images/search", **case} for case in cases]
+    return [{"method": "POST", "path": "/v1/collections/images/search", **case} for case in cases]
 
 
 def multi_file_cases(rng: random.Random, face: bytes) -> list[dict[str, Any]]:
@@ -72,14 +72,17 @@ def multi_file_cases(rng: random.Random, face: bytes) -> list[dict[str, Any]]:
         {"files": [("file", good), ("file", (None, b"not a file part"))]},
         {"files": [("file", good)], "data": {"file": "a text field named file"}},
     ]
-    return [{"method": "POST", "path": "/v1/images/search", **case} for case in cases]
+    return [{"method": "POST", "path": "/v1/collections/images/search", **case} for case in cases]
+
+
+JSON_TYPE = {"content-type": "application/json"}
 
 
 def json_cases(rng: random.Random) -> list[dict[str, Any]]:
     cases: list[dict[str, Any]] = []
     for field in ("text", "texts", "k", "collection", "min_score", "filter"):
         for value in WRONG_VALUES:
-            cases.append({"path": "/v1/texts/search", "json": {"text": "a dog", field: value}})
+            cases.append({"path": "/v1/collections/texts/search", "json": {"text": "a dog", field: value}})
     for value in WRONG_VALUES:
         cases.append({"path": "/v1/collections/scratch/search", "json": {"vector": value}})
         cases.append({"path": "/v1/collections/scratch/search", "json": {"vector": [value] * 384}})
@@ -91,14 +94,14 @@ def json_cases(rng: random.Random) -> list[dict[str, Any]]:
     cases.append({"method": "PUT", "path": "/v1/collections/images/items/x",
                   "json": {"image_base64": base64.b64encode(png_bomb()).decode()}})
     for depth in (100, 1000, 5000, 50_000):
-        cases.append({"path": "/v1/texts/search", "content": deep_json(depth)})
+        cases.append({"path": "/v1/collections/texts/search", "content": deep_json(depth), "headers": JSON_TYPE})
         cases.append({"path": "/v1/reindex", "content": deep_json(depth)})
     for _ in range(20):
         cases.append({"path": rng.choice(["/v1/texts/search", "/v1/reindex", "/v1/collections/texts/search"]),
                       "content": rng.randbytes(rng.choice([1, 50, 2000]))})
-    cases.append({"path": "/v1/texts/search", "content": b'{"text": "\xff\xfe bad utf-8"}'})
-    cases.append({"path": "/v1/texts/search", "content": json.dumps({"text": "\ud800"}).encode()})
-    cases.append({"path": "/v1/texts/search", "content": b'{"text": "a", "k": 1' + b"0" * 5000 + b"}"})
+    for content in (b'{"text": "\xff\xfe bad utf-8"}', json.dumps({"text": "\ud800"}).encode(),
+                    b'{"text": "a", "k": 1' + b"0" * 5000 + b"}"):
+        cases.append({"path": "/v1/collections/texts/search", "headers": JSON_TYPE, "content": content})
     for path in ("/v1/jobs/" + "a" * 100, "/v1/collections/" + "%00" * 3 + "/items/x", "/v1/collections/x/items/"):
         cases.append({"method": "GET", "path": path})
     return [{"method": "POST", **case, "headers": {"content-type": "application/json", **case.get("headers", {})}}

@@ -25,7 +25,7 @@ def test_not_ready_until_the_lifespan_has_loaded_collections(service_data: Servi
     client = local_client(create_app(service_settings(service_data)))  # no `with`: lifespan never runs
     assert client.get("/healthz").status_code == 200
     assert_error(client.get("/readyz"), 503, "not_ready")
-    assert_error(client.post("/v1/texts/search", json={"text": "a dog"}), 503, "not_ready")
+    assert_error(client.post("/v1/collections/texts/search", json={"text": "a dog"}), 503, "not_ready")
 
 
 def test_unexpected_errors_get_the_shape_and_are_logged(service_data: ServiceData,
@@ -55,7 +55,8 @@ def test_openapi_documents_every_route_with_models(client: TestClient) -> None:
     for path, method, status in expected:
         response = spec["paths"][path][method]["responses"]
         assert "$ref" in str(response[status]["content"]["application/json"]["schema"]), (path, status)
-    assert "ErrorResponse" in str(spec["paths"]["/v1/texts/search"]["post"]["responses"]["422"])
+    for path in ("/v1/collections/{name}/search", "/v1/texts/search"):
+        assert "ErrorResponse" in str(spec["paths"][path]["post"]["responses"]["422"])
     assert client.get("/docs").status_code == 200
 
 
@@ -67,9 +68,10 @@ def test_reindex_from_a_file_under_the_data_root(client: TestClient) -> None:
     assert job["progress"].pop("rate_items_per_s") > 0
     assert (job["num_items"], job["skipped"], job["progress"]) == (30, 0, {"done": 30, "total": 30, "failed": 0,
                                                                             "resumed": 0, "eta_s": None})
-    body = client.post("/v1/texts/search", json={"text": "anything", "k": 50, "collection": "scratch2"}).json()
+    body = client.post("/v1/collections/scratch2/search", json={"text": "anything", "k": 50}).json()
     assert body["version"] == job["version"]
-    assert len(body["results"]) == 30 and all(hit["id"].startswith("more-") for hit in body["results"])
+    hits = body["queries"][0]["hits"]
+    assert len(hits) == 30 and all(hit["id"].startswith("more-") for hit in hits)
 
 
 def test_reindex_images_inline_skips_unreadable_ones(client: TestClient, service_data: ServiceData) -> None:
@@ -83,9 +85,9 @@ def test_reindex_images_inline_skips_unreadable_ones(client: TestClient, service
     assert (job["num_items"], job["skipped"]) == (3, 1)
     buffer = io.BytesIO()
     faces[1].save(buffer, format="PNG")
-    response = client.post("/v1/images/search", files={"file": ("q.png", buffer.getvalue(), "image/png")},
-                           data={"k": "3", "collection": "scratch-images"})
-    hits = response.json()["results"]
+    response = client.post("/v1/collections/scratch-images/search",
+                           files={"file": ("q.png", buffer.getvalue(), "image/png")}, data={"k": "3"})
+    hits = response.json()["queries"][0]["hits"]
     assert [hit["id"] for hit in hits][0] == "face-1" and hits[0]["metadata"] == {"n": 1}
     assert hits[0]["source"] == "inline"
 
@@ -118,10 +120,10 @@ def test_bad_reindex_requests(client: TestClient, body: dict[str, Any], status: 
 def test_failed_job_reports_its_error_and_keeps_the_old_index(client: TestClient, service_data: ServiceData
                                                               ) -> None:
     (service_data.data_root / "broken.jsonl").write_text('{"text": "  ", "label": "x"}\n', encoding="utf-8")
-    before = client.post("/v1/texts/search", json={"text": "x", "collection": "scratch2"}).json()["version"]
+    before = client.post("/v1/collections/scratch2/search", json={"text": "x"}).json()["version"]
     job = wait_job(client, client.post("/v1/reindex", json={"collection": "scratch2", "source": "broken.jsonl"})
                    .json()["job_id"])
     assert job["status"] == "failed" and "no readable item" in job["error"], job
     assert job["failures"] == [{"id": "1", "reason": "empty text: 'text' must be a non-empty string"}]
-    after = client.post("/v1/texts/search", json={"text": "x", "collection": "scratch2"}).json()["version"]
+    after = client.post("/v1/collections/scratch2/search", json={"text": "x"}).json()["version"]
     assert after == before

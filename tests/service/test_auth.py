@@ -36,7 +36,7 @@ def bearer(key: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/v1/texts/search", {"text": "a dog"}), ("GET", "/v1/collections", None),
+    ("POST", "/v1/collections/texts/search", {"text": "a dog"}), ("GET", "/v1/collections", None),
     ("GET", "/v1/jobs/0123", None), ("GET", "/metrics", None), ("POST", "/v1/reindex", REINDEX_UNKNOWN)])
 def test_routes_need_a_valid_key(keyed: TestClient, method: str, path: str, body: dict | None) -> None:
     for headers in ({}, bearer("wrong"), {"Authorization": f"Basic {READ}"}, {"Authorization": "Bearer "}):
@@ -47,7 +47,8 @@ def test_routes_need_a_valid_key(keyed: TestClient, method: str, path: str, body
 
 def test_read_key_reads_admin_key_administers(keyed: TestClient) -> None:
     for key in (READ, "other-read-key-0123", ADMIN):
-        assert keyed.post("/v1/texts/search", json={"text": "a dog"}, headers=bearer(key)).status_code == 200
+        response = keyed.post("/v1/collections/texts/search", json={"text": "a dog"}, headers=bearer(key))
+        assert response.status_code == 200
         assert keyed.get("/v1/collections", headers=bearer(key)).status_code == 200
     assert_error(keyed.post("/v1/reindex", json=REINDEX_UNKNOWN, headers=bearer(READ)), 403, "forbidden")
     assert_error(keyed.post("/v1/reindex", json=REINDEX_UNKNOWN, headers=bearer(ADMIN)), 404, "collection_not_found")

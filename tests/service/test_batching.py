@@ -17,6 +17,7 @@ from arcsearch.service.core.errors import OverloadedError
 from tests.service.helpers import ServiceData, assert_error
 
 CONCURRENT = 16
+TEXTS = "/v1/collections/texts/search"
 
 
 class SlowDoubler:
@@ -116,12 +117,12 @@ def test_a_batch_waits_for_a_query_on_its_way_and_not_after_it_is_withdrawn() ->
 def test_image_searches_announce_their_arrival_and_withdraw_it_on_failure(client: TestClient,
                                                                           service_data: ServiceData) -> None:
     batcher = client.app.state.registry.get("images").batcher  # type: ignore[attr-defined]
-    bad = client.post("/v1/images/search", files={"file": ("x.png", b"not an image", "image/png")})
+    bad = client.post("/v1/collections/images/search", files={"file": ("x.png", b"not an image", "image/png")})
     assert_error(bad, 415, "unsupported_media_type")
     assert batcher.arrivals == 0  # a failed request leaves nothing for later batches to wait for
     image = service_data.faces_dir.joinpath("s1", "1.pgm").read_bytes()
-    good = client.post("/v1/images/search", files={"file": ("1.pgm", image, "image/x-portable-graymap")})
-    assert good.status_code == 200 and good.json()["results"][0]["label"] == "s1"
+    good = client.post("/v1/collections/images/search", files={"file": ("1.pgm", image, "image/x-portable-graymap")})
+    assert good.status_code == 200 and good.json()["queries"][0]["hits"][0]["label"] == "s1"
     assert batcher.arrivals == 0
 
 
@@ -129,13 +130,13 @@ def test_concurrent_http_queries_share_forward_passes(client: TestClient, servic
     """16 concurrent text searches through the app: fewer forward passes than requests, same answers."""
     batcher = client.app.state.registry.get("texts").batcher  # type: ignore[attr-defined]
     texts = [q["text"] for q in service_data.query_texts[:CONCURRENT]]
-    alone = [client.post("/v1/texts/search", json={"text": t, "k": 3}).json()["results"] for t in texts]
+    alone = [client.post(TEXTS, json={"text": t, "k": 3}).json()["queries"][0]["hits"] for t in texts]
     batcher.max_wait_s, before = 0.2, batcher.batches
     barrier = threading.Barrier(CONCURRENT)
 
     def search(text: str) -> Any:
         barrier.wait(10)
-        return client.post("/v1/texts/search", json={"text": text, "k": 3}).json()["results"]
+        return client.post(TEXTS, json={"text": text, "k": 3}).json()["queries"][0]["hits"]
 
     try:
         with ThreadPoolExecutor(CONCURRENT) as pool:
@@ -154,7 +155,7 @@ def test_queries_after_shutdown_get_503(client: TestClient) -> None:
     closed.close()
     collection.batcher = closed
     try:
-        assert_error(client.post("/v1/texts/search", json={"text": "a dog"}), 503, "not_ready")
+        assert_error(client.post(TEXTS, json={"text": "a dog"}), 503, "not_ready")
     finally:
         collection.batcher = live
 
@@ -266,7 +267,7 @@ def stuck_batcher(client: TestClient, name: str) -> Any:
 def test_a_micro_batch_timeout_answers_503_over_http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("arcsearch.service.core.collection.SUBMIT_TIMEOUT_S", 0.3)
     with stuck_batcher(client, "texts"):
-        response = client.post("/v1/texts/search", json={"text": "a dog"})
+        response = client.post(TEXTS, json={"text": "a dog"})
         assert_error(response, 503, "overloaded")
         assert int(response.headers["retry-after"]) >= 1
 
@@ -277,7 +278,7 @@ def test_a_full_batch_queue_answers_503_over_http(client: TestClient, monkeypatc
     with stuck_batcher(client, "texts") as batcher:
         wait_running(batcher.enqueue(["first"], k=1))
         batcher.enqueue(["second", "third"], k=1)
-        response = client.post("/v1/texts/search", json={"text": "a dog"})
+        response = client.post(TEXTS, json={"text": "a dog"})
         assert_error(response, 503, "overloaded")
         assert int(response.headers["retry-after"]) >= 1
         assert batcher.queued_inputs == 2  # refused before it was queued

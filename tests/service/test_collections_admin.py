@@ -44,7 +44,7 @@ def listed(client: TestClient) -> dict[str, dict[str, Any]]:
 
 
 def search(client: TestClient, collection: str, text: str = "a dog", k: int = 5) -> Any:
-    return client.post("/v1/texts/search", json={"text": text, "k": k, "collection": collection})
+    return client.post(f"/v1/collections/{collection}/search", json={"text": text, "k": k})
 
 
 def test_created_collection_is_served_empty_then_filled_by_upserts_and_reindex(
@@ -58,10 +58,10 @@ def test_created_collection_is_served_empty_then_filled_by_upserts_and_reindex(
     assert listed(admin)["notes"]["last_reindex"] is None
 
     empty = search(admin, "notes")
-    assert empty.status_code == 200 and empty.json()["results"] == [], empty.text
+    assert empty.status_code == 200 and empty.json()["queries"][0]["hits"] == [], empty.text
     put = admin.put("/v1/collections/notes/items/n1", json={"text": "a small dog barked", "label": "dog"})
     assert put.status_code == 200 and put.json()["size"] == 1, put.text
-    assert [hit["id"] for hit in search(admin, "notes").json()["results"]] == ["n1"]
+    assert [hit["id"] for hit in search(admin, "notes").json()["queries"][0]["hits"]] == ["n1"]
 
     job = wait_job(admin, admin.post("/v1/reindex", json={"collection": "notes", "source": "texts.jsonl"})
                    .json()["job_id"])
@@ -90,14 +90,14 @@ def test_a_factory_that_needs_training_waits_for_the_first_reindex(admin: TestCl
     created = admin.post("/v1/collections", json={"name": "ivf", "embedder": EMBEDDER, "index_factory": "IVF4,Flat"})
     assert created.status_code == 201, created.text
     assert (created.json()["status"], created.json()["index_type"]) == ("empty", "IVF4,Flat")
-    assert search(admin, "ivf").json()["results"] == []
+    assert search(admin, "ivf").json()["queries"][0]["hits"] == []
     assert_error(admin.put("/v1/collections/ivf/items/a", json={"text": "a cat"}), 409, "collection_empty")
     job = wait_job(admin, admin.post("/v1/reindex", json={"collection": "ivf", "source": "texts.jsonl"})
                    .json()["job_id"])
     assert job["status"] == "succeeded", job
     summary = listed(admin)["ivf"]
     assert (summary["status"], summary["size"], summary["index_type"]) == ("ready", 100, "IVF4,Flat")
-    assert len(search(admin, "ivf", k=3).json()["results"]) == 3
+    assert len(search(admin, "ivf", k=3).json()["queries"][0]["hits"]) == 3
     assert admin.delete("/v1/collections/ivf").status_code == 204
 
 

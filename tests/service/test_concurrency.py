@@ -28,10 +28,10 @@ def test_searches_upserts_and_a_reindex_at_once(client: TestClient, service_data
 
     def searcher(i: int) -> None:
         while not stop.is_set():
-            body = {"texts": ["a kind of tool", "an animal"], "k": 5, "collection": "scratch2"}
+            body = {"texts": ["a kind of tool", "an animal"], "k": 5}
             if i % 2:
                 body["filter"] = {"label": service_data.indexed_texts[0]["label"]}
-            record("search", client.post("/v1/texts/search", json=body), {200})
+            record("search", client.post("/v1/collections/scratch2/search", json=body), {200})
 
     def writer() -> None:
         n = 0

@@ -135,8 +135,8 @@ def test_an_upsert_that_cannot_be_logged_answers_503_and_is_not_findable(durable
         assert_error(put, 503, "storage_busy")
         assert put.headers["retry-after"] == "1"
         assert_error(http.get(f"{base}/locked-1"), 404, "item_not_found")
-        hits = http.post("/v1/texts/search", json={"text": "a violet submarine", "k": 50, "collection": "notes2"})
-        assert "locked-1" not in {hit["id"] for hit in hits.json()["results"]}
+        hits = http.post("/v1/collections/notes2/search", json={"text": "a violet submarine", "k": 50})
+        assert "locked-1" not in {hit["id"] for hit in hits.json()["queries"][0]["hits"]}
         assert_error(http.delete(f"{base}/old-0"), 503, "storage_busy")
         assert http.get(f"{base}/old-0").status_code == 200
     assert http.put(f"{base}/locked-1", json={"text": "a violet submarine", "label": "x"}).json()["status"] == "created"
@@ -217,8 +217,8 @@ def test_a_corrupt_jobs_database_leaves_search_up_and_says_why(template: dict[st
         assert (notes["status"], notes["last_reindex"], notes["embedder_origin"]) == ("ready", None, "text-embedder")
         metrics = http.get("/metrics")
         assert metrics.status_code == 200 and 'arcsearch_index_items{collection="notes"} 20.0' in metrics.text
-        hits = http.post("/v1/texts/search", json={"text": "an animal", "k": 3, "collection": "notes"})
-        assert hits.status_code == 200 and len(hits.json()["results"]) == 3, hits.text
+        hits = http.post("/v1/collections/notes/search", json={"text": "an animal", "k": 3})
+        assert hits.status_code == 200 and len(hits.json()["queries"][0]["hits"]) == 3, hits.text
         assert_error(http.post("/v1/reindex", json={"collection": "notes", "items": [{"id": "a", "text": "a"}]}),
                      503, "jobs_unavailable")
         assert_error(http.get("/v1/jobs/0123456789abcdef"), 503, "jobs_unavailable")
@@ -246,8 +246,8 @@ def test_an_upsert_on_a_full_disk_answers_507_and_is_not_findable(template: dict
         body = {"text": "a long note", "label": "x", "metadata": {"notes": "many words " * 2000}}  # > one page
         assert_error(client.put("/v1/collections/notes/items/big", json=body), 507, "insufficient_storage")
         assert_error(client.get("/v1/collections/notes/items/big"), 404, "item_not_found")
-        assert len(client.post("/v1/texts/search", json={"text": "a", "k": 50, "collection": "notes"})
-                   .json()["results"]) == 20
+        assert len(client.post("/v1/collections/notes/search", json={"text": "a", "k": 50})
+                   .json()["queries"][0]["hits"]) == 20
 
 
 def test_a_publish_that_fails_keeps_the_old_version_and_every_change(template: dict[str, Path],

@@ -84,7 +84,8 @@ def test_a_request_the_key_check_refuses_is_not_read(tmp_path: Path) -> None:
         async def send(message: dict) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "method": "POST", "path": "/v1/texts/search", "raw_path": b"/v1/texts/search",
+        scope = {"type": "http", "method": "POST", "path": "/v1/collections/texts/search",
+                 "raw_path": b"/v1/collections/texts/search",
                  "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 8000),
                  "client": ("127.0.0.1", 5000), "http_version": "1.1", "app": app,
                  "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),

@@ -23,6 +23,7 @@ ADMIN_KEY = "edge-admin-key-0123456789"
 READ_KEY = "edge-read-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 READ = {"Authorization": f"Bearer {READ_KEY}"}
+TEXTS = "/v1/collections/texts/search"
 MiB = 1024 * 1024
 
 
@@ -84,7 +85,7 @@ def status_line_after_headers(port: int, path: str, *, declared_bytes: int, time
 
 def test_the_key_is_checked_before_the_body_is_read(keyed: dict[str, Any]) -> None:
     started = time.monotonic()
-    line = status_line_after_headers(keyed["port"], "/v1/texts/search", declared_bytes=64 * MiB, timeout_s=10)
+    line = status_line_after_headers(keyed["port"], TEXTS, declared_bytes=64 * MiB, timeout_s=10)
     assert line.startswith("HTTP/1.1 401"), line
     assert time.monotonic() - started < 3
 
@@ -98,7 +99,7 @@ def test_unauthenticated_large_bodies_cost_no_memory(keyed: dict[str, Any], api:
     def send() -> None:
         try:
             with socket.create_connection(("127.0.0.1", keyed["port"]), timeout=30) as sock:
-                sock.sendall(f"POST /v1/texts/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                sock.sendall(f"POST {TEXTS} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
                              f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
                 sock.recv(4096)
         except OSError:
@@ -120,14 +121,14 @@ def test_unauthenticated_large_bodies_cost_no_memory(keyed: dict[str, Any], api:
 
 def test_json_bodies_have_a_small_limit(api: httpx.Client) -> None:
     body = raw_json({"text": "a" * (2 * MiB)})
-    error = assert_error(post_raw(api, "POST", "/v1/texts/search", body, READ), 413, "payload_too_large")
+    error = assert_error(post_raw(api, "POST", TEXTS, body, READ), 413, "payload_too_large")
     assert error["details"]["limit_bytes"] < 2 * MiB
 
 
 @pytest.mark.parametrize("depth", [200, 100_000])
 def test_deeply_nested_json_is_refused(api: httpx.Client, depth: int) -> None:
     body = b'{"text": "a dog", "filter": {"metadata": {"x": ' + b"[" * depth + b"]" * depth + b"}}}"
-    assert_error(post_raw(api, "POST", "/v1/texts/search", body, READ), 422, "json_too_deep")
+    assert_error(post_raw(api, "POST", TEXTS, body, READ), 422, "json_too_deep")
 
 
 def test_metric_labels_stay_bounded(api: httpx.Client) -> None:
@@ -220,9 +221,9 @@ def test_poison_rows_of_a_source_file_are_failures_not_items(api: httpx.Client, 
         time.sleep(0.1)
     assert job["status"] == "succeeded" and job["num_items"] == 3, job
     assert len(job["failures"]) == 6, job
-    found = post_raw(api, "POST", "/v1/texts/search", raw_json(
-        {"text": "a dog", "k": 10, "collection": "scratch", "filter": {"metadata": {"kind": "good"}}}), READ)
+    found = post_raw(api, "POST", "/v1/collections/scratch/search", raw_json(
+        {"text": "a dog", "k": 10, "filter": {"metadata": {"kind": "good"}}}), READ)
     assert found.status_code == 200, found.text
-    assert {hit["id"] for hit in found.json()["results"]} == {"good-0", "good-1", "good-2"}
+    assert {hit["id"] for hit in found.json()["queries"][0]["hits"]} == {"good-0", "good-1", "good-2"}
     assert api.get("/v1/collections/scratch/items/good-0", headers=READ).status_code == 200
     assert not any(line.startswith("FORGED") for line in keyed["log"].read_text().splitlines())

@@ -87,5 +87,5 @@ def test_a_safe_image_bundle_is_served(admin_http: httpx.Client) -> None:
     face = (bundles.prepared().faces_dir / "s1" / "1.pgm").read_bytes()
     put = admin_http.put("/v1/collections/faces/items/s1/1", json={"image_base64": base64.b64encode(face).decode()})
     assert put.status_code == 200, put.text
-    hits = admin_http.post("/v1/images/search", files={"file": ("1.pgm", face)}, data={"collection": "faces"})
-    assert hits.status_code == 200 and hits.json()["results"][0]["id"] == "s1/1"
+    hits = admin_http.post("/v1/collections/faces/search", files={"file": ("1.pgm", face)})
+    assert hits.status_code == 200 and hits.json()["queries"][0]["hits"][0]["id"] == "s1/1"

@@ -14,9 +14,11 @@ import pytest
 from tests.service.fuzz_cases import all_cases
 from tests.service.helpers import HELD_OUT_PEOPLE, MAX_UPLOAD_BYTES, ServiceData, assert_error
 
+IMAGES, TEXTS = "/v1/collections/images/search", "/v1/collections/texts/search"
+
 
 def search_image(http: httpx.Client, path: Path, **form: Any) -> httpx.Response:
-    return http.post("/v1/images/search", files={"file": (path.name, path.read_bytes(), "image/x-portable-graymap")},
+    return http.post(IMAGES, files={"file": (path.name, path.read_bytes(), "image/x-portable-graymap")},
                      data={key: str(value) for key, value in form.items()})
 
 
@@ -39,7 +41,7 @@ def test_held_out_face_finds_the_same_person_at_rank_one(http: httpx.Client, ser
             query = service_data.faces_dir / person / f"{number}.pgm"
             response = search_image(http, query, k=2)
             assert response.status_code == 200, response.text
-            hits = response.json()["results"]
+            hits = response.json()["queries"][0]["hits"]
             assert hits[0]["id"] == f"{person}/{number}.pgm"  # the indexed copy of the query itself
             others = [hit for hit in hits if hit["id"] != f"{person}/{number}.pgm"]
             correct += others[0]["label"] == person
@@ -50,16 +52,16 @@ def test_held_out_face_finds_the_same_person_at_rank_one(http: httpx.Client, ser
 def test_text_finds_texts_of_the_same_class(http: httpx.Client, service_data: ServiceData) -> None:
     """20 held-out glosses against 100 indexed ones of the same 20 classes: chance is 5%."""
     queries = service_data.query_texts
-    response = http.post("/v1/texts/search", json={"texts": [q["text"] for q in queries], "k": 3})
+    response = http.post(TEXTS, json={"texts": [q["text"] for q in queries], "k": 3})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["collection"] == "texts" and body["results"] is None and len(body["queries"]) == 20
-    correct = sum(q["results"][0]["label"] == query["label"] for q, query in zip(body["queries"], queries,
-                                                                                 strict=True))
+    assert body["collection"] == "texts" and "results" not in body and len(body["queries"]) == 20
+    correct = sum(q["hits"][0]["label"] == query["label"] for q, query in zip(body["queries"], queries, strict=True))
     assert correct / len(queries) >= 0.5, f"precision@1 {correct}/20"
-    single = http.post("/v1/texts/search", json={"text": queries[0]["text"], "k": 2}).json()
-    assert single["results"] == single["queries"][0]["results"] and len(single["results"]) == 2
-    assert single["results"][0]["metadata"]["text"]
+    single = http.post(TEXTS, json={"text": queries[0]["text"], "k": 2}).json()
+    assert len(single["queries"]) == 1 and [hit["id"] for hit in single["queries"][0]["hits"]] == [
+        hit["id"] for hit in body["queries"][0]["hits"][:2]]
+    assert single["queries"][0]["hits"][0]["metadata"]["text"]
 
 
 def test_reindex_swaps_the_index_without_failed_queries(http: httpx.Client, server: dict[str, Any],
@@ -72,9 +74,9 @@ def test_reindex_swaps_the_index_without_failed_queries(http: httpx.Client, serv
     def query_forever() -> None:
         with httpx.Client(base_url=server["url"], timeout=60) as client:
             while not stop.is_set():
-                response = client.post("/v1/texts/search",
-                                       json={"text": "a kind of tool", "k": 5, "collection": "scratch"})
-                ids = {hit["id"].split("-")[0] for hit in response.json().get("results") or []}
+                response = client.post("/v1/collections/scratch/search", json={"text": "a kind of tool", "k": 5})
+                queries = response.json().get("queries") or [{"hits": []}]
+                ids = {hit["id"].split("-")[0] for hit in queries[0]["hits"]}
                 entry = {"status": response.status_code, "ids": ids, "during": started.is_set() and not done.is_set()}
                 if "new" in ids and not log_has_new(log):
                     entry["job_status"] = client.get(f"/v1/jobs/{job_id[0]}").json()["status"]
@@ -134,29 +136,28 @@ def chunks(body: bytes) -> Iterator[bytes]:
 FACE = Path("s1") / "1.pgm"
 BAD_REQUESTS: list[tuple[str, int, str, dict[str, Any]]] = [
     ("non-image upload", 415, "unsupported_media_type",
-     {"path": "/v1/images/search", "files": {"file": ("a.jpg", b"definitely not an image")}}),
-    ("empty upload", 422, "empty_upload", {"path": "/v1/images/search", "files": {"file": ("a.png", b"")}}),
+     {"path": IMAGES, "files": {"file": ("a.jpg", b"definitely not an image")}}),
+    ("empty upload", 422, "empty_upload", {"path": IMAGES, "files": {"file": ("a.png", b"")}}),
     ("upload over the limit", 413, "payload_too_large",
-     {"path": "/v1/images/search", "files": {"file": ("a.png", b"\0" * (MAX_UPLOAD_BYTES + 30_000))}}),
+     {"path": IMAGES, "files": {"file": ("a.png", b"\0" * (MAX_UPLOAD_BYTES + 30_000))}}),
     ("body over the limit", 413, "payload_too_large",
-     {"path": "/v1/images/search", "files": {"file": ("a.png", b"\0" * (MAX_UPLOAD_BYTES * 3))}}),
-    ("missing file", 422, "validation_error", {"path": "/v1/images/search", "data": {"k": "3"}}),
-    ("k zero", 422, "validation_error", {"path": "/v1/texts/search", "json": {"text": "a dog", "k": 0}}),
-    ("k over max", 422, "validation_error", {"path": "/v1/texts/search", "json": {"text": "a dog", "k": 101}}),
-    ("k not a number", 422, "validation_error", {"path": "/v1/images/search", "face": True, "data": {"k": "many"}}),
-    ("image k over max", 422, "validation_error", {"path": "/v1/images/search", "face": True, "data": {"k": "5000"}}),
-    ("empty text", 422, "validation_error", {"path": "/v1/texts/search", "json": {"text": "   "}}),
-    ("over-long text", 422, "validation_error", {"path": "/v1/texts/search", "json": {"text": "word " * 1000}}),
-    ("text and texts", 422, "validation_error", {"path": "/v1/texts/search", "json": {"text": "a", "texts": ["b"]}}),
-    ("batch too large", 422, "validation_error", {"path": "/v1/texts/search", "json": {"texts": ["a"] * 65}}),
-    ("unknown collection", 404, "collection_not_found",
-     {"path": "/v1/texts/search", "json": {"text": "a dog", "collection": "nope"}}),
+     {"path": IMAGES, "files": {"file": ("a.png", b"\0" * (MAX_UPLOAD_BYTES * 3))}}),
+    ("missing file", 422, "validation_error", {"path": IMAGES, "content": b'--b\r\nContent-Disposition: form-data; '
+     b'name="k"\r\n\r\n3\r\n--b--\r\n', "headers": {"content-type": "multipart/form-data; boundary=b"}}),
+    ("form without files", 415, "unsupported_media_type", {"path": IMAGES, "data": {"k": "3"}}),
+    ("k zero", 422, "validation_error", {"path": TEXTS, "json": {"text": "a dog", "k": 0}}),
+    ("k over max", 422, "validation_error", {"path": TEXTS, "json": {"text": "a dog", "k": 101}}),
+    ("k not a number", 422, "validation_error", {"path": IMAGES, "face": True, "data": {"k": "many"}}),
+    ("image k over max", 422, "validation_error", {"path": IMAGES, "face": True, "data": {"k": "5000"}}),
+    ("empty text", 422, "validation_error", {"path": TEXTS, "json": {"text": "   "}}),
+    ("over-long text", 422, "validation_error", {"path": TEXTS, "json": {"text": "word " * 1000}}),
+    ("text and texts", 422, "validation_error", {"path": TEXTS, "json": {"text": "a", "texts": ["b"]}}),
+    ("batch too large", 422, "validation_error", {"path": TEXTS, "json": {"texts": ["a"] * 65}}),
+    ("unknown collection", 404, "collection_not_found", {"path": "/v1/collections/nope/search", "json": {"text": "a"}}),
     ("malformed json", 422, "invalid_json",
-     {"path": "/v1/texts/search", "content": b'{"text": "a dog",', "headers": {"content-type": "application/json"}}),
-    ("text to image collection", 400, "wrong_modality",
-     {"path": "/v1/texts/search", "json": {"text": "a dog", "collection": "images"}}),
-    ("image to text collection", 400, "wrong_modality",
-     {"path": "/v1/images/search", "face": True, "data": {"collection": "texts"}}),
+     {"path": TEXTS, "content": b'{"text": "a dog",', "headers": {"content-type": "application/json"}}),
+    ("text to image collection", 400, "wrong_modality", {"path": IMAGES, "json": {"text": "a dog"}}),
+    ("image to text collection", 400, "wrong_modality", {"path": TEXTS, "face": True}),
     ("source with ..", 403, "source_outside_data_root",
      {"path": "/v1/reindex", "json": {"collection": "scratch", "source": "../outside/secret.jsonl"}}),
     ("absolute source", 403, "source_outside_data_root",
@@ -176,7 +177,7 @@ BAD_REQUESTS: list[tuple[str, int, str, dict[str, Any]]] = [
     ("reindex without source or items", 422, "validation_error", {"path": "/v1/reindex", "json": {"collection": "x"}}),
     ("unknown job", 404, "job_not_found", {"method": "GET", "path": "/v1/jobs/0123456789abcdef"}),
     ("unknown route", 404, "not_found", {"method": "GET", "path": "/v1/nothing"}),
-    ("wrong method", 405, "method_not_allowed", {"method": "GET", "path": "/v1/texts/search"}),
+    ("wrong method", 405, "method_not_allowed", {"method": "GET", "path": TEXTS}),
 ]
 
 
@@ -193,7 +194,7 @@ def test_bad_requests_get_a_4xx_with_the_error_shape(http: httpx.Client, service
 
 def test_chunked_body_over_the_limit_is_refused_while_streaming(http: httpx.Client) -> None:
     body, content_type = multipart(b"\0" * (MAX_UPLOAD_BYTES * 3))
-    response = http.post("/v1/images/search", content=chunks(body), headers={"content-type": content_type})
+    response = http.post(IMAGES, content=chunks(body), headers={"content-type": content_type})
     assert_error(response, 413, "payload_too_large")
 
 
@@ -216,7 +217,7 @@ def test_server_is_still_alive_and_logged_no_500(http: httpx.Client, server: dic
                                                  service_data: ServiceData) -> None:
     assert http.get("/healthz").json() == {"status": "ok"}
     assert http.get("/readyz").status_code == 200
-    assert search_image(http, service_data.faces_dir / FACE, k=1).json()["results"][0]["id"] == "s1/1.pgm"
+    assert search_image(http, service_data.faces_dir / FACE, k=1).json()["queries"][0]["hits"][0]["id"] == "s1/1.pgm"
     log = server["log"].read_text()
     assert "status=500" not in log and "Traceback" not in log, log[-3000:]
 

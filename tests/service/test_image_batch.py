@@ -1,4 +1,5 @@
-"""POST /v1/images/search with several ``file`` parts, over HTTP (conftest.server): one forward pass, in order."""
+"""POST /v1/collections/images/search with several ``file`` parts, over HTTP (conftest.server): one forward pass,
+in order."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ def face(service_data: ServiceData, person: str, number: int) -> Part:
 
 def post_images(http: httpx.Client, parts: list[Part], **form: Any) -> httpx.Response:
     """One request with a ``file`` part per entry of ``parts`` (as ``curl -F file=@a -F file=@b`` sends them)."""
-    return http.post("/v1/images/search", files=[("file", (name, data, "image/x-portable-graymap"))
-                                                 for name, data in parts],
+    return http.post("/v1/collections/images/search", files=[("file", (name, data, "image/x-portable-graymap"))
+                                                             for name, data in parts],
                      data={key: str(value) for key, value in form.items()})
 
 
@@ -35,7 +36,7 @@ def image_batches(http: httpx.Client) -> tuple[float, float]:
 def assert_still_serving(http: httpx.Client, service_data: ServiceData) -> None:
     response = post_images(http, [face(service_data, "s1", 1)], k=1)
     assert response.status_code == 200, response.text
-    assert response.json()["results"][0]["id"] == "s1/1.pgm"
+    assert response.json()["queries"][0]["hits"][0]["id"] == "s1/1.pgm"
 
 
 def ids_and_scores(results: list[dict[str, Any]]) -> tuple[list[str], list[float]]:
@@ -47,8 +48,9 @@ def test_a_batch_answers_each_image_as_single_requests_do(http: httpx.Client, se
     singles = []
     for part in (a, b):
         body = post_images(http, [part], k=5).json()
-        assert body["queries"] == [{"filename": part[0], "results": body["results"]}]
-        singles.append(body["results"])
+        (query,) = body["queries"]
+        assert query["filename"] == part[0] and "results" not in body  # each query's hits once
+        singles.append(query["hits"])
     passes, inputs = image_batches(http)
     response = post_images(http, [a, b], k=5)
     assert response.status_code == 200, response.text
@@ -56,19 +58,18 @@ def test_a_batch_answers_each_image_as_single_requests_do(http: httpx.Client, se
     body = response.json()
     assert body["collection"] == "images" and body["version"]
     assert [q["filename"] for q in body["queries"]] == [a[0], b[0]]
-    assert body["results"] == body["queries"][0]["results"]
     for query, single in zip(body["queries"], singles, strict=True):
-        ids, scores = ids_and_scores(query["results"])
+        ids, scores = ids_and_scores(query["hits"])
         assert ids == ids_and_scores(single)[0]
         assert scores == pytest.approx(ids_and_scores(single)[1], abs=1e-4)
-    assert [q["results"][0]["id"] for q in body["queries"]] == ["s31/1.pgm", "s36/6.pgm"]
+    assert [q["hits"][0]["id"] for q in body["queries"]] == ["s31/1.pgm", "s36/6.pgm"]
 
 
 def test_the_order_of_the_files_is_kept(http: httpx.Client, service_data: ServiceData) -> None:
     parts = [face(service_data, person, number) for person, number in (("s36", 6), ("s2", 3), ("s31", 1))]
     body = post_images(http, parts, k=1, min_score="0.5").json()
     assert [q["filename"] for q in body["queries"]] == [name for name, _ in parts]
-    assert [q["results"][0]["id"] for q in body["queries"]] == ["s36/6.pgm", "s2/3.pgm", "s31/1.pgm"]
+    assert [q["hits"][0]["id"] for q in body["queries"]] == ["s36/6.pgm", "s2/3.pgm", "s31/1.pgm"]
 
 
 def test_one_more_file_than_allowed_gets_422(http: httpx.Client, service_data: ServiceData) -> None:

@@ -49,7 +49,7 @@ def memory_kib(pid: int, field: str) -> int:
 
 
 def post_files(http: httpx.Client, parts: list[tuple[str, bytes]], **form: Any) -> httpx.Response:
-    return http.post("/v1/images/search", files=[("file", part) for part in parts],
+    return http.post("/v1/collections/images/search", files=[("file", part) for part in parts],
                      data={key: str(value) for key, value in form.items()})
 
 
@@ -80,7 +80,7 @@ def test_a_burst_of_huge_pngs_stays_under_the_memory_bound(service_data: Service
             f"peak RSS {peak / 2**20:.0f} MiB = baseline {baseline / 2**20:.0f} MiB + "
             f"{(peak - baseline) / 2**20:.0f} MiB > bound {bound_above_baseline / 2**20:.0f} MiB; statuses {statuses}")
         after = post_files(http, [("s1-1.pgm", face)], k=1)
-        assert after.status_code == 200 and after.json()["results"][0]["id"] == "s1/1.pgm"
+        assert after.status_code == 200 and after.json()["queries"][0]["hits"][0]["id"] == "s1/1.pgm"
         print(f"burst statuses {statuses}; peak {peak / 2**20:.0f} MiB, baseline {baseline / 2**20:.0f} MiB, "
               f"bound above baseline {bound_above_baseline / 2**20:.0f} MiB")
 
@@ -120,5 +120,5 @@ def test_images_are_reduced_before_they_are_queued(client: TestClient, big_png: 
 def test_a_large_photo_of_a_face_still_finds_it(client: TestClient, service_data: ServiceData) -> None:
     face = Image.open(service_data.faces_dir / "s7" / "4.pgm")
     large = png(face.resize((face.width * 20, face.height * 20), Image.Resampling.BICUBIC))  # 1840 x 2240
-    hits = post_files(client, [("large.png", large)], k=1).json()["results"]
+    hits = post_files(client, [("large.png", large)], k=1).json()["queries"][0]["hits"]
     assert hits[0]["id"] == "s7/4.pgm" and hits[0]["score"] > 0.95, hits

@@ -20,8 +20,7 @@ BASE = "/v1/collections/scratch2"
 
 
 def all_items(client: TestClient) -> list[dict]:
-    body = {"text": "anything", "k": 100, "collection": "scratch2"}
-    return client.post("/v1/texts/search", json=body).json()["results"]
+    return client.post(f"{BASE}/search", json={"text": "anything", "k": 100}).json()["queries"][0]["hits"]
 
 
 def test_upsert_get_delete_survive_a_restart(client: TestClient, service_data: ServiceData) -> None:
@@ -34,8 +33,8 @@ def test_upsert_get_delete_survive_a_restart(client: TestClient, service_data: S
                                                              "index_supports_delete": True}
     got = client.get(f"{BASE}/items/new/one").json()
     assert (got["label"], got["metadata"]) == ("cat", {"n": 1, "text": "a small striped cat"})
-    hits = client.post("/v1/texts/search", json={"text": "a small striped cat", "k": 1, "collection": "scratch2"})
-    assert hits.json()["results"][0]["id"] == "new/one"
+    hits = client.post(f"{BASE}/search", json={"text": "a small striped cat", "k": 1})
+    assert hits.json()["queries"][0]["hits"][0]["id"] == "new/one"
     again = client.put(f"{BASE}/items/new/one", json={"text": "a large dog", "label": "dog"}).json()
     assert (again["status"], again["size"]) == ("replaced", size + 1)
     client.put(f"{BASE}/items/gone", json={"text": "to be deleted", "label": "x"})
@@ -58,17 +57,17 @@ def test_filters_come_back_with_k_results_and_min_score_holds(client: TestClient
     labels = Counter(hit["label"] for hit in all_items(client))
     label, count = labels.most_common(1)[0]
     assert count >= 2
-    body = {"text": "something unrelated to it all", "k": count, "collection": "scratch2", "filter": {"label": label}}
-    hits = client.post("/v1/texts/search", json=body).json()["results"]
+    body = {"text": "something unrelated to it all", "k": count, "filter": {"label": label}}
+    hits = client.post(f"{BASE}/search", json=body).json()["queries"][0]["hits"]
     assert len(hits) == count and {h["label"] for h in hits} == {label}
-    body = {"text": "anything", "k": 50, "collection": "scratch2", "min_score": 0.3}
-    assert all(h["score"] >= 0.3 for h in client.post("/v1/texts/search", json=body).json()["results"])
+    body = {"text": "anything", "k": 50, "min_score": 0.3}
+    assert all(h["score"] >= 0.3 for h in client.post(f"{BASE}/search", json=body).json()["queries"][0]["hits"])
     face = (service_data.faces_dir / "s1" / "1.pgm").read_bytes()
-    images = client.post("/v1/images/search", files={"file": ("1.pgm", face)},
-                         data={"k": "10", "label": "s5", "min_score": "-1"}).json()["results"]
+    images = client.post("/v1/collections/images/search", files={"file": ("1.pgm", face)},
+                         data={"k": "10", "label": "s5", "min_score": "-1"}).json()["queries"][0]["hits"]
     assert len(images) == 10 and {h["label"] for h in images} == {"s5"}  # all 10 of s5, though s1 is nearer
-    bad = {"text": "x", "collection": "scratch2", "filter": {"metadata": {"bad key!": 1}}}
-    assert_error(client.post("/v1/texts/search", json=bad), 422, "validation_error")
+    bad = {"text": "x", "filter": {"metadata": {"bad key!": 1}}}
+    assert_error(client.post(f"{BASE}/search", json=bad), 422, "validation_error")
 
 
 def test_search_by_item_id_and_by_raw_vector(client: TestClient) -> None:
@@ -102,8 +101,8 @@ def test_hnsw_cannot_delete_so_it_says_so_and_rebuilds_in_the_background(service
         while store.tombstones or store.index.ntotal != 19:
             assert time.monotonic() < deadline, "the background rebuild did not run"
             time.sleep(0.05)
-        body = {"text": rows[3]["text"], "k": 20, "collection": "hnsw"}
-        hits = hnsw.post("/v1/texts/search", json=body).json()["results"]
+        body = {"text": rows[3]["text"], "k": 20}
+        hits = hnsw.post("/v1/collections/hnsw/search", json=body).json()["queries"][0]["hits"]
         assert len(hits) == 19 and "h-3" not in {h["id"] for h in hits}
 
 

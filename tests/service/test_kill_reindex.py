@@ -46,8 +46,8 @@ def test_sigkill_during_reindex_keeps_the_last_complete_index(service_data: Serv
         assert job["status"] == "interrupted" and "stopped" in job["error"], job
         listed = {c["name"]: c for c in httpx.get(f"{url}/v1/collections", timeout=10).json()["collections"]}
         assert (listed["kill"]["size"], listed["kill"]["version"]) == (OLD_ITEMS, old_version)
-        hits = httpx.post(f"{url}/v1/texts/search", json={"text": "anything", "k": 50, "collection": "kill"},
-                          timeout=30).json()["results"]
+        hits = httpx.post(f"{url}/v1/collections/kill/search", json={"text": "anything", "k": 50},
+                          timeout=30).json()["queries"][0]["hits"]
         assert sorted(hit["id"] for hit in hits) == sorted(f"old-{i}" for i in range(OLD_ITEMS))
         again = httpx.post(f"{url}/v1/reindex", json={"collection": "kill", "items": items[:5]}, timeout=30)
         assert again.status_code == 202, again.text

@@ -12,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from arcsearch.service.app import create_app
 from tests.service.helpers import ServiceData, local_client, service_settings
 
+IMAGES, TEXTS = "/v1/collections/images/search", "/v1/collections/texts/search"
+
 
 def samples(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     response = client.get("/metrics")
@@ -27,17 +29,18 @@ def value(found: dict, name: str, **labels: str) -> float:
 def test_metrics_count_routes_stages_batches_sizes_and_jobs(client: TestClient, service_data: ServiceData) -> None:
     before = samples(client)
     face = (service_data.faces_dir / "s1" / "1.pgm").read_bytes()
-    assert client.post("/v1/images/search", files={"file": ("1.pgm", face)}, data={"k": "2"}).status_code == 200
-    assert client.post("/v1/texts/search", json={"texts": ["a dog", "a tree"], "k": 2}).status_code == 200
-    assert client.post("/v1/texts/search", json={"text": ""}).status_code == 422
+    assert client.post(IMAGES, files={"file": ("1.pgm", face)}, data={"k": "2"}).status_code == 200
+    assert client.post(TEXTS, json={"texts": ["a dog", "a tree"], "k": 2}).status_code == 200
+    assert client.post(TEXTS, json={"text": ""}).status_code == 422
     after = samples(client)
 
     def grew(name: str, by: float = 1.0, **labels: str) -> bool:
         return value(after, name, **labels) - value(before, name, **labels) >= by
 
-    assert grew("arcsearch_requests_total", method="POST", route="/v1/texts/search", status="200")
-    assert grew("arcsearch_requests_total", method="POST", route="/v1/texts/search", status="422")
-    assert grew("arcsearch_request_duration_seconds_count", method="POST", route="/v1/images/search")
+    route = "/v1/collections/{name}/search"  # the template: one series for every collection
+    assert grew("arcsearch_requests_total", by=2, method="POST", route=route, status="200")
+    assert grew("arcsearch_requests_total", method="POST", route=route, status="422")
+    assert grew("arcsearch_request_duration_seconds_count", by=3, method="POST", route=route)
     assert grew("arcsearch_stage_duration_seconds_count", stage="decode", collection="images")
     for stage in ("embed", "search"):
         assert grew("arcsearch_stage_duration_seconds_count", stage=stage, collection="texts")
@@ -57,7 +60,7 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", fresh)
     unsafe = client.get("/healthz", headers={"X-Request-ID": "no spaces\tor tabs"}).headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", unsafe)
-    assert client.post("/v1/texts/search", json={"k": "x"}).headers["x-request-id"]  # errors carry it too
+    assert client.post(TEXTS, json={"k": "x"}).headers["x-request-id"]  # errors carry it too
 
 
 def test_log_records_carry_the_request_id(service_data: ServiceData, caplog: pytest.LogCaptureFixture) -> None:

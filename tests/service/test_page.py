@@ -19,7 +19,8 @@ from tests.service.helpers import ServiceData, assert_error, local_client, servi
 def test_page_is_served_without_a_build_step(client: TestClient) -> None:
     response = client.get("/")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
-    assert 'id="results"' in response.text and "/v1/images/search" in response.text
+    assert 'id="results"' in response.text and "/search`" in response.text  # the collection search route
+    assert "/v1/images/search" not in response.text and "/v1/texts/search" not in response.text  # not deprecated ones
 
 
 def test_thumbnails_only_for_files_under_the_data_root(client: TestClient, tmp_path: Path) -> None:

@@ -48,10 +48,10 @@ def test_service_serves_the_good_collection_and_reports_the_bad_one(mismatched: 
         assert listed["bad"]["status"] == "error" and "built with embedder" in listed["bad"]["error"]
         assert listed["good"]["status"] == "ready" and listed["good"]["size"] == 20
         face = (mismatched.faces_dir / "s1" / "1.pgm").read_bytes()
-        bad = client.post("/v1/images/search", files={"file": ("1.pgm", face)}, data={"collection": "bad"})
+        bad = client.post("/v1/collections/bad/search", files={"file": ("1.pgm", face)})
         assert_error(bad, 503, "collection_unavailable")
-        good = client.post("/v1/images/search", files={"file": ("1.pgm", face)}, data={"collection": "good"})
-        assert good.status_code == 200 and good.json()["results"][0]["id"] == "s1/1.pgm"
+        good = client.post("/v1/collections/good/search", files={"file": ("1.pgm", face)})
+        assert good.status_code == 200 and good.json()["queries"][0]["hits"][0]["id"] == "s1/1.pgm"
 
 
 def test_tampered_embedder_weights_are_refused(mismatched: ServiceData, tmp_path: Path) -> None:

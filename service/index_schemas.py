@@ -9,7 +9,10 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from arcsearch.index.chooser import IndexBudget, parse_memory
 
-MemorySize = Annotated[str, StringConstraints(min_length=1, max_length=32)] | Annotated[int, Field(ge=1)]
+# at least one byte: a number from 1 up (bytes, or with a unit index.chooser.MEMORY_UNITS knows, any case)
+MEMORY_SIZE_PATTERN = r"^\s*0*[1-9][0-9]*(\.[0-9]+)?\s*(([kKmMgGtT][iI]?)?[bB])?\s*$"
+MemorySize = (Annotated[str, StringConstraints(max_length=32, pattern=MEMORY_SIZE_PATTERN)]
+              | Annotated[int, Field(ge=1)])
 
 
 class IndexBudgetFields(BaseModel):

@@ -126,7 +126,8 @@ def test_dockerignore_keeps_data_and_environments_out() -> None:
     for path in (".venv", ".git", "data", "data/faces/s1/1.pgm", "artifacts", ".cache/test-data",
                  "training/__pycache__/x.pyc", "arcsearch.egg-info"):
         assert ignored(path, rules), f".dockerignore lets {path} into the build context"
-    for entry in (ROOT / ".gitignore").read_text(encoding="utf-8").split():
+    entries = [line.strip() for line in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()]
+    for entry in (e for e in entries if e and not e.startswith("#")):
         sample = entry.strip("/").replace("*", "x")
         assert ignored(sample, rules), f".gitignore ignores {entry} but the build context keeps it"
         if not entry.startswith("/"):

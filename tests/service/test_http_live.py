@@ -27,7 +27,9 @@ def test_collections_are_listed(http: httpx.Client) -> None:
     assert set(listed) >= {"images", "texts", "scratch"}
     assert listed["images"] | {"embedder_sha256": "", "version": "", "embedder_origin": ""} == {
         "name": "images", "modality": "image", "status": "ready", "size": 400, "dim": 128, "embedder_sha256": "",
-        "embedder_origin": "", "index_type": "Flat", "version": "", "last_reindex": None, "error": None}
+        "embedder_origin": "", "index_type": "Flat", "version": "", "last_reindex": None, "error": None,
+        "index": {"search_params": "", "memory_mapped": False, "target_recall": None, "max_memory_bytes": None,
+                  "recall_at_10": None, "query_ms_p50": None, "estimated_bytes": None}}
     assert listed["images"]["embedder_origin"].endswith("image-embedder")
     assert listed["texts"]["size"] == 100 and listed["texts"]["dim"] == 384
     assert http.get("/docs").status_code == 200

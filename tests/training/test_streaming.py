@@ -122,14 +122,21 @@ def test_the_order_and_the_views_come_from_the_seed(corpus: Path) -> None:
     assert streamed_run(corpus, config_for(corpus, seed=4, workers=2))[1].step_losses != first
 
 
+def decoded_images() -> set[int]:
+    """Ids of the decoded images alive in this process; Pillow keeps a 1 x 256 palette image of its own, which
+    is not one."""
+    return {id(obj) for obj in gc.get_objects() if issubclass(type(obj), Image.Image) and min(obj.size) > 1}
+
+
 class DecodedImageProbe(nn.Module):
-    """Counts, on every forward, the decoded images alive in this process (highest count in ``PEAK``); Pillow
-    keeps a 1 x 256 palette image of its own, which is not one."""
+    """Counts, on every forward, the decoded images alive in this process that were not alive before the run
+    (``BEFORE``: other tests of the session may hold some); the highest count in ``PEAK``."""
 
     PEAK = [0]
+    BEFORE: set[int] = set()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        alive = sum(issubclass(type(obj), Image.Image) and min(obj.size) > 1 for obj in gc.get_objects())
+        alive = len(decoded_images() - DecodedImageProbe.BEFORE)
         DecodedImageProbe.PEAK[0] = max(DecodedImageProbe.PEAK[0], alive)
         return x
 
@@ -147,6 +154,7 @@ def test_a_training_run_never_holds_the_decoded_corpus(corpus: Path, monkeypatch
     monkeypatch.setattr(run, "build_image_encoder", probed_encoder)
     DecodedImageProbe.PEAK[0] = -1
     gc.collect()
+    DecodedImageProbe.BEFORE = decoded_images()
     report = train_images(config_for(corpus, epochs=1, projection_init="pca", head_init="centres",
                                      holdout_fraction=0.34, validation_fraction=0.3), export=False)
     assert {"raw_pixels", "untrained_backbone", "pretrained_pca_projection"} <= set(report["methods"])

@@ -40,6 +40,18 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return array
 
 
+def unit_queries(queries: np.ndarray, k: int, *, dim: int, max_k: int | None = None,
+                 error: type[IndexStoreError] = IndexStoreError) -> np.ndarray:
+    """(n, dim) ``queries`` as unit rows for a top-``k`` search; ``error`` when ``k`` is out of [1, max_k] or
+    the dimension is not the index's."""
+    if k < 1 or (max_k is not None and k > max_k):
+        raise error(f"k must be from 1 to {max_k}, got {k}" if max_k is not None else f"k must be at least 1, got {k}")
+    unit = normalise(queries)
+    if unit.shape[1] != dim:
+        raise error(f"queries have dimension {unit.shape[1]}, the index {dim}")
+    return unit
+
+
 def _accepts_ids(index: faiss.Index) -> bool:
     """Whether ``index.add_with_ids`` works without an IDMap wrapper."""
     inner = faiss.downcast_index(index)

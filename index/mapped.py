@@ -19,7 +19,7 @@ from pathlib import Path
 
 import faiss
 
-from arcsearch.index.faiss_index import enable_reconstruct, set_search_params
+from arcsearch.index.faiss_index import IndexStoreError, enable_reconstruct, set_search_params
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +28,18 @@ MMAP_MIN_BYTES = 256 * 2 ** 20  # index files at least this large are mapped, sm
 
 def read_index_file(path: Path, *, mmap_min_bytes: int | None = MMAP_MIN_BYTES) -> tuple[faiss.Index, bool]:
     """Read the FAISS index at ``path``: (index, whether it is memory-mapped); None never maps.
-
-    RuntimeError from FAISS for an unreadable file.
-    """
+    IndexStoreError for a missing or unreadable file."""
+    if not Path(path).is_file():
+        raise IndexStoreError(f"index bundle {Path(path).parent} lacks {Path(path).name}")
     size_bytes = Path(path).stat().st_size
-    if mmap_min_bytes is None or size_bytes < mmap_min_bytes:
-        return faiss.read_index(str(path)), False
-    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
-    logger.info("memory-mapped %s (%d bytes)", path, size_bytes)
-    return index, True
+    mapped = mmap_min_bytes is not None and size_bytes >= mmap_min_bytes
+    try:
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC) if mapped else faiss.read_index(str(path))
+    except RuntimeError as exc:  # FAISS's error for a file that is no index
+        raise IndexStoreError(f"cannot read {path}: {exc}") from exc
+    if mapped:
+        logger.info("memory-mapped %s (%d bytes)", path, size_bytes)
+    return index, mapped
 
 
 def read_in_memory(path: Path, *, search_params: str) -> faiss.Index:

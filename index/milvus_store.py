@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from arcsearch.index.bundle import Modality
-from arcsearch.index.faiss_index import normalise
+from arcsearch.index.faiss_index import normalise, unit_queries
 from arcsearch.index.hits import Hit
 from arcsearch.index.items import ItemRecord, check_unique_ids
 from arcsearch.index.milvus_names import (
@@ -207,11 +207,7 @@ class MilvusStore:
                exclude: Sequence[str] = ()) -> list[list[Hit]]:
         """The ``k`` nearest items of each of the (n, d) queries, best first, as IndexStore.search: only items
         with ``label`` and every ``metadata`` value, none of ``exclude``; hits below ``min_score`` dropped."""
-        if not 1 <= k <= MAX_TOP_K:
-            raise MilvusStoreError(f"k must be from 1 to {MAX_TOP_K}, got {k}")
-        unit = normalise(queries)
-        if unit.shape[1] != self.dim:
-            raise MilvusStoreError(f"queries have dimension {unit.shape[1]}, the index {self.dim}")
+        unit = unit_queries(queries, k, dim=self.dim, max_k=MAX_TOP_K, error=MilvusStoreError)
         if len(unit) == 0:
             return []
         params = {"ef": max(k, HNSW_MIN_EF)} if self.info.index_type == "HNSW" else {}

@@ -34,6 +34,7 @@ from arcsearch.index.faiss_index import (
     search_parameters,
     set_search_params,
     train_index,
+    unit_queries,
 )
 from arcsearch.index.hits import Hit
 from arcsearch.index.items import ItemLookup, ItemRecord, MemoryItems, OverlayItems, SqliteItems, write_items
@@ -132,12 +133,7 @@ class IndexStore:
         the manifest's search parameters, then ``search_params``; BundleError / IndexStoreError if incomplete."""
         folder = Path(folder)
         manifest = read_index_manifest(folder)
-        if not (folder / INDEX_FILE).is_file():
-            raise IndexStoreError(f"index bundle {folder} lacks {INDEX_FILE}")
-        try:
-            index, mapped = read_index_file(folder / INDEX_FILE, mmap_min_bytes=mmap_min_bytes)
-        except RuntimeError as exc:
-            raise IndexStoreError(f"cannot read {folder / INDEX_FILE}: {exc}") from exc
+        index, mapped = read_index_file(folder / INDEX_FILE, mmap_min_bytes=mmap_min_bytes)
         store = cls(index, SqliteItems(folder / ITEMS_FILE), manifest)
         store.search_params = ",".join(p for p in (manifest.search_params, search_params) if p)
         set_search_params(index, store.search_params)
@@ -155,11 +151,7 @@ class IndexStore:
         items match; ``min_score`` drops hits below a cosine
         similarity; ``exclude`` leaves out items by external id (e.g. the query item itself).
         """
-        if k < 1:
-            raise IndexStoreError(f"k must be at least 1, got {k}")
-        unit = normalise(queries)
-        if unit.shape[1] != self.dim:
-            raise IndexStoreError(f"queries have dimension {unit.shape[1]}, the index {self.dim}")
+        unit = unit_queries(queries, k, dim=self.dim)
         if len(unit) == 0:
             return []
         with self.lock.read():

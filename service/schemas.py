@@ -30,6 +30,7 @@ from arcsearch.index.metadata import (
     check_number,
     check_text,
 )
+from arcsearch.service.hit_schema import SearchHit  # noqa: F401 -- re-exported
 from arcsearch.service.index_schemas import IndexBudgetFields, IndexFacts
 from arcsearch.service.job_schemas import (  # noqa: F401 -- re-exported: routes and the client import models from here
     JobAccepted,
@@ -39,6 +40,12 @@ from arcsearch.service.job_schemas import (  # noqa: F401 -- re-exported: routes
     JobState,
     JobStatus,
     LastReindex,
+)
+from arcsearch.service.legacy_schemas import (  # noqa: F401 -- re-exported: the client's result models
+    ImageQueryResults,
+    ImageSearchResponse,
+    QueryResults,
+    TextSearchResponse,
 )
 
 HARD_MAX_K = 1000
@@ -85,28 +92,6 @@ class ErrorResponse(BaseModel):
     """The shape of every error response."""
 
     error: ErrorBody
-
-
-class SearchHit(BaseModel):
-    id: str = Field(description="the item's external id")
-    score: float = Field(description="cosine similarity of query and item, in [-1, 1]")
-    label: str = ""
-    source: str = Field("", description="where the item came from (image path in its corpus)")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="texts keep their text under 'text'")
-
-
-class ImageQueryResults(BaseModel):
-    filename: str | None = Field(None, description="the uploaded part's filename, as sent")
-    results: list[SearchHit]
-
-
-class ImageSearchResponse(BaseModel):
-    """``queries`` holds one entry per uploaded file, in upload order; ``results`` repeats the first one's hits."""
-
-    collection: str
-    version: str | None = Field(None, description="the index version that answered")
-    results: list[SearchHit]
-    queries: list[ImageQueryResults]
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -162,21 +147,6 @@ class TextSearchRequest(SearchOptionsMixin):
 
     def query_texts(self) -> list[str]:
         return [self.text] if self.text is not None else list(self.texts or [])
-
-
-class QueryResults(BaseModel):
-    text: str
-    results: list[SearchHit]
-
-
-class TextSearchResponse(BaseModel):
-    """``queries`` holds one entry per query text; ``results`` repeats the hits of a single ``text`` query
-    (null for a batch)."""
-
-    collection: str
-    version: str | None = None
-    results: list[SearchHit] | None = None
-    queries: list[QueryResults]
 
 
 class ItemUpsert(BaseModel):

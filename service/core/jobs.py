@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import secrets
-import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -29,9 +28,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback
-from arcsearch.index.chooser import IndexBudget, manifest_budget
-from arcsearch.index.collections import collection_dir, staging_dir
-from arcsearch.index.sharded import SHARDS_DIR, build_sharded_store, remove_work
+from arcsearch.index.chooser import IndexBudget
 from arcsearch.service.core.collection import ChangeMark, LoadedCollection
 from arcsearch.service.core.config import JobSettings
 from arcsearch.service.core.errors import (
@@ -43,6 +40,7 @@ from arcsearch.service.core.errors import (
 from arcsearch.service.core.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
 from arcsearch.service.core.jobstore import JobStore, now
 from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
+from arcsearch.service.core.rebuild import rebuild_collection
 from arcsearch.service.core.records import JobRecord, LastReindexRecord
 from arcsearch.service.core.sources import LoadedItems
 
@@ -259,30 +257,13 @@ class JobManager:
             on_failure(item_id, reason)
         if not items:
             raise IndexBuildError(f"no readable item in the source ({len(bad_rows)} bad rows; see 'failures')")
-        snapshot = collection.snapshot
-        factory = (snapshot.store.manifest.factory if snapshot.store is not None
-                   else collection.info.index_factory or self.settings.index_factory)
-        budget = budget or collection.info.index_budget or (manifest_budget(snapshot.store.manifest)
-                                                            if snapshot.store is not None else None)
         before_batch = self._cancels.before_batch(job_id, self._give_way_to_queries(collection))
-        root = self.settings.collections_dir
-        folder = collection_dir(root, collection.name)
-        built, sharded = build_sharded_store(
-            collection.embedder, items, work_root=folder / SHARDS_DIR, factory=None if budget else factory,
-            budget=budget, source=source,
-            batch_size=self.settings.batch_size, shard_items=self.settings.reindex_shard_items, workers=workers,
-            embedder_dir=folder / collection.info.embedder, device=self.settings.device, on_failure=on_failure,
-            progress=progress, on_resume=partial(self._record_resumed, job_id), before_batch=before_batch)
-        self._cancels.check(job_id)  # the last chance: publishing is not undone
-        staged = staging_dir(root, collection.name)
-        try:
-            built.save(staged)
-            live, version = collection.publish(root, staged, since=since, search_params=self.settings.search_params)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)  # only still there if publishing failed
-        remove_work(sharded.work_dir)
-        logger.info("job %s: %r now serves version %s (%d items)", job_id, collection.name, version, len(live))
-        return {"status": "succeeded", "version": version, "num_items": len(live)}
+        live_items, version = rebuild_collection(
+            collection, items, settings=self.settings, budget=budget, workers=workers, source=source, since=since,
+            on_failure=on_failure, progress=progress, on_resume=partial(self._record_resumed, job_id),
+            before_batch=before_batch, before_publish=lambda: self._cancels.check(job_id))
+        logger.info("job %s: %r now serves version %s (%d items)", job_id, collection.name, version, live_items)
+        return {"status": "succeeded", "version": version, "num_items": live_items}
 
     def _record_outcome(self, job_id: str, fields: dict[str, Any]) -> None:
         """Write a job's final state; while the database is busy, try again for up to FINAL_STATE_RETRY_S."""

@@ -71,6 +71,7 @@ def train(args: argparse.Namespace) -> int:
         if not is_main_process():
             return 0
     logger.info("held-out classes:\n%s", format_table(report["methods"]))
+    logger.info("model selection: %s", report["selection"]["verdict"])
     logger.info("embedder bundle written to %s", args.out)
     return 0
 

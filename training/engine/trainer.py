@@ -45,7 +45,8 @@ class FitResult:
     epoch_head_accuracy: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
     monitor_scores: list[float] = field(default_factory=list)  # e.g. held-out MAP@R per epoch; never selects
-    best_epoch: int | None = None
+    start_validation_score: float | None = None  # the start's ("epoch 0"), a candidate like every epoch
+    best_epoch: int | None = None  # 0-based; -1: the start
     steps: int = 0
     train_seconds: float = 0.0
     stop_reason: str = "epochs done"
@@ -196,6 +197,19 @@ class Trainer:
                          "head": copy.deepcopy(self.objective.state_dict())}
         return score
 
+    def validate_start(self, validate: Callable[[], float]) -> float:
+        """Score the weights training starts from (rank 0's, on every rank) and keep them as the best so far:
+        an epoch must beat the start to be chosen. Its time is left out of the time budget."""
+        started = time.perf_counter()
+        score = distributed.broadcast_from_main(validate() if distributed.is_main_process() else 0.0, self.device)
+        self.started += time.perf_counter() - started
+        self.result.start_validation_score, self.result.best_epoch = score, -1
+        self.best = {"score": score, "epoch": -1, "encoder": copy.deepcopy(self.encoder.state_dict()),
+                     "head": copy.deepcopy(self.objective.state_dict())}
+        if distributed.is_main_process():
+            logger.info("epoch 0 (the start): validation MAP@R %.4f", score)
+        return score
+
     def watch(self, monitor: Callable[[], float]) -> float:
         """Rank 0's ``monitor()`` score, recorded only; its time is left out of the time budget."""
         started = time.perf_counter()
@@ -234,8 +248,8 @@ class Trainer:
             self.encoder.load_state_dict(self.best["encoder"])
             self.objective.load_state_dict(self.best["head"])
             if distributed.is_main_process():
-                logger.info("restored the weights of epoch %d (validation MAP@R %.4f)", self.best["epoch"] + 1,
-                            self.best["score"])
+                which = "the start (epoch 0)" if self.best["epoch"] < 0 else f"epoch {self.best['epoch'] + 1}"
+                logger.info("restored the weights of %s (validation MAP@R %.4f)", which, self.best["score"])
         self.encoder.eval()
         self.objective.eval()
         return self.result

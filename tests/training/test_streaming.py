@@ -61,7 +61,8 @@ def corpus_items(root: Path) -> tuple[list[Path], np.ndarray]:
 
 def config_for(root: Path, **overrides: Any) -> ImageTrainConfig:
     settings: dict[str, Any] = dict(backbone="small_cnn", image_size=SIDE, embedding_dim=16, epochs=2, batch_size=10,
-                                    lr=3e-3, seed=3, device="cpu", show_progress=False, workers=0)
+                                    lr=3e-3, seed=3, device="cpu", show_progress=False, workers=0,
+                                    remedies="none")
     return ImageTrainConfig(images_dir=root, out_dir=root.parent / "unused", **{**settings, **overrides})
 
 

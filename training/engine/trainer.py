@@ -188,27 +188,26 @@ class Trainer:
         return False
 
     def validate(self, epoch: int, validate: Callable[[], float]) -> float:
-        """Rank 0's validation score (on every rank); keeps the weights of the best epoch so far."""
+        """Rank 0's validation score (on every rank); keeps the weights of the best epoch so far (epoch -1:
+        the start, scored before training, which an epoch must beat to be chosen)."""
         score = distributed.broadcast_from_main(validate() if distributed.is_main_process() else 0.0, self.device)
-        self.result.validation_scores.append(score)
+        if epoch < 0:
+            self.result.start_validation_score = score
+        else:
+            self.result.validation_scores.append(score)
         if self.best is None or score > self.best["score"]:
             self.result.best_epoch = epoch
             self.best = {"score": score, "epoch": epoch, "encoder": copy.deepcopy(self.encoder.state_dict()),
                          "head": copy.deepcopy(self.objective.state_dict())}
         return score
 
-    def validate_start(self, validate: Callable[[], float]) -> float:
-        """Score the weights training starts from (rank 0's, on every rank) and keep them as the best so far:
-        an epoch must beat the start to be chosen. Its time is left out of the time budget."""
+    def validate_start(self, validate: Callable[[], float]) -> None:
+        """Score the weights training starts from as "epoch 0"; its time is left out of the time budget."""
         started = time.perf_counter()
-        score = distributed.broadcast_from_main(validate() if distributed.is_main_process() else 0.0, self.device)
+        score = self.validate(-1, validate)
         self.started += time.perf_counter() - started
-        self.result.start_validation_score, self.result.best_epoch = score, -1
-        self.best = {"score": score, "epoch": -1, "encoder": copy.deepcopy(self.encoder.state_dict()),
-                     "head": copy.deepcopy(self.objective.state_dict())}
         if distributed.is_main_process():
             logger.info("epoch 0 (the start): validation MAP@R %.4f", score)
-        return score
 
     def watch(self, monitor: Callable[[], float]) -> float:
         """Rank 0's ``monitor()`` score, recorded only; its time is left out of the time budget."""

@@ -84,7 +84,7 @@ def in_memory_run(root: Path, config: ImageTrainConfig) -> tuple[nn.Module, FitR
 
     def batches(epoch: int) -> Iterator[Batch]:
         for index in order(rng):
-            if not config.augment:
+            if config.augment == "none":
                 yield image_batch([images[i] for i in index], params), labels[index]
                 continue
             seeds = rng.integers(2**63, size=len(index))

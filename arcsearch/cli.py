@@ -68,9 +68,25 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="batches: auto is P classes x K samples for triplet losses, shuffled otherwise")
     parser.add_argument("--samples-per-class", type=int, help="K of the pk sampler (default 4)")
     parser.add_argument("--validation-fraction", type=float,
-                        help="share of the training classes kept for choosing the best epoch (default 0)")
+                        help="share of the training classes kept for choosing what to export among the start "
+                        "(epoch 0), every epoch and the remedies (default 0.15; 0: none, the last epoch is exported)")
+    parser.add_argument("--min-validation-classes", type=int,
+                        help="at least this many validation classes (default 3); with too few training classes "
+                        "the run validates on held-back items of the training classes instead")
+    parser.add_argument("--require-gain", action="store_true", default=None,
+                        help="exit with status 2 and export nothing when fine-tuning cannot beat the start "
+                        "on validation (default: export the start and say so)")
+    parser.add_argument("--remedies", help="gentler fine-tuning tried on validation: auto (under "
+                        "--remedy-below-classes training classes), none, or some of adapter,freeze_lower,low_lr,l2sp")
+    parser.add_argument("--remedy-below-classes", type=int,
+                        help="auto remedies are tried with fewer training classes than this (default 20)")
+    parser.add_argument("--augment", choices=["none", "light", "default", "strong", "auto"],
+                        help="image augmentation policy (default: default); auto trains with each and keeps the "
+                        "best on validation")
+    parser.add_argument("--no-flip", dest="flip", action="store_false", default=None,
+                        help="never flip training images horizontally")
     parser.add_argument("--patience", type=int,
-                        help="epochs without validation gain before stopping (needs --validation-fraction)")
+                        help="epochs without validation gain before stopping")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
                         help="mixed precision of the encoder (fp16 on cuda only); the margin math stays fp32")
     parser.add_argument("--checkpoint-every", type=int, help="write a training checkpoint every N steps")

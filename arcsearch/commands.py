@@ -71,6 +71,7 @@ def train(args: argparse.Namespace) -> int:
         if not is_main_process():
             return 0
     logger.info("held-out classes:\n%s", format_table(report["methods"]))
+    logger.info("model selection: %s", report["selection"]["verdict"])
     logger.info("embedder bundle written to %s", args.out)
     return 0
 
@@ -107,12 +108,18 @@ def _refuse_torchrun(command: str) -> None:
                          "(only `arcsearch train` runs data-parallel)")
 
 
+def _without_remedies(args: argparse.Namespace, made: tuple[Any, Any]) -> tuple[Any, Any]:
+    """compare and tune measure the losses themselves: no remedies unless ``--remedies`` asks for them."""
+    config, run = made
+    return (config if args.remedies is not None else dataclasses.replace(config, remedies="none")), run
+
+
 def compare(args: argparse.Namespace) -> int:
     from arcsearch.training.experiments.compare import compare_objectives
 
     _refuse_torchrun("compare")
     objectives = _objective_names(args.objectives)
-    config, run = training_config(args)
+    config, run = _without_remedies(args, training_config(args))
     result = compare_objectives(config, run, objectives=objectives, seeds=args.seeds, out_dir=args.out,
                                 overrides=_read_overrides(args.overrides), reuse_dir=args.reuse)
     sys.stdout.write(result["table"] + "\n")
@@ -123,7 +130,7 @@ def tune(args: argparse.Namespace) -> int:
     from arcsearch.training.experiments.tuning import tune_objectives
 
     _refuse_torchrun("tune")
-    config, run = training_config(args)
+    config, run = _without_remedies(args, training_config(args))
     if config.validation_fraction <= 0:
         config = dataclasses.replace(config, validation_fraction=0.25)
         logger.info("tuning on a quarter of the training classes (--validation-fraction 0.25)")

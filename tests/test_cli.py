@@ -20,13 +20,13 @@ def test_train_evaluate_index_through_the_cli(prepared, tmp_path, capsys):
     bundle = tmp_path / "embedder"
     status = main(["train", "--images", str(faces), "--out", str(bundle), "--backbone", "small_cnn",
                    "--epochs", "2", "--embedding-dim", "32", "--holdout-fraction", "0.25", "--device", "cpu",
-                   "--validation-fraction", "0.34", "--margin-warmup-fraction", "0.5"])
+                   "--validation-fraction", "0.34", "--min-validation-classes", "2", "--margin-warmup-fraction", "0.5"])
     assert status == 0
     report = json.loads(report_path(bundle).read_text())
     assert report["config"]["margin_warmup_fraction"] == 0.5
     assert len(report["validation_classes"]) == 2 and len(report["fit"]["validation_map_at_r"]) == 2
-    scores = report["fit"]["validation_map_at_r"]
-    assert report["fit"]["best_epoch"] == 1 + scores.index(max(scores))  # 1-based, as logged
+    scores = [report["selection"]["start_validation_map_at_r"], *report["fit"]["validation_map_at_r"]]
+    assert report["fit"]["best_epoch"] == scores.index(max(scores))  # 1-based, as logged; 0: the start
     manifest = read_embedder_manifest(bundle)
     assert manifest.modality == "image" and manifest.embedding_dim == 32
     assert len(manifest.training["heldout_classes"]) == 2
@@ -78,14 +78,17 @@ def test_every_training_flag_reaches_the_config(tmp_path):
         "--cosface-margin", "0.3", "--easy-margin", "--embedding-dim", "24", "--holdout-fraction", "0.3",
         "--max-train-seconds", "50", "--seed", "3", "--device", "cpu", "--sampler", "pk", "--samples-per-class", "3",
         "--validation-fraction", "0.2", "--patience", "2", "--precision", "bf16", "--checkpoint-every", "5",
-        "--checkpoint-dir", str(tmp_path / "ck"), "--resume", "--losses", "arcface", "--seeds", "4"])
+        "--checkpoint-dir", str(tmp_path / "ck"), "--resume", "--losses", "arcface", "--seeds", "4",
+        "--min-validation-classes", "4", "--require-gain", "--remedies", "low_lr,l2sp", "--remedy-below-classes", "9",
+        "--augment", "light", "--no-flip"])
     config, _ = training_config(args)
     given = {"epochs": 7, "batch_size": 12, "lr": 0.002, "head_lr": 0.2, "weight_decay": 0.001,
              "head_weight_decay": 0.01, "lr_schedule": "poly", "margin_warmup_fraction": 0.4, "objective": "cosface",
              "embedding_dim": 24, "holdout_fraction": 0.3, "max_train_seconds": 50.0, "seed": 3, "device": "cpu",
              "sampler": "pk", "samples_per_class": 3, "validation_fraction": 0.2, "patience": 2, "precision": "bf16",
              "checkpoint_every": 5, "checkpoint_dir": tmp_path / "ck", "resume": True, "backbone": "small_cnn",
-             "images_dir": tmp_path, "out_dir": tmp_path / "o"}
+             "images_dir": tmp_path, "out_dir": tmp_path / "o", "min_validation_classes": 4, "require_gain": True,
+             "remedies": "low_lr,l2sp", "remedy_below_classes": 9, "augment": "light", "flip": False}
     assert {name: getattr(config, name) for name in given} == given
     assert (config.objective_params.cosface_margin, config.objective_params.easy_margin) == (0.3, True)
     assert config.objective_params.scale == 30.0  # a knob left out keeps its default

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from arcsearch.index.embedder import resolve_device
+from arcsearch.training.data.augment import AUGMENT_CHOICES
 from arcsearch.training.data.samplers import SAMPLERS
 from arcsearch.training.data.streaming import default_workers
 from arcsearch.training.engine.optimiser import LR_SCHEDULES
 from arcsearch.training.engine.precision import PRECISIONS
 from arcsearch.training.objectives.params import OBJECTIVE_NAMES, ObjectiveParams
+from arcsearch.training.remedies import check_remedies
 
 DEFAULT_TEXT_MODEL = "data/pretrained/all-MiniLM-L6-v2"
 HEAD_INITS = ("auto", "centres", "random")
@@ -63,7 +65,11 @@ class TrainConfig:
     margin_warmup_fraction: float = 0.2
     head_init: str = "centres"
     holdout_fraction: float = 0.25
-    validation_fraction: float = 0.0
+    validation_fraction: float = 0.15
+    min_validation_classes: int = 3
+    require_gain: bool = False
+    remedies: str = "auto"
+    remedy_below_classes: int = 20
     patience: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -101,6 +107,11 @@ class TrainConfig:
         if self.precision == "fp16" and resolve_device(self.device).type != "cuda":  # "auto" as the run resolves it
             raise ConfigError("precision fp16 needs a CUDA device (a GradScaler on cpu is not supported); "
                               "use bf16 or fp32 on cpu")
+        if self.min_validation_classes < 2:
+            raise ConfigError(f"min_validation_classes must be at least 2, got {self.min_validation_classes}")
+        if self.remedy_below_classes < 0:
+            raise ConfigError(f"remedy_below_classes must be 0 (never) or more, got {self.remedy_below_classes}")
+        check_remedies(self.remedies)
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be 0 (never) or a number of steps, got {self.checkpoint_every}")
         if (self.checkpoint_every or self.resume) and self.checkpoint_dir is None:
@@ -124,6 +135,8 @@ class ImageTrainConfig(TrainConfig):
     ``projection_init`` ``auto`` starts the linear projection at the PCA of the pretrained pooled features
     when starting from a checkpoint (``pca``), at random otherwise. ``workers`` processes decode and augment
     the images as training needs them (``training.data.streaming``); the number changes no result.
+    ``augment`` is the policy of ``training.data.augment`` (``none``, ``light``, ``default``, ``strong``, or
+    ``auto``: chosen on the validation data; True/False mean default/none); ``flip`` False never flips.
     """
 
     images_dir: Path
@@ -138,7 +151,8 @@ class ImageTrainConfig(TrainConfig):
     head_init: str = "auto"
     projection_init: str = "auto"
     freeze_batchnorm: bool | None = None
-    augment: bool = True
+    augment: str = "default"
+    flip: bool = True
     workers: int | None = None  # None: ``training.data.streaming.default_workers()``, resolved when made
 
     def __post_init__(self) -> None:
@@ -148,6 +162,9 @@ class ImageTrainConfig(TrainConfig):
         self.workers = default_workers() if self.workers is None else self.workers
         if self.workers < 0:
             raise ConfigError(f"workers must be 0 (decode in the training process) or more, got {self.workers}")
+        self.augment = {True: "default", False: "none"}.get(self.augment, self.augment)  # type: ignore[call-overload]
+        if self.augment not in AUGMENT_CHOICES:
+            raise ConfigError(f"augment must be one of {AUGMENT_CHOICES}, got {self.augment!r}")
         if self.projection_init not in PROJECTION_INITS:
             raise ConfigError(f"projection_init must be one of {PROJECTION_INITS}, got {self.projection_init!r}")
         if self.image_size < 32:

@@ -23,7 +23,8 @@ from arcsearch.index.corpus import read_corpus, require_labels
 from arcsearch.index.embedder import resolve_device
 from arcsearch.training.backbones import build_image_encoder
 from arcsearch.training.config import ImageTrainConfig, TextTrainConfig
-from arcsearch.training.data.splits import ClassSplit, indices_of, label_codes, split_classes
+from arcsearch.training.data.splits import label_codes
+from arcsearch.training.data.validation import TrainingSplit, plan_split
 from arcsearch.training.engine import distributed
 from arcsearch.training.evaluation.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
 from arcsearch.training.evaluation.figures import write_run_figures
@@ -33,6 +34,7 @@ from arcsearch.training.export import export_image_embedder, export_text_embedde
 from arcsearch.training.fitting.image import fit_image_encoder, init_projection_pca, wants_pca_projection
 from arcsearch.training.fitting.text import fit_text_encoder, load_sentence_model
 from arcsearch.training.objectives.subcenter import SubCenterClassifier
+from arcsearch.training.selection import fit_selected, gate, refuse_if_no_gain, selection_summary
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +62,22 @@ def _finish(report: dict[str, Any], *, modality: str, out_dir: Path) -> dict[str
     path = report_path(out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, report)
-    logger.info("report written to %s, bundle to %s", path, out_dir)
+    selection = report["selection"]
+    logger.info("model selection: %s", selection["verdict"])
+    logger.info("report written to %s, bundle %s", path,
+                f"to {out_dir}" if selection.get("exported") else "not exported")
     return report
 
 
-def _new_report(config: ImageTrainConfig | TextTrainConfig, split: ClassSplit, modality: str) -> dict[str, Any]:
-    return {"modality": modality, "config": config.to_dict(), "train_classes": list(split.train),
-            "validation_classes": list(split.validation), "heldout_classes": list(split.holdout),
+def _split(labels: list[str], config: ImageTrainConfig | TextTrainConfig) -> TrainingSplit:
+    return plan_split(labels, holdout_fraction=config.holdout_fraction, validation_fraction=config.validation_fraction,
+                      min_validation_classes=config.min_validation_classes, seed=config.seed)
+
+
+def _new_report(config: ImageTrainConfig | TextTrainConfig, split: TrainingSplit, modality: str) -> dict[str, Any]:
+    classes = split.classes
+    return {"modality": modality, "config": config.to_dict(), "train_classes": list(classes.train),
+            "validation_classes": list(classes.validation), "heldout_classes": list(classes.holdout),
             "methods": {}}
 
 
@@ -82,11 +93,13 @@ def _fit_summary(result: Any) -> dict[str, Any]:
 def _conclude(report: dict[str, Any], config: ImageTrainConfig | TextTrainConfig, *, objective: Any, result: Any,
               embed: Callable[[list], np.ndarray], train: tuple[list, np.ndarray, list[str], list[str]],
               held: tuple[list, list[str]], heldout: dict[str, np.ndarray],
-              export: Callable[[], None] | None, modality: str) -> dict[str, Any]:
+              export: Callable[[], None] | None, modality: str, selection: dict[str, Any]) -> dict[str, Any]:
     """After fitting, on rank 0 only: list likely mislabelled items (sub-center ArcFace), score the held-out
-    classes, ``export`` the bundle, write the report. ``embed(inputs)`` gives (N, D) normalised embeddings;
-    ``train`` = (inputs, codes, item ids, labels); ``held`` = (inputs, labels)."""
+    classes, ``export`` the bundle (not when ``require_gain`` found no gain: the report is written, then
+    ``NoGainError``), write the report. ``embed(inputs)`` gives (N, D) normalised embeddings; ``train`` =
+    (inputs, codes, item ids, labels); ``held`` = (inputs, labels); ``selection``: ``selection_summary``."""
     report["fit"] = _fit_summary(result)
+    report["selection"] = selection
     if not distributed.is_main_process():
         return report
     if isinstance(objective, SubCenterClassifier):
@@ -95,9 +108,10 @@ def _conclude(report: dict[str, Any], config: ImageTrainConfig | TextTrainConfig
     if held[1]:
         heldout[f"{config.objective}_finetuned"] = embed(held[0])
         _score_finetuned(report, config, heldout, held[1], result)
-    if export is not None:
-        export()
-    return _finish(report, modality=modality, out_dir=config.out_dir)
+    gate(selection, config, export=export)
+    _finish(report, modality=modality, out_dir=config.out_dir)
+    refuse_if_no_gain(selection, config)
+    return report
 
 
 def heldout_path(out_dir: Path) -> Path:
@@ -123,7 +137,8 @@ def _score_finetuned(report: dict[str, Any], config: ImageTrainConfig | TextTrai
 
 def _manifest_training(report: dict[str, Any], source: Path) -> dict[str, Any]:
     return {"data": str(source), "config": report["config"], "fit": report["fit"],
-            "heldout_classes": report["heldout_classes"], "train_classes": report["train_classes"]}
+            "heldout_classes": report["heldout_classes"], "train_classes": report["train_classes"],
+            "selection": {key: value for key, value in report["selection"].items() if key != "exported"}}
 
 
 def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bool = True) -> dict[str, Any]:
@@ -133,12 +148,11 @@ def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bo
     device = resolve_device(config.device)
     items = read_corpus(config.images_dir, "image")
     labels = require_labels(items)
-    split = split_classes(labels, holdout_fraction=config.holdout_fraction,
-                          validation_fraction=config.validation_fraction, seed=config.seed)
+    split = _split(labels, config)
     report = _new_report(config, split, "image")
     paths = [item.path for item in items]  # decoded a batch at a time wherever they are used, never all at once
     params, workers = ImagePreprocessing(height=config.image_size, width=config.image_size), config.workers
-    held, train, val = (indices_of(labels, classes) for classes in (split.holdout, split.train, split.validation))
+    held, train, val = split.held, split.train, split.validation
     held_paths, held_labels = _pick(paths, held), _pick(labels, held)
     encoder = build_image_encoder(config.backbone, embedding_dim=config.embedding_dim,
                                   checkpoint=config.checkpoint).to(device)
@@ -158,13 +172,17 @@ def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bo
         if held.size and baselines and distributed.is_main_process():
             report["methods"]["pretrained_pca_projection"] = score(embed(encoder, held_paths), held_labels,
                                                                    seed=config.seed)
-    train_codes = label_codes(_pick(labels, train), split.train)
-    objective, result = fit_image_encoder(
-        encoder, _pick(paths, train), train_codes, params=params, config=config, device=device,
+    train_codes = label_codes(_pick(labels, train), split.classes.train)
+    choice, candidates = fit_selected(encoder, lambda chosen: fit_image_encoder(
+        encoder, _pick(paths, train), train_codes, params=params, config=chosen, device=device,
         validation=(_pick(paths, val), _pick(labels, val)) if val.size else None,
-        heldout=(held_paths, held_labels) if held.size else None)
+        heldout=(held_paths, held_labels) if held.size else None), config,
+        num_train_classes=len(split.classes.train), validated=bool(val.size))
+    start = "the pretrained start" if config.checkpoint is not None else "the untrained start"
     return _conclude(
-        report, config, objective=objective, result=result, heldout=heldout, modality="image",
+        report, config, objective=choice.objective, result=choice.result, heldout=heldout, modality="image",
+        selection=selection_summary(choice.result, split=split, start_name=start, winner=choice.name,
+                                    candidates=candidates),
         embed=lambda inputs: embed(encoder, inputs),
         train=(_pick(paths, train), train_codes, _pick([it.item_id for it in items], train), _pick(labels, train)),
         held=(held_paths, held_labels),
@@ -181,10 +199,9 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
     device = resolve_device(config.device)
     items = read_corpus(config.texts_file, "text")
     texts, labels = [item.text for item in items], require_labels(items)
-    split = split_classes(labels, holdout_fraction=config.holdout_fraction,
-                          validation_fraction=config.validation_fraction, seed=config.seed)
+    split = _split(labels, config)
     report = _new_report(config, split, "text")
-    held, train, val = (indices_of(labels, classes) for classes in (split.holdout, split.train, split.validation))
+    held, train, val = split.held, split.train, split.validation
     held_texts, held_labels = _pick(texts, held), _pick(labels, held)
     heldout: dict[str, np.ndarray] = {}  # method -> (N, D) held-out embeddings, for the pictures
     model = load_sentence_model(config.model, device=device, max_seq_length=config.max_seq_length)
@@ -193,13 +210,16 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
                                            seed=config.seed)
         heldout["pretrained_model"] = embed_texts(model, held_texts)
         report["methods"]["pretrained_model"] = score(heldout["pretrained_model"], held_labels, seed=config.seed)
-    train_codes = label_codes(_pick(labels, train), split.train)
-    objective, result = fit_text_encoder(
-        model, _pick(texts, train), train_codes, config=config, device=device,
+    train_codes = label_codes(_pick(labels, train), split.classes.train)
+    choice, candidates = fit_selected(model, lambda chosen: fit_text_encoder(
+        model, _pick(texts, train), train_codes, config=chosen, device=device,
         validation=(_pick(texts, val), _pick(labels, val)) if val.size else None,
-        heldout=(held_texts, held_labels) if held.size else None)
+        heldout=(held_texts, held_labels) if held.size else None), config,
+        num_train_classes=len(split.classes.train), validated=bool(val.size))
     return _conclude(
-        report, config, objective=objective, result=result, heldout=heldout, modality="text",
+        report, config, objective=choice.objective, result=choice.result, heldout=heldout, modality="text",
+        selection=selection_summary(choice.result, split=split, start_name="the pretrained model",
+                                    winner=choice.name, candidates=candidates),
         embed=lambda inputs: embed_texts(model, inputs),
         train=(_pick(texts, train), train_codes, _pick([it.item_id for it in items], train), _pick(labels, train)),
         held=(held_texts, held_labels),

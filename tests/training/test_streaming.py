@@ -61,7 +61,8 @@ def corpus_items(root: Path) -> tuple[list[Path], np.ndarray]:
 
 def config_for(root: Path, **overrides: Any) -> ImageTrainConfig:
     settings: dict[str, Any] = dict(backbone="small_cnn", image_size=SIDE, embedding_dim=16, epochs=2, batch_size=10,
-                                    lr=3e-3, seed=3, device="cpu", show_progress=False, workers=0)
+                                    lr=3e-3, seed=3, device="cpu", show_progress=False, workers=0,
+                                    remedies="none")
     return ImageTrainConfig(images_dir=root, out_dir=root.parent / "unused", **{**settings, **overrides})
 
 
@@ -83,7 +84,7 @@ def in_memory_run(root: Path, config: ImageTrainConfig) -> tuple[nn.Module, FitR
 
     def batches(epoch: int) -> Iterator[Batch]:
         for index in order(rng):
-            if not config.augment:
+            if config.augment == "none":
                 yield image_batch([images[i] for i in index], params), labels[index]
                 continue
             seeds = rng.integers(2**63, size=len(index))

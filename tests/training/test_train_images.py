@@ -33,7 +33,7 @@ from arcsearch.training.run import report_path, train_images
 def small_config(images_dir: Path, out_dir: Path, **overrides: Any) -> ImageTrainConfig:
     settings: dict[str, Any] = dict(backbone="small_cnn", image_size=64, embedding_dim=64, epochs=12,
                                     batch_size=24, lr=3e-3, head_lr=3e-2, holdout_fraction=0.34, seed=0,
-                                    device="cpu", show_progress=False)
+                                    device="cpu", show_progress=False, remedies="none")
     return ImageTrainConfig(images_dir=images_dir, out_dir=out_dir, **{**settings, **overrides})
 
 

@@ -94,7 +94,7 @@ def test_subcenter_run_lists_planted_wrong_labels_first(glosses_subset: Path, ti
     pq.write_table(pa.Table.from_pylist([{**row, "source": "wordnet"} for row in rows]), noisy)
     config = TextTrainConfig(texts_file=noisy, out_dir=tmp_path / "subcenter", model=str(tiny_text_model),
                              objective="subcenter_arcface", epochs=2, batch_size=32, holdout_fraction=0.0,
-                             device="cpu", show_progress=False)
+                             validation_fraction=0.0, device="cpu", show_progress=False)
     flagged = train_texts(config, export=False)["likely_mislabelled"]
     angles = [row["angle_to_dominant_deg"] for row in flagged]
     assert angles == sorted(angles, reverse=True)

@@ -26,12 +26,18 @@ class ClassSplit:
     holdout: tuple[str, ...]
 
 
+def taken_count(num_classes: int, fraction: float, *, minimum: int = 2) -> int:
+    """How many of ``num_classes`` a ``fraction`` takes: ``round(fraction * num_classes)``, at least
+    ``minimum`` when the fraction is above 0."""
+    return 0 if fraction == 0 else max(minimum, round(fraction * num_classes))
+
+
 def _take_fraction(classes: Sequence[str], fraction: float, rng: np.random.Generator, *,
-                   what: str) -> tuple[list[str], list[str]]:
-    """Split ``classes`` into (rest, taken) with ``round(fraction * len)`` taken (at least 2 if > 0)."""
+                   what: str, minimum: int = 2) -> tuple[list[str], list[str]]:
+    """Split ``classes`` into (rest, taken) with ``taken_count`` taken."""
     if not 0.0 <= fraction < 1.0:
         raise SplitError(f"{what} fraction must lie in [0, 1), got {fraction}")
-    count = 0 if fraction == 0 else max(2, round(fraction * len(classes)))
+    count = taken_count(len(classes), fraction, minimum=minimum)
     if len(classes) - count < 2:
         raise SplitError(f"{len(classes)} classes are too few for a {what} fraction of {fraction}: "
                          f"{count} would be taken and fewer than 2 left")
@@ -42,16 +48,18 @@ def _take_fraction(classes: Sequence[str], fraction: float, rng: np.random.Gener
 
 
 def split_classes(labels: Sequence[str], *, holdout_fraction: float = 0.25, validation_fraction: float = 0.0,
-                  seed: int = 0) -> ClassSplit:
+                  min_validation_classes: int = 2, seed: int = 0) -> ClassSplit:
     """Seeded, deterministic split of the distinct ``labels`` into train / validation / held-out classes.
 
     ``holdout_fraction`` is a fraction of all classes, ``validation_fraction`` one of the remaining
-    train classes. The same labels and seed always give the same split, whatever the label order.
+    train classes (at least ``min_validation_classes`` when above 0). The held-out classes do not depend
+    on the validation fraction. The same labels and seed always give the same split, whatever the label order.
     """
     classes = sorted({str(label) for label in labels})
     rng = np.random.default_rng(seed)
     rest, holdout = _take_fraction(classes, holdout_fraction, rng, what="holdout")
-    train, validation = _take_fraction(rest, validation_fraction, rng, what="validation")
+    train, validation = _take_fraction(rest, validation_fraction, rng, what="validation",
+                                       minimum=min_validation_classes)
     return ClassSplit(train=tuple(train), validation=tuple(validation), holdout=tuple(holdout))
 
 

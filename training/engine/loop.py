@@ -43,17 +43,20 @@ def fit(encoder: nn.Module, objective: Objective, *, batches: Callable[[int], It
     ``rng`` is the generator ``batches`` draws from (if any): checkpoints keep its state at the start of
     each epoch so that a resumed epoch draws the same batches. The learning rate follows ``get_lr`` on
     progress measured in steps or, under a time budget, in time, whichever is further along. With
-    ``validate`` (higher is better) the best epoch's encoder and objective weights are restored at the end,
-    and ``config.patience`` epochs without a better score stop training. ``monitor()`` (e.g. held-out
-    MAP@R) is recorded after every epoch for the curves and never selects anything; its time does not count
-    against the time budget. Raises ``training.engine.precision.TrainingDiverged`` when the loss or
-    gradients become non-finite. Under torchrun (``training.engine.distributed``) every rank calls ``fit``
-    with its slice of each global batch.
+    ``validate`` (higher is better) the start is scored first ("epoch 0", ``FitResult.start_validation_score``)
+    and the best of the start and the epochs (an epoch must score higher) has its encoder and objective
+    weights restored at the end; ``config.patience`` epochs without a better score stop training.
+    ``monitor()`` (e.g. held-out MAP@R) is recorded after every epoch for the curves and never selects
+    anything; its time does not count against the time budget. Raises
+    ``training.engine.precision.TrainingDiverged`` when the loss or gradients become non-finite. Under
+    torchrun (``training.engine.distributed``) every rank calls ``fit`` with its slice of each global batch.
     """
     trainer = Trainer(encoder, objective, embed=embed, config=config, steps_per_epoch=steps_per_epoch,
                       freeze_batchnorm=freeze_batchnorm)
     if config.resume:
-        trainer.restore(rng)
+        trainer.restore(rng)  # the start's score and weights come back with the checkpoint
+    elif validate is not None:
+        trainer.validate_start(validate)
     for epoch in range(trainer.epoch, config.epochs):
         stop_reason = trainer.end_epoch(epoch, validate, trainer.run_epoch(epoch, batches, rng), monitor)
         if stop_reason is not None:

@@ -45,7 +45,8 @@ class FitResult:
     epoch_head_accuracy: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
     monitor_scores: list[float] = field(default_factory=list)  # e.g. held-out MAP@R per epoch; never selects
-    best_epoch: int | None = None
+    start_validation_score: float | None = None  # the start's ("epoch 0"), a candidate like every epoch
+    best_epoch: int | None = None  # 0-based; -1: the start
     steps: int = 0
     train_seconds: float = 0.0
     stop_reason: str = "epochs done"
@@ -187,14 +188,26 @@ class Trainer:
         return False
 
     def validate(self, epoch: int, validate: Callable[[], float]) -> float:
-        """Rank 0's validation score (on every rank); keeps the weights of the best epoch so far."""
+        """Rank 0's validation score (on every rank); keeps the weights of the best epoch so far (epoch -1:
+        the start, scored before training, which an epoch must beat to be chosen)."""
         score = distributed.broadcast_from_main(validate() if distributed.is_main_process() else 0.0, self.device)
-        self.result.validation_scores.append(score)
+        if epoch < 0:
+            self.result.start_validation_score = score
+        else:
+            self.result.validation_scores.append(score)
         if self.best is None or score > self.best["score"]:
             self.result.best_epoch = epoch
             self.best = {"score": score, "epoch": epoch, "encoder": copy.deepcopy(self.encoder.state_dict()),
                          "head": copy.deepcopy(self.objective.state_dict())}
         return score
+
+    def validate_start(self, validate: Callable[[], float]) -> None:
+        """Score the weights training starts from as "epoch 0"; its time is left out of the time budget."""
+        started = time.perf_counter()
+        score = self.validate(-1, validate)
+        self.started += time.perf_counter() - started
+        if distributed.is_main_process():
+            logger.info("epoch 0 (the start): validation MAP@R %.4f", score)
 
     def watch(self, monitor: Callable[[], float]) -> float:
         """Rank 0's ``monitor()`` score, recorded only; its time is left out of the time budget."""
@@ -234,8 +247,8 @@ class Trainer:
             self.encoder.load_state_dict(self.best["encoder"])
             self.objective.load_state_dict(self.best["head"])
             if distributed.is_main_process():
-                logger.info("restored the weights of epoch %d (validation MAP@R %.4f)", self.best["epoch"] + 1,
-                            self.best["score"])
+                which = "the start (epoch 0)" if self.best["epoch"] < 0 else f"epoch {self.best['epoch'] + 1}"
+                logger.info("restored the weights of %s (validation MAP@R %.4f)", which, self.best["score"])
         self.encoder.eval()
         self.objective.eval()
         return self.result

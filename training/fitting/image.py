@@ -13,7 +13,7 @@ from torch import nn
 
 from arcsearch.index.bundle import ImagePreprocessing
 from arcsearch.training.config import ImageTrainConfig
-from arcsearch.training.data.images import Augmentation
+from arcsearch.training.data.augment import augmentation_for
 from arcsearch.training.data.samplers import epoch_batches, resolve_sampler
 from arcsearch.training.data.splits import shuffled_batches
 from arcsearch.training.data.streaming import ImageFiles, PlannedBatches, image_batches, image_loader
@@ -77,7 +77,7 @@ def fit_image_encoder(encoder: nn.Module, paths: Sequence[Path], codes: np.ndarr
     objective = make_objective(config.objective, int(codes.max()) + 1, config.embedding_dim, config.objective_params,
                                seed=config.seed, centres=centres if config.uses_centre_init else None).to(device)
     rng = np.random.default_rng(config.seed)
-    aug = Augmentation() if config.augment else None
+    aug = augmentation_for(config.augment, flip=config.flip)  # "auto" was resolved to a policy before
     labels = torch.from_numpy(codes)
     sampler = resolve_sampler(config.sampler, config.objective)
     planner = PlannedBatches(augmented=aug is not None)

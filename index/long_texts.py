@@ -92,11 +92,21 @@ def chunk_spans(num_tokens: int, *, window: int, stride: int, max_chunks: int) -
     return spans
 
 
+def whole_token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Each text's token ids, whole: no special tokens, no truncation."""
+    return tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+
+
+def text_token_counts(tokenizer: Any, texts: Sequence[str]) -> np.ndarray:
+    """(N,) int64 number of text tokens of each text (special tokens not counted, no truncation)."""
+    return np.array([len(ids) for ids in whole_token_ids(tokenizer, texts)], np.int64)
+
+
 def split_texts(tokenizer: Any, texts: Sequence[str], policy: TextPreprocessing, template: TokenTemplate) -> Windows:
     """The windows of ``texts`` under ``policy`` (see the module docstring)."""
     window = window_tokens(policy, template)
     stride = stride_tokens(policy, window)
-    token_ids = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    token_ids = whole_token_ids(tokenizer, texts)
     ids: list[list[int]] = []
     owner: list[int] = []
     capped = 0

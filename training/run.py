@@ -32,6 +32,7 @@ from arcsearch.training.evaluation.scoring import embed_files, embed_texts, form
 from arcsearch.training.export import export_image_embedder, export_text_embedder
 from arcsearch.training.fitting.image import fit_image_encoder, init_projection_pca, wants_pca_projection
 from arcsearch.training.fitting.text import fit_text_encoder, load_sentence_model
+from arcsearch.training.fitting.text_policy import embed_with_policy, resolve_text_policy
 from arcsearch.training.objectives.subcenter import SubCenterClassifier
 
 logger = logging.getLogger(__name__)
@@ -194,15 +195,16 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
         heldout["pretrained_model"] = embed_texts(model, held_texts)
         report["methods"]["pretrained_model"] = score(heldout["pretrained_model"], held_labels, seed=config.seed)
     train_codes = label_codes(_pick(labels, train), split.train)
+    validation = (_pick(texts, val), _pick(labels, val)) if val.size else None
     objective, result = fit_text_encoder(
-        model, _pick(texts, train), train_codes, config=config, device=device,
-        validation=(_pick(texts, val), _pick(labels, val)) if val.size else None,
+        model, _pick(texts, train), train_codes, config=config, device=device, validation=validation,
         heldout=(held_texts, held_labels) if held.size else None)
+    policy, report["text_policy"] = resolve_text_policy(model, config.long_texts, validation)
     return _conclude(
         report, config, objective=objective, result=result, heldout=heldout, modality="text",
-        embed=lambda inputs: embed_texts(model, inputs),
+        embed=lambda inputs: embed_with_policy(model, inputs, policy),
         train=(_pick(texts, train), train_codes, _pick([it.item_id for it in items], train), _pick(labels, train)),
         held=(held_texts, held_labels),
         export=(lambda: export_text_embedder(
             model, config.out_dir, backbone=config.model, training=_manifest_training(report, config.texts_file),
-            metrics=report["methods"])) if export else None)
+            metrics=report["methods"], text_policy=policy)) if export else None)

@@ -15,7 +15,6 @@ Usage (after ``arcsearch prepare``; nothing downloads):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from arcsearch.index.bundle import TextPreprocessing
+from arcsearch.index.bundle import TextPreprocessing, write_json_atomic
 from arcsearch.index.corpus import read_text_file
 from arcsearch.index.long_texts import text_token_counts
 from arcsearch.training.evaluation.metrics import map_at_r
@@ -115,11 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     model = load_sentence_model(str(args.model), device=torch.device(args.device)).eval()
     rows = run(model, args.lexfiles, glosses=args.glosses, windows=args.windows,
                docs_per_class=args.docs_per_class, repeats=args.repeats)
+    table = markdown(rows)
     logger.info("long texts on %s (torch %s, %d threads):\n%s", args.device, torch.__version__,
-                torch.get_num_threads(), markdown(rows))
+                torch.get_num_threads(), table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+        write_json_atomic(args.out, {"rows": rows, "table": table, "device": args.device})
     return 0
 
 

@@ -6,7 +6,8 @@ split into windows of w = max_seq_length - (the tokenizer's special tokens) toke
 windows; tokens past the last window are left out. Each window gets the model's special tokens, is embedded
 and L2-normalised; the text's embedding is the mean of its windows' embeddings weighted by their token
 counts, L2-normalised. A text that fits in one window gets exactly the embedding ``truncate`` gives it.
-Windows of many texts go through the model together, sorted by length, ``batch_size`` windows per pass.
+Windows of many texts go through the model together, sorted by length, ``batch_size`` windows per pass
+(or one text's windows, if it has more).
 """
 
 from __future__ import annotations
@@ -149,16 +150,18 @@ def pool_windows(vectors: np.ndarray, windows: Windows, num_texts: int) -> np.nd
 @torch.inference_mode()
 def embed_chunked(model: Any, texts: Sequence[str], *, policy: TextPreprocessing, batch_size: int = 64) -> np.ndarray:
     """(len(texts), D) float32 L2-normalised embeddings of ``texts`` by a SentenceTransformer (as it is: put it in
-    eval mode first), every window of each text embedded on the model's device (windows of all texts batched
-    together, ``batch_size`` per pass) and averaged."""
+    eval mode first), every window of each text embedded on the model's device and averaged. Windows of all
+    texts are batched together, ``batch_size`` per pass, or the most windows one text has if that is more (so
+    the service's one-pass call for a single long query stays one pass; at most ``max_chunks``)."""
     if not texts:
         return np.zeros((0, model.get_embedding_dimension()), np.float32)
     template = token_template(model.tokenizer)
     windows = split_texts(model.tokenizer, texts, policy, template)
     order = sorted(range(len(windows.ids)), key=lambda i: len(windows.ids[i]))
+    per_pass = max(1, batch_size, int(np.bincount(windows.owner).max()))  # a one-text call: one pass
     vectors = np.zeros((len(windows.ids), 0), np.float32)
-    for start in range(0, len(order), max(1, batch_size)):
-        picked = order[start:start + max(1, batch_size)]
+    for start in range(0, len(order), per_pass):
+        picked = order[start:start + per_pass]
         batch = window_batch([windows.ids[i] for i in picked], template, model.device)
         out = model(batch)["sentence_embedding"].float().cpu().numpy()
         if vectors.shape[1] == 0:

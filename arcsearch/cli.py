@@ -42,6 +42,11 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="image backbone (mobilenet_v2 is fine-tuned from --checkpoint)")
     parser.add_argument("--checkpoint", type=Path, help="pretrained image backbone weights (.pth or .safetensors)")
     parser.add_argument("--model", help="text encoder: a sentence-transformers model name or local folder")
+    parser.add_argument("--max-seq-length", type=int, help="text window in tokens, for training and the bundle "
+                                                           "(default: the model's)")
+    parser.add_argument("--long-texts", choices=["truncate", "chunk", "auto"],
+                        help="what the bundle does with a text longer than the window: truncate (default), chunk "
+                             "(overlapping windows, averaged) or auto (the better on validation classes by MAP@R)")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the modality's default)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="encoder learning rate")

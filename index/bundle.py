@@ -43,10 +43,24 @@ class ImagePreprocessing(BaseModel):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-class TextPreprocessing(BaseModel):
-    """Token limit of the text encoder; longer texts are truncated by its tokenizer."""
+LongTexts = Literal["truncate", "chunk"]
+MAX_CHUNKS_LIMIT = 1024  # a manifest cannot make one text cost more forward passes than this
 
-    max_seq_length: int = 128
+
+class TextPreprocessing(BaseModel):
+    """The text policy, the same at indexing and at query time: each forward pass sees at most
+    ``max_seq_length`` tokens (special tokens included). A longer text is cut to its first window
+    (``truncate``; bundles written before ``long_texts`` existed do this) or split into overlapping windows
+    ``chunk_stride_tokens`` apart, at most ``max_chunks`` of them, whose embeddings are averaged
+    (``chunk``; index/long_texts.py)."""
+
+    max_seq_length: int = Field(128, ge=4, description="tokens per forward pass, special tokens included")
+    long_texts: LongTexts = Field("truncate", description="a text longer than the window: truncate (first window "
+                                                          "only) or chunk (all windows, averaged)")
+    chunk_stride_tokens: int | None = Field(None, ge=1, description="chunk: tokens between the starts of "
+                                            "consecutive windows; None: 3/4 of a window's text tokens")
+    max_chunks: int = Field(16, ge=1, le=MAX_CHUNKS_LIMIT, description="chunk: most windows embedded per text; "
+                            "tokens past the last of them are left out, as truncate leaves out tokens past the first")
 
 
 class ImageArchitecture(BaseModel):

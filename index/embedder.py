@@ -16,6 +16,7 @@ from arcsearch.index.bundle import BundleError, EmbedderManifest, read_embedder_
 from arcsearch.index.loaders import IMAGE_WEIGHTS_FILE as IMAGE_WEIGHTS_FILE  # re-exported: part of this API
 from arcsearch.index.loaders import TEXT_WEIGHTS_DIR as TEXT_WEIGHTS_DIR
 from arcsearch.index.loaders import load_image_module, load_text_model
+from arcsearch.index.long_texts import apply_policy, embed_chunked
 from arcsearch.index.preprocess import images_to_batch
 
 logger = logging.getLogger(__name__)
@@ -103,12 +104,16 @@ class ImageEmbedder:
 
 
 class TextEmbedder:
-    """A sentence-transformers folder: list of strings in, (N, D) L2-normalised float32 out."""
+    """A sentence-transformers folder: list of strings in, (N, D) L2-normalised float32 out, under the manifest's
+    text policy (``text``: window length and what a longer text gets; without one, the model folder's own
+    max_seq_length and truncation)."""
 
     def __init__(self, model: torch.nn.Module, manifest: EmbedderManifest, device: torch.device) -> None:
         self.model = model
         self.manifest = manifest
         self.device = device
+        if manifest.text is not None:
+            apply_policy(model, manifest.text)
 
     @property
     def modality(self) -> str:
@@ -123,6 +128,9 @@ class TextEmbedder:
         """Embed texts; returns float32 array of shape (len(texts), dim)."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        policy = self.manifest.text
+        if policy is not None and policy.long_texts == "chunk":
+            return embed_chunked(self.model, texts, policy=policy, batch_size=batch_size)
         vectors = self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
                                     normalize_embeddings=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)

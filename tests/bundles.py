@@ -110,3 +110,16 @@ def write_table(path: Path, rows: list[dict[str, Any]]) -> Path:
 
         pq.write_table(pa.table({c: [row.get(c) for row in rows] for c in columns}), path)
     return path
+
+
+def with_text_policy(bundle: Path, out: Path, **policy: Any) -> Path:
+    """A copy at ``out`` of the text embedder ``bundle`` whose manifest's text policy has the fields ``policy``
+    (the weights, and so the weights hash, are the same)."""
+    import shutil
+
+    from arcsearch.index.bundle import read_embedder_manifest
+
+    manifest = read_embedder_manifest(Path(shutil.copytree(bundle, out)))
+    assert manifest.text is not None
+    write_manifest(out, manifest.model_copy(update={"text": manifest.text.model_copy(update=policy)}))
+    return out

@@ -23,6 +23,7 @@ from arcsearch.training.remedies import check_remedies
 DEFAULT_TEXT_MODEL = "data/pretrained/all-MiniLM-L6-v2"
 HEAD_INITS = ("auto", "centres", "random")
 PROJECTION_INITS = ("auto", "pca", "random")
+LONG_TEXT_CHOICES = ("truncate", "chunk", "auto")
 # field -> key in reports and manifests: saved reports (and ``--reuse`` of them) name the objective "loss"
 REPORT_KEYS = {"objective": "loss", "objective_params": "loss_params"}
 RESULT_NEUTRAL_FIELDS = ("out_dir", "workers")  # change no number of a run (``--reuse`` ignores them)
@@ -179,17 +180,25 @@ class ImageTrainConfig(TrainConfig):
 @dataclass(kw_only=True)
 class TextTrainConfig(TrainConfig):
     """Fine-tune a sentence-transformers ``model`` (name or local folder) on the labelled texts of
-    ``texts_file`` (JSONL or CSV with text, label); export to ``out_dir``."""
+    ``texts_file`` (JSONL or CSV with text, label); export to ``out_dir``. ``max_seq_length`` (tokens; None: the
+    model's) is the window of training and of the bundle; ``long_texts`` is what the bundle does with a longer
+    text: ``truncate``, ``chunk`` or ``auto`` (the better on the validation classes by MAP@R;
+    training.fitting.text_policy)."""
 
     texts_file: Path
     out_dir: Path
     model: str = DEFAULT_TEXT_MODEL
     max_seq_length: int | None = None
+    long_texts: str = "truncate"
 
     def __post_init__(self) -> None:
         self.texts_file, self.out_dir = Path(self.texts_file), Path(self.out_dir)
         self.model = str(self.model)
         super().__post_init__()
+        if self.long_texts not in LONG_TEXT_CHOICES:
+            raise ConfigError(f"long_texts must be one of {LONG_TEXT_CHOICES}, got {self.long_texts!r}")
+        if self.max_seq_length is not None and self.max_seq_length < 4:
+            raise ConfigError(f"max_seq_length must be at least 4 tokens, got {self.max_seq_length}")
 
     @property
     def uses_centre_init(self) -> bool:

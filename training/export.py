@@ -26,6 +26,7 @@ from arcsearch.index.bundle import (
     write_manifest,
 )
 from arcsearch.index.loaders import IMAGE_WEIGHTS_FILE, TEXT_WEIGHTS_DIR, check_text_folder
+from arcsearch.index.long_texts import stated_policy
 
 
 def _fresh_folder(out_dir: Path) -> Path:
@@ -86,15 +87,18 @@ def sentence_embedding_dim(model: nn.Module) -> int:
 
 def export_text_embedder(model: nn.Module, out_dir: Path, *, backbone: str,
                          training: dict[str, Any] | None = None,
-                         metrics: dict[str, Any] | None = None) -> Path:
-    """Save a ``SentenceTransformer`` (no head) as a text embedder bundle at ``out_dir``."""
+                         metrics: dict[str, Any] | None = None,
+                         text_policy: TextPreprocessing | None = None) -> Path:
+    """Save a ``SentenceTransformer`` (no head) as a text embedder bundle at ``out_dir``, with ``text_policy``
+    (default: truncate at the model's max_seq_length) in its manifest."""
+    policy = stated_policy(model, text_policy or TextPreprocessing(max_seq_length=int(model.max_seq_length)))
     partial = _fresh_folder(out_dir)
     model.save(str(partial / TEXT_WEIGHTS_DIR), safe_serialization=True)
     check_text_folder(partial / TEXT_WEIGHTS_DIR)  # what the loader would refuse is never published
     manifest = EmbedderManifest(
         modality="text", embedding_dim=sentence_embedding_dim(model),
         weights_file=TEXT_WEIGHTS_DIR, weights_sha256=sha256_of_path(partial / TEXT_WEIGHTS_DIR),
-        text=TextPreprocessing(max_seq_length=int(model.max_seq_length)), backbone=backbone,
+        text=policy, backbone=backbone,
         training=training or {}, metrics=metrics or {}, versions=library_versions())
     write_manifest(partial, manifest)
     return _publish(partial, out_dir)

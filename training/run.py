@@ -33,6 +33,7 @@ from arcsearch.training.evaluation.scoring import embed_files, embed_texts, form
 from arcsearch.training.export import export_image_embedder, export_text_embedder
 from arcsearch.training.fitting.image import fit_image_encoder, init_projection_pca, wants_pca_projection
 from arcsearch.training.fitting.text import fit_text_encoder, load_sentence_model
+from arcsearch.training.fitting.text_policy import embed_with_policy, resolve_text_policy
 from arcsearch.training.objectives.subcenter import SubCenterClassifier
 from arcsearch.training.selection import fit_selected, gate, refuse_if_no_gain, selection_summary
 
@@ -211,18 +212,19 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
         heldout["pretrained_model"] = embed_texts(model, held_texts)
         report["methods"]["pretrained_model"] = score(heldout["pretrained_model"], held_labels, seed=config.seed)
     train_codes = label_codes(_pick(labels, train), split.classes.train)
+    validation = (_pick(texts, val), _pick(labels, val)) if val.size else None
     choice, candidates = fit_selected(model, lambda chosen: fit_text_encoder(
-        model, _pick(texts, train), train_codes, config=chosen, device=device,
-        validation=(_pick(texts, val), _pick(labels, val)) if val.size else None,
+        model, _pick(texts, train), train_codes, config=chosen, device=device, validation=validation,
         heldout=(held_texts, held_labels) if held.size else None), config,
         num_train_classes=len(split.classes.train), validated=bool(val.size))
+    policy, report["text_policy"] = resolve_text_policy(model, config.long_texts, validation)
     return _conclude(
         report, config, objective=choice.objective, result=choice.result, heldout=heldout, modality="text",
         selection=selection_summary(choice.result, split=split, start_name="the pretrained model",
                                     winner=choice.name, candidates=candidates),
-        embed=lambda inputs: embed_texts(model, inputs),
+        embed=lambda inputs: embed_with_policy(model, inputs, policy),
         train=(_pick(texts, train), train_codes, _pick([it.item_id for it in items], train), _pick(labels, train)),
         held=(held_texts, held_labels),
         export=(lambda: export_text_embedder(
             model, config.out_dir, backbone=config.model, training=_manifest_training(report, config.texts_file),
-            metrics=report["methods"])) if export else None)
+            metrics=report["methods"], text_policy=policy)) if export else None)

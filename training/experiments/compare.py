@@ -175,7 +175,7 @@ def compare_objectives(base: TrainConfig, train: TrainRun, *, objectives: Sequen
               "overrides": overrides, "summary": summary, "table": table, "angle_table": angles,
               "figures": write_compare_figures(runs, out_dir), "runs": runs}
     write_json_atomic(out_dir / "compare.json", result)
-    (out_dir / "compare.md").write_text(f"{table}\n\n{TABLE_NOTE}\n\nAngles of the held-out embeddings, degrees (mean over seeds):"
-                                        f"\n\n{angles}\n", encoding="utf-8")
+    (out_dir / "compare.md").write_text(f"{table}\n\n{TABLE_NOTE}\n\nAngles of the held-out embeddings, degrees "
+                                        f"(mean over seeds):\n\n{angles}\n", encoding="utf-8")
     logger.info("held-out classes, mean ± std over seeds %s:\n%s\n%s", list(seeds), table, angles)
     return result

@@ -63,9 +63,9 @@ class ClosedSet:
 
 def closed_set_table(methods: dict[str, dict[str, float]]) -> str:
     """A plain-text table of closed-set scores: one row per method, P@1, R-precision, MAP@R and queries."""
-    header = f"{'method':<24} {'P@1':>7} {'R-prec':>7} {'MAP@R':>7} {'queries':>8}"
+    header = f"{'method':<28} {'P@1':>7} {'R-prec':>7} {'MAP@R':>7} {'queries':>8}"
     rows = [header, "-" * len(header)]
-    rows += [f"{name:<24} {result['precision_at_1']:>7.4f} {result['r_precision']:>7.4f} {result['map_at_r']:>7.4f} "
+    rows += [f"{name:<28} {result['precision_at_1']:>7.4f} {result['r_precision']:>7.4f} {result['map_at_r']:>7.4f} "
              f"{result['num_queries']:>8d}" for name, result in methods.items()]
     return "\n".join(rows)
 

@@ -13,6 +13,7 @@ import torch
 from arcsearch.index.bundle import read_embedder_manifest
 from arcsearch.index.corpus import read_text_file
 from arcsearch.index.embedder import load_embedder
+from arcsearch.training import run
 from arcsearch.training.config import TextTrainConfig
 from arcsearch.training.evaluation.baselines import tfidf_embeddings
 from arcsearch.training.evaluation.exported import evaluate_bundle
@@ -20,9 +21,7 @@ from arcsearch.training.evaluation.metrics import retrieval_metrics
 from arcsearch.training.evaluation.scoring import embed_texts
 from arcsearch.training.export import export_text_embedder
 from arcsearch.training.fitting.text import fit_text_encoder, load_sentence_model
-from arcsearch.training import run
 from arcsearch.training.run import report_path, train_texts
-
 
 FED: dict[str, list[str]] = {}  # what the module's run fed the training loop: "train" and "validation" texts
 

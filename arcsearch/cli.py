@@ -64,6 +64,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         "(0: the training process itself; default min(4, CPUs - 1)); results do not depend on it")
     parser.add_argument("--embedding-dim", type=int, help="image embedding size (texts keep the model's)")
     parser.add_argument("--holdout-fraction", type=float, help="share of classes held out for evaluation")
+    parser.add_argument("--closed-set-fraction", type=float,
+                        help="share of each training class's items held out of training and searched among "
+                        "themselves: the closed-set evaluation (default 0.2; 0: none)")
     parser.add_argument("--max-train-seconds", type=float,
                         help="stop training after this many seconds (the learning-rate schedule then follows "
                         "the clock, so the run is no longer deterministic)")

@@ -105,8 +105,8 @@ def run_measured(command: list[str], *, interval_s: float = 0.2) -> dict[str, An
 def train_command(images: Path, out: Path, *, workers: int, seconds: float, batch_size: int) -> list[str]:
     return [sys.executable, "-m", "arcsearch", "train", "--images", str(images), "--out", str(out),
             "--backbone", "small_cnn", "--embedding-dim", "64", "--batch-size", str(batch_size),
-            "--holdout-fraction", "0", "--epochs", "5", "--max-train-seconds", str(seconds), "--device", "cpu",
-            "--workers", str(workers)]
+            "--holdout-fraction", "0", "--closed-set-fraction", "0", "--epochs", "5",
+            "--max-train-seconds", str(seconds), "--device", "cpu", "--workers", str(workers)]
 
 
 def measure(images: Path, out: Path, *, workers: int, seconds: float, batch_size: int) -> dict[str, Any]:

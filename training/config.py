@@ -43,6 +43,8 @@ class TrainConfig:
     ``samples_per_class`` for triplet objectives); ``margin_warmup_fraction`` of training grows the margin
     from 0; ``holdout_fraction`` of all classes is held out for evaluation, ``validation_fraction`` of the
     rest is used for early stopping (0: none), after ``patience`` epochs without gain (None: never);
+    ``closed_set_fraction`` of each training class's items is held out of training for the closed-set
+    evaluation (``training.data.closed_set``; 0: none);
     ``max_train_seconds`` bounds the training wall time. ``head_init`` ``centres`` starts the class
     centres at the mean training embeddings, ``random`` at random.
     ``precision`` ``fp32``, ``bf16`` (cpu or cuda) or ``fp16`` (cuda only). Every ``checkpoint_every`` steps
@@ -71,6 +73,7 @@ class TrainConfig:
     require_gain: bool = False
     remedies: str = "auto"
     remedy_below_classes: int = 20
+    closed_set_fraction: float = 0.2
     patience: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -101,6 +104,8 @@ class TrainConfig:
             raise ConfigError(f"samples_per_class must lie in [1, batch_size / 2], got {self.samples_per_class}")
         if self.head_init not in HEAD_INITS:
             raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
+        if not 0.0 <= self.closed_set_fraction < 1.0:
+            raise ConfigError(f"closed_set_fraction must lie in [0, 1), got {self.closed_set_fraction}")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise ConfigError(f"max_train_seconds must be positive, got {self.max_train_seconds}")
         if self.precision not in PRECISIONS:

@@ -23,10 +23,12 @@ from arcsearch.index.corpus import read_corpus, require_labels
 from arcsearch.index.embedder import resolve_device
 from arcsearch.training.backbones import build_image_encoder
 from arcsearch.training.config import ImageTrainConfig, TextTrainConfig
+from arcsearch.training.data.closed_set import split_closed_set
 from arcsearch.training.data.splits import label_codes
 from arcsearch.training.data.validation import TrainingSplit, plan_split
 from arcsearch.training.engine import distributed
 from arcsearch.training.evaluation.baselines import backbone_baseline, raw_pixel_embeddings, tfidf_embeddings
+from arcsearch.training.evaluation.closed_set import ClosedSet, closed_set_table
 from arcsearch.training.evaluation.figures import write_run_figures
 from arcsearch.training.evaluation.mislabelled import mislabelled_report
 from arcsearch.training.evaluation.scoring import embed_files, embed_texts, format_table, score
@@ -60,6 +62,10 @@ def _finish(report: dict[str, Any], *, modality: str, out_dir: Path) -> dict[str
     """Log the table, write the report JSON; returns the report."""
     logger.info("%s retrieval on %d held-out classes:\n%s", modality, len(report["heldout_classes"]),
                 format_table(report["methods"]))
+    closed = report.get("closed_set") or {}
+    if closed.get("methods"):
+        logger.info("%s retrieval among %d held-out items of %d training classes (closed set, leave-one-out):\n%s",
+                    modality, closed["num_items"], closed["num_classes"], closed_set_table(closed["methods"]))
     path = report_path(out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, report)
@@ -91,14 +97,24 @@ def _fit_summary(result: Any) -> dict[str, Any]:
             "stop_reason": result.stop_reason}
 
 
+def _closed_set(config: ImageTrainConfig | TextTrainConfig, train: np.ndarray, *, inputs: list, labels: list[str],
+                items: list) -> tuple[np.ndarray, ClosedSet]:
+    """Take the closed set (``training.data.closed_set``) out of the ``train`` positions: (the (K,) positions
+    left to train on, the closed set's inputs, labels and item ids to score methods on)."""
+    train, closed = split_closed_set(labels, train, fraction=config.closed_set_fraction, seed=config.seed)
+    return train, ClosedSet(_pick(inputs, closed), _pick(labels, closed), _pick([it.item_id for it in items], closed),
+                            fraction=config.closed_set_fraction)
+
+
 def _conclude(report: dict[str, Any], config: ImageTrainConfig | TextTrainConfig, *, objective: Any, result: Any,
               embed: Callable[[list], np.ndarray], train: tuple[list, np.ndarray, list[str], list[str]],
-              held: tuple[list, list[str]], heldout: dict[str, np.ndarray],
+              held: tuple[list, list[str]], heldout: dict[str, np.ndarray], closed: ClosedSet,
               export: Callable[[], None] | None, modality: str, selection: dict[str, Any]) -> dict[str, Any]:
     """After fitting, on rank 0 only: list likely mislabelled items (sub-center ArcFace), score the held-out
-    classes, ``export`` the bundle (not when ``require_gain`` found no gain: the report is written, then
-    ``NoGainError``), write the report. ``embed(inputs)`` gives (N, D) normalised embeddings; ``train`` =
-    (inputs, codes, item ids, labels); ``held`` = (inputs, labels); ``selection``: ``selection_summary``."""
+    classes and the closed set, ``export`` the bundle (not when ``require_gain`` found no gain: the report is
+    written, then ``NoGainError``), write the report. ``embed(inputs)`` gives (N, D) normalised embeddings;
+    ``train`` = (inputs, codes, item ids, labels); ``held`` = (inputs, labels); ``selection``:
+    ``selection_summary``."""
     report["fit"] = _fit_summary(result)
     report["selection"] = selection
     if not distributed.is_main_process():
@@ -109,6 +125,8 @@ def _conclude(report: dict[str, Any], config: ImageTrainConfig | TextTrainConfig
     if held[1]:
         heldout[f"{config.objective}_finetuned"] = embed(held[0])
         _score_finetuned(report, config, heldout, held[1], result)
+    closed.score(f"{config.objective}_finetuned", embed)
+    report["closed_set"] = closed.summary()
     gate(selection, config, export=export)
     _finish(report, modality=modality, out_dir=config.out_dir)
     refuse_if_no_gain(selection, config)
@@ -154,6 +172,7 @@ def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bo
     paths = [item.path for item in items]  # decoded a batch at a time wherever they are used, never all at once
     params, workers = ImagePreprocessing(height=config.image_size, width=config.image_size), config.workers
     held, train, val = split.held, split.train, split.validation
+    train, closed = _closed_set(config, train, inputs=paths, labels=labels, items=items)
     held_paths, held_labels = _pick(paths, held), _pick(labels, held)
     encoder = build_image_encoder(config.backbone, embedding_dim=config.embedding_dim,
                                   checkpoint=config.checkpoint).to(device)
@@ -168,11 +187,16 @@ def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bo
                                                 seed=config.seed)
         heldout[baseline] = embed(backbone_baseline(encoder), held_paths)
         report["methods"][baseline] = score(heldout[baseline], held_labels, seed=config.seed)
+    if baselines and distributed.is_main_process():
+        closed.score("raw_pixels", lambda inputs: raw_pixel_embeddings(inputs, workers=workers))
+        closed.score(baseline, lambda inputs: embed(backbone_baseline(encoder), inputs))
     if wants_pca_projection(config):
         init_projection_pca(encoder, _pick(paths, train), params=params, device=device, workers=workers)
         if held.size and baselines and distributed.is_main_process():
             report["methods"]["pretrained_pca_projection"] = score(embed(encoder, held_paths), held_labels,
                                                                    seed=config.seed)
+        if baselines and distributed.is_main_process():
+            closed.score("pretrained_pca_projection", lambda inputs: embed(encoder, inputs))
     train_codes = label_codes(_pick(labels, train), split.classes.train)
     choice, candidates = fit_selected(encoder, lambda chosen: fit_image_encoder(
         encoder, _pick(paths, train), train_codes, params=params, config=chosen, device=device,
@@ -181,9 +205,9 @@ def train_images(config: ImageTrainConfig, *, export: bool = True, baselines: bo
         num_train_classes=len(split.classes.train), validated=bool(val.size))
     start = "the pretrained start" if config.checkpoint is not None else "the untrained start"
     return _conclude(
-        report, config, objective=choice.objective, result=choice.result, heldout=heldout, modality="image",
-        selection=selection_summary(choice.result, split=split, start_name=start, winner=choice.name,
-                                    candidates=candidates),
+        report, config, objective=choice.objective, result=choice.result, heldout=heldout, closed=closed,
+        modality="image", selection=selection_summary(choice.result, split=split, start_name=start,
+                                                      winner=choice.name, candidates=candidates),
         embed=lambda inputs: embed(encoder, inputs),
         train=(_pick(paths, train), train_codes, _pick([it.item_id for it in items], train), _pick(labels, train)),
         held=(held_paths, held_labels),
@@ -203,6 +227,7 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
     split = _split(labels, config)
     report = _new_report(config, split, "text")
     held, train, val = split.held, split.train, split.validation
+    train, closed = _closed_set(config, train, inputs=texts, labels=labels, items=items)
     held_texts, held_labels = _pick(texts, held), _pick(labels, held)
     heldout: dict[str, np.ndarray] = {}  # method -> (N, D) held-out embeddings, for the pictures
     model = load_sentence_model(config.model, device=device, max_seq_length=config.max_seq_length)
@@ -211,6 +236,9 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
                                            seed=config.seed)
         heldout["pretrained_model"] = embed_texts(model, held_texts)
         report["methods"]["pretrained_model"] = score(heldout["pretrained_model"], held_labels, seed=config.seed)
+    if baselines and distributed.is_main_process():
+        closed.score("tfidf", lambda inputs: tfidf_embeddings(inputs, fit_texts=texts))
+        closed.score("pretrained_model", lambda inputs: embed_texts(model, inputs))
     train_codes = label_codes(_pick(labels, train), split.classes.train)
     validation = (_pick(texts, val), _pick(labels, val)) if val.size else None
     choice, candidates = fit_selected(model, lambda chosen: fit_text_encoder(
@@ -219,9 +247,9 @@ def train_texts(config: TextTrainConfig, *, export: bool = True, baselines: bool
         num_train_classes=len(split.classes.train), validated=bool(val.size))
     policy, report["text_policy"] = resolve_text_policy(model, config.long_texts, validation)
     return _conclude(
-        report, config, objective=choice.objective, result=choice.result, heldout=heldout, modality="text",
-        selection=selection_summary(choice.result, split=split, start_name="the pretrained model",
-                                    winner=choice.name, candidates=candidates),
+        report, config, objective=choice.objective, result=choice.result, heldout=heldout, closed=closed,
+        modality="text", selection=selection_summary(choice.result, split=split, start_name="the pretrained model",
+                                                     winner=choice.name, candidates=candidates),
         embed=lambda inputs: embed_with_policy(model, inputs, policy),
         train=(_pick(texts, train), train_codes, _pick([it.item_id for it in items], train), _pick(labels, train)),
         held=(held_texts, held_labels),

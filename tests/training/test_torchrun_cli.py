@@ -22,8 +22,10 @@ def test_torchrun_trains_on_two_processes_and_rank_zero_alone_writes(faces_subse
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert finished.returncode == 0, finished.stderr[-3000:]
     report = json.loads(report_path(out).read_text())
-    assert report["fit"]["steps"] == 2 * 4  # 80 training images / 24 per global batch -> 4 steps an epoch
+    # 8 training people x 10 images, 2 of each kept for the closed set: 64 / 24 per global batch -> 3 steps an epoch
+    assert report["fit"]["steps"] == 2 * 3 and report["closed_set"]["num_items"] == 16
     assert len(report["fit"]["heldout_map_at_r"]) == 2 and "arcface_finetuned" in report["methods"]
+    assert "arcface_finetuned" in report["closed_set"]["methods"]
     assert read_embedder_manifest(out).modality == "image"
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["last.pt"]
     assert finished.stderr.count("report written to") == 1

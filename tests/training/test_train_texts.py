@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 from arcsearch.index.bundle import read_embedder_manifest
 from arcsearch.index.corpus import read_text_file
 from arcsearch.index.embedder import load_embedder
+from arcsearch.training import run
 from arcsearch.training.config import TextTrainConfig
 from arcsearch.training.evaluation.baselines import tfidf_embeddings
 from arcsearch.training.evaluation.exported import evaluate_bundle
@@ -21,14 +23,23 @@ from arcsearch.training.export import export_text_embedder
 from arcsearch.training.fitting.text import fit_text_encoder, load_sentence_model
 from arcsearch.training.run import report_path, train_texts
 
+FED: dict[str, list[str]] = {}  # what the module's run fed the training loop: "train" and "validation" texts
+
 
 @pytest.fixture(scope="module")
 def trained(glosses_subset: Path, tiny_text_model: Path,
             tmp_path_factory: pytest.TempPathFactory) -> tuple[TextTrainConfig, dict]:
     config = TextTrainConfig(texts_file=glosses_subset, out_dir=tmp_path_factory.mktemp("text_run") / "text",
                              model=str(tiny_text_model), epochs=2, batch_size=32, holdout_fraction=0.3,
-                             device="cpu", show_progress=False)
-    return config, train_texts(config)
+                             validation_fraction=0.15, device="cpu", show_progress=False)
+
+    def recording_fit(model: Any, texts: list[str], codes: np.ndarray, **kwargs: Any) -> Any:
+        FED["train"], FED["validation"] = list(texts), list(kwargs["validation"][0])
+        return fit_text_encoder(model, texts, codes, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:  # a spy that trains for real, to see which texts were trained on
+        patch.setattr(run, "fit_text_encoder", recording_fit)
+        return config, train_texts(config)
 
 
 def test_text_training_runs_through_reports_and_exports(trained: tuple[TextTrainConfig, dict]) -> None:
@@ -42,6 +53,23 @@ def test_text_training_runs_through_reports_and_exports(trained: tuple[TextTrain
     manifest = read_embedder_manifest(config.out_dir)
     assert manifest.modality == "text" and manifest.embedding_dim == 384
     assert manifest.training["heldout_classes"] == report["heldout_classes"]
+
+
+def test_closed_set_items_are_never_trained_on_nor_validated_and_are_scored(
+        trained: tuple[TextTrainConfig, dict]) -> None:
+    config, report = trained
+    closed = report["closed_set"]
+    by_id = {it.item_id: it for it in read_text_file(config.texts_file)}
+    items = [by_id[item_id] for item_id in closed["item_ids"]]
+    assert {it.label for it in items} == set(report["train_classes"])  # every training class gives items
+    assert set(FED["train"]) and not {it.text for it in items} & (set(FED["train"]) | set(FED["validation"]))
+    in_train_classes = [it for it in by_id.values() if it.label in set(report["train_classes"])]
+    assert len(FED["train"]) + len(items) == len(in_train_classes)  # only the closed set was taken out
+    assert closed["num_items"] == len(items) == pytest.approx(0.2 * len(in_train_classes), abs=len(items) * 0.1)
+    assert set(closed["methods"]) == {"tfidf", "pretrained_model", "arcface_finetuned"}
+    vectors = tfidf_embeddings([it.text for it in items], fit_texts=[it.text for it in by_id.values()])
+    assert closed["methods"]["tfidf"] == pytest.approx(retrieval_metrics(vectors, [it.label for it in items]))
+    assert json.loads(report_path(config.out_dir).read_text())["closed_set"] == closed
 
 
 def test_evaluate_bundle_reproduces_the_reported_numbers(trained: tuple[TextTrainConfig, dict]) -> None:
@@ -94,7 +122,8 @@ def test_subcenter_run_lists_planted_wrong_labels_first(glosses_subset: Path, ti
     pq.write_table(pa.Table.from_pylist([{**row, "source": "wordnet"} for row in rows]), noisy)
     config = TextTrainConfig(texts_file=noisy, out_dir=tmp_path / "subcenter", model=str(tiny_text_model),
                              objective="subcenter_arcface", epochs=2, batch_size=32, holdout_fraction=0.0,
-                             validation_fraction=0.0, device="cpu", show_progress=False)
+                             validation_fraction=0.0, closed_set_fraction=0.0, device="cpu",
+                             show_progress=False)  # every item trained on
     flagged = train_texts(config, export=False)["likely_mislabelled"]
     angles = [row["angle_to_dominant_deg"] for row in flagged]
     assert angles == sorted(angles, reverse=True)

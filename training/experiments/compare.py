@@ -2,7 +2,9 @@
 
 ``compare_objectives`` trains one run per (objective, seed) from a base config, each with the same epochs (and
 ``max_train_seconds``, if set), and scores the held-out classes of that seed's split; baselines (no
-training) are scored once per seed. ``summarise`` folds the per-seed scores into mean and standard
+training) are scored once per seed. Each run also scores its closed set (held-out items of the training
+classes, ``training.evaluation.closed_set``): the table's "closed" columns, "–" for runs without one (reports
+written before closed-set evaluation existed). ``summarise`` folds the per-seed scores into mean and standard
 deviation and ``markdown_table`` prints them, with each method's MAP@R minus the first objective's on the
 same seed (``paired_differences``); ``angle_table`` gives the paper's angle statistics. ``compare_objectives`` also
 writes ``compare.json``, ``compare.md`` and the PNG pictures into the output folder.
@@ -21,6 +23,7 @@ import numpy as np
 
 from arcsearch.index.bundle import write_json_atomic
 from arcsearch.training.config import TrainConfig
+from arcsearch.training.evaluation.closed_set import closed_set_methods
 from arcsearch.training.evaluation.figures import write_compare_figures
 from arcsearch.training.experiments.reuse import reusable_report
 from arcsearch.training.experiments.tuning import TrainRun, apply_overrides
@@ -28,7 +31,11 @@ from arcsearch.training.experiments.tuning import TrainRun, apply_overrides
 logger = logging.getLogger(__name__)
 
 TABLE_METRICS = (("map_at_r", "MAP@R"), ("r_precision", "R-prec"), ("precision_at_1", "P@1"),
-                 ("verification_accuracy_mean", "verif. acc"), ("tar_at_far_1e-3", "TAR@FAR=1e-3"))
+                 ("verification_accuracy_mean", "verif. acc"), ("tar_at_far_1e-3", "TAR@FAR=1e-3"),
+                 ("closed_map_at_r", "closed MAP@R"), ("closed_precision_at_1", "closed P@1"))
+CLOSED_PREFIX = "closed_"  # closed-set metrics in a summary: closed_map_at_r, ...
+TABLE_NOTE = ("MAP@R, R-prec, P@1, verif. acc, TAR: open set (held-out classes). closed MAP@R, closed P@1: "
+              "closed set (held-out items of the training classes, each searched among the others).")
 ANGLE_METRICS = (("angle_to_centre_deg", "sample → own centre"),
                  ("angle_nearest_centre_deg", "centre → nearest centre"),
                  ("angle_min_between_centres_deg", "min between centres"),
@@ -47,13 +54,17 @@ def _flatten(result: dict[str, Any]) -> dict[str, float]:
 
 
 def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """``runs``: one report per (objective, seed), each with ``methods``. Returns method -> metric -> {mean, std,
-    n} over seeds (population std; n counts runs that reported the metric, NaN values excluded)."""
+    """``runs``: one report per (objective, seed), each with ``methods`` (and ``closed_set``, whose metrics get
+    the ``CLOSED_PREFIX``). Returns method -> metric -> {mean, std, n} over seeds (population std; n counts
+    runs that reported the metric, NaN values excluded)."""
     values: dict[str, dict[str, list[float]]] = {}
     for report in runs:
         for method, result in report["methods"].items():
             for key, value in _flatten(result).items():
                 values.setdefault(method, {}).setdefault(key, []).append(value)
+        for method, result in closed_set_methods(report).items():
+            for key, value in _flatten(result).items():
+                values.setdefault(method, {}).setdefault(CLOSED_PREFIX + key, []).append(value)
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for method, metrics in values.items():
         for key, seq in metrics.items():
@@ -164,7 +175,7 @@ def compare_objectives(base: TrainConfig, train: TrainRun, *, objectives: Sequen
               "overrides": overrides, "summary": summary, "table": table, "angle_table": angles,
               "figures": write_compare_figures(runs, out_dir), "runs": runs}
     write_json_atomic(out_dir / "compare.json", result)
-    (out_dir / "compare.md").write_text(f"{table}\n\nAngles of the held-out embeddings, degrees (mean over seeds):"
-                                        f"\n\n{angles}\n", encoding="utf-8")
+    (out_dir / "compare.md").write_text(f"{table}\n\n{TABLE_NOTE}\n\nAngles of the held-out embeddings, degrees "
+                                        f"(mean over seeds):\n\n{angles}\n", encoding="utf-8")
     logger.info("held-out classes, mean ± std over seeds %s:\n%s\n%s", list(seeds), table, angles)
     return result

@@ -16,17 +16,21 @@ from arcsearch.training.run import report_path
 
 logger = logging.getLogger(__name__)
 
+# config fields added after reports were first written -> the value a report without the field was run with
+IMPLIED_BY_OLD_REPORTS = {"closed_set_fraction": 0.0}
+
 
 def reusable_report(earlier_dir: Path, config: TrainConfig, *, with_baselines: bool = False) -> dict[str, Any] | None:
     """The report of the run ``earlier_dir/runs/<config.out_dir's name>`` if it was trained with the same
-    configuration (all but ``RESULT_NEUTRAL_FIELDS``) and, when ``with_baselines``, scored the baselines;
-    else None."""
+    configuration (all but ``RESULT_NEUTRAL_FIELDS``; a field an older report lacks counts as its
+    ``IMPLIED_BY_OLD_REPORTS`` value) and, when ``with_baselines``, scored the baselines; else None."""
     path = report_path(Path(earlier_dir) / "runs" / Path(config.out_dir).name)
     if not path.exists():
         return None
     report = json.loads(path.read_text(encoding="utf-8"))
     wanted = {key: value for key, value in config.to_dict().items() if key not in RESULT_NEUTRAL_FIELDS}
-    earlier = {key: value for key, value in report.get("config", {}).items() if key not in RESULT_NEUTRAL_FIELDS}
+    earlier = {key: value for key, value in {**IMPLIED_BY_OLD_REPORTS, **report.get("config", {})}.items()
+               if key not in RESULT_NEUTRAL_FIELDS}
     if json.loads(json.dumps(wanted)) != earlier or (with_baselines and len(report.get("methods", {})) < 2):
         return None
     logger.info("reusing %s (same configuration)", path)

@@ -1,10 +1,12 @@
-"""The backend interface a collection's index offers the service, whichever store holds it (a proposal).
+"""The interface a collection's index offers the service, whichever store holds it.
 
-``SearchBackend`` is what the read routes use (search, the item routes, the page); IndexStore (FAISS) and
-MilvusStore both satisfy it today, structurally. ``MutableBackend`` adds what the write routes and re-index jobs
-need: for Milvus that is MilvusStore itself; for FAISS it is the collection level (service.collection's
-LoadedCollection logs each change beside the bundle and publishes re-indexed versions by CURRENT), since
-IndexStore.upsert returns the FAISS id the change log needs. Nothing uses these yet.
+``SearchBackend`` is what the read routes and the micro-batcher use (search, items, the page, thumbnails):
+IndexStore (FAISS, one process) and MilvusStore (a Milvus collection, any number of processes) both satisfy it,
+structurally; a served collection's ``Snapshot.store`` is one. ``MutableBackend`` adds what the write routes and
+re-index jobs need of a store that changes in place: MilvusStore is one (service.core.milvus_collection uses it).
+A FAISS collection changes at the collection level instead (service.core.collection logs each change beside the
+bundle and publishes re-indexed versions by CURRENT), since IndexStore.upsert returns the FAISS id the change log
+needs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ class SearchBackend(Protocol):
     def dim(self) -> int: ...
 
     def __len__(self) -> int: ...
+
+    @property
+    def source(self) -> str:
+        """The corpus its items were indexed from (a folder or a manifest file; "" if none): thumbnails resolve
+        an item's ``source`` against it."""
+        ...
+
+    @property
+    def supports_delete(self) -> bool:
+        """Whether a deleted item's vector leaves the index (else it stays as a tombstone until a re-index)."""
+        ...
 
     def search(self, queries: np.ndarray, k: int, *, label: str | None = None,
                metadata: dict[str, Any] | None = None, min_score: float | None = None,

@@ -178,6 +178,11 @@ class IndexStore:
                  if i >= 0 and int(i) in records and s >= floor] for row_s, row_i in zip(scores, ids, strict=True)]
 
     @property
+    def source(self) -> str:
+        """The corpus it was built from (its manifest's ``source``)."""
+        return self.manifest.source
+
+    @property
     def supports_delete(self) -> bool:
         """Whether removed vectors leave the index (else they stay as tombstones until a re-index)."""
         return can_remove(self.index)

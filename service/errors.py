@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arcsearch.service.core.errors import (
+    BackendRefusedError,
+    BackendUnavailableError,
     CollectionEmptyError,
     CollectionExistsError,
     CollectionNotFoundError,
@@ -121,6 +123,8 @@ class NonLoopbackClientError(ApiError):
 # Each domain exception's status and error code: clients rely on both, so they never change.
 DOMAIN_ERRORS: dict[type[DomainError], tuple[int, str]] = {
     NotReadyError: (503, "not_ready"),
+    BackendUnavailableError: (503, "backend_unavailable"),
+    BackendRefusedError: (409, "backend_refused"),
     CollectionNotFoundError: (404, "collection_not_found"),
     CollectionUnavailableError: (503, "collection_unavailable"),
     CollectionExistsError: (409, "collection_exists"),

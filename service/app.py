@@ -46,8 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         with ExitStack() as stack:
-            try:  # one process serves a collections folder: a second one refuses to start
-                stack.enter_context(serving_lock(settings.collections_dir))
+            try:  # one process serves a collections folder (or several that serve only Milvus collections)
+                stack.enter_context(serving_lock(settings.collections_dir,
+                                                 shared=settings.index_backend == "milvus"))
             except FolderInUseError as exc:
                 logger.error("refusing to start: %s", exc)
                 raise

@@ -9,7 +9,7 @@ embedding batch a job waits up to ``job_yield_ms`` for the collection's queries 
 (``MicroBatcher.wait_idle``), so that searches keep their latency while it runs on the same cores.
 
 A job replaces the collection's contents as they were when it was accepted: upserts and deletes accepted
-while it runs are carried over onto the new version (``LoadedCollection.publish``). A job-store write
+while it runs are carried over onto the new version (``ServedCollection.publish``). A job-store write
 that fails (a locked or full database) leaves nothing half-done: a submit is refused (a storage error) and
 marks nothing busy; a running job fails with the reason, and its final state is retried until written.
 If the jobs database cannot be opened at all, job calls raise JobsUnavailableError and searches go on.
@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 
 from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback
 from arcsearch.index.chooser import IndexBudget
-from arcsearch.service.core.collection import ChangeMark, LoadedCollection
 from arcsearch.service.core.config import JobSettings
 from arcsearch.service.core.errors import (
     DomainError,
@@ -42,6 +41,7 @@ from arcsearch.service.core.jobstore import JobStore, now
 from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.core.rebuild import rebuild_collection
 from arcsearch.service.core.records import JobRecord, LastReindexRecord
+from arcsearch.service.core.served import ChangeMark, ServedCollection
 from arcsearch.service.core.sources import LoadedItems
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class JobManager:
             logger.error("%s", exc.message)
         return self.problem
 
-    def submit(self, collection: LoadedCollection, load_items: ItemLoader, *, source: str,
+    def submit(self, collection: ServedCollection, load_items: ItemLoader, *, source: str,
                budget: IndexBudget | None = None, workers: int | None = None) -> JobRecord:
         """Queue a job that indexes ``load_items()`` into ``collection`` (index chosen by ``budget`` if given)
         with ``workers`` processes (default ``reindex_workers``; it resumes from the shards of a killed one,
@@ -215,7 +215,7 @@ class JobManager:
         with suppress(DomainError):
             self.store.update(job_id, resumed=resumed)
 
-    def _give_way_to_queries(self, collection: LoadedCollection) -> Callable[[], object] | None:
+    def _give_way_to_queries(self, collection: ServedCollection) -> Callable[[], object] | None:
         """Before each embedding batch, wait up to ``job_yield_ms`` while the collection answers queries:
         on shared cores a search then waits for at most one job batch, not for a run of them."""
         wait_s = self.settings.job_yield_ms / 1000.0
@@ -223,7 +223,7 @@ class JobManager:
             return None
         return lambda: collection.batcher is None or collection.batcher.wait_idle(wait_s)
 
-    def _run(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
+    def _run(self, job_id: str, source: str, collection: ServedCollection, load_items: ItemLoader,
              since: ChangeMark, budget: IndexBudget | None, workers: int) -> None:
         outcome: dict[str, Any] | None
         try:
@@ -236,13 +236,14 @@ class JobManager:
             message = exc.message if isinstance(exc, DomainError) else str(exc)
             outcome = {"status": "failed", "error": scrub_paths(f"{type(exc).__name__}: {message}", self._roots)}
         finally:
+            collection.forget_mark(since)
             with self._lock:
                 self._release(job_id, collection.name)  # the collection is free again, whatever happened
         if outcome is not None:
             self._record_outcome(job_id, outcome | {"finished_at": now()})
         self._forget(job_id, collection.name)
 
-    def _execute(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
+    def _execute(self, job_id: str, source: str, collection: ServedCollection, load_items: ItemLoader,
                  since: ChangeMark, *, budget: IndexBudget | None, workers: int) -> dict[str, Any] | None:
         """Build and publish; the job's outcome, or None if it was cancelled before it started."""
         store = self.store

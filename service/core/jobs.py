@@ -37,6 +37,7 @@ from arcsearch.service.core.errors import (
     JobsUnavailableError,
 )
 from arcsearch.service.core.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
+from arcsearch.service.core.joblocks import RunningJobLocks
 from arcsearch.service.core.jobstore import JobStore, now
 from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.core.rebuild import rebuild_collection
@@ -68,6 +69,7 @@ class JobManager:
         self._active: dict[str, str] = {}  # collection -> running job id
         self._threads: dict[str, threading.Thread] = {}
         self._cancels = CancelRequests()
+        self._running = RunningJobLocks(settings.jobs_db_path)  # across the processes of one folder
         self._lock = threading.Lock()  # guards _store, _active and _threads
 
     @property
@@ -84,7 +86,7 @@ class JobManager:
         store = None
         try:
             store = JobStore(path, busy_timeout_s=self.settings.sqlite_busy_timeout_s)
-            interrupted = store.mark_interrupted()
+            interrupted = store.mark_interrupted(self._running.running_elsewhere)
         except (DomainError, OSError) as exc:
             if store is not None:
                 store.close()
@@ -119,8 +121,14 @@ class JobManager:
                 raise JobConflictError(f"a re-index job for {collection.name!r} is already running",
                                        details={"job_id": running})
             job_id = secrets.token_hex(8)
+            self._running.claim(collection.name, job_id)  # JobConflictError if another process runs one
             since = collection.change_mark()  # changes accepted from now on are carried over onto the new version
-            store.create(job_id, collection.name, source, keep=self.settings.keep_jobs)
+            try:
+                store.create(job_id, collection.name, source, keep=self.settings.keep_jobs)
+            except BaseException:
+                collection.forget_mark(since)
+                self._running.release(collection.name)
+                raise
             self._active[collection.name] = job_id
             context = contextvars.copy_context()  # the job's log records carry the submitting request's id
             run = (self._run, job_id, source, collection, load_items, since, budget,
@@ -277,6 +285,7 @@ class JobManager:
         """Free ``collection`` if ``job_id`` holds it (call with ``_lock`` held)."""
         if self._active.get(collection) == job_id:
             del self._active[collection]
+            self._running.release(collection)
 
     def _forget(self, job_id: str, collection: str) -> None:
         with self._lock:

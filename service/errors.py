@@ -209,7 +209,14 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", message, details)
 
 
+BACKEND_MODULES = ("pymilvus.", "grpc.")  # a Milvus server that is down, overloaded or lost a collection
+
+
 def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    if type(exc).__module__.startswith(BACKEND_MODULES):  # not a bug here: the backend failed, retry may help
+        logger.error("Milvus failed on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return error_response(503, "backend_unavailable", f"the vector store failed: {type(exc).__name__}; retry "
+                              "shortly", headers=retry_after_header(1.0))
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "internal server error; see the server log")
 

@@ -1,15 +1,15 @@
 """Re-index jobs: build a new index version in a background thread, publish it, swap it in.
 
-At most one job per collection runs at a time (a second one is refused: JobConflictError). Queries keep
-using the old index until the new version is published, loaded and swapped in. Job state is kept in
-SQLite (service/core/jobstore.py): it survives a restart, and a job that was running when the process
+At most one job per collection runs at a time, in all processes of a folder (a second one is refused:
+JobConflictError; service/core/joblocks.py). Queries keep using the old index until the new version is
+published, loaded and swapped in. Job state is kept in SQLite (service/core/jobstore.py): it survives a restart, and a job that was running when the process
 died is reported ``interrupted`` (its half-built staging folder is never served). Items that cannot
 be indexed are recorded per job; more than ``job_max_failures`` of them abort the job. Before each
 embedding batch a job waits up to ``job_yield_ms`` for the collection's queries to be answered
 (``MicroBatcher.wait_idle``), so that searches keep their latency while it runs on the same cores.
 
 A job replaces the collection's contents as they were when it was accepted: upserts and deletes accepted
-while it runs are carried over onto the new version (``ServedCollection.publish``). A job-store write
+while it runs are carried over onto the new version (``publish`` of the collection). A job-store write
 that fails (a locked or full database) leaves nothing half-done: a submit is refused (a storage error) and
 marks nothing busy; a running job fails with the reason, and its final state is retried until written.
 If the jobs database cannot be opened at all, job calls raise JobsUnavailableError and searches go on.

@@ -25,6 +25,7 @@ from arcsearch.index.milvus_names import MilvusStoreError
 from arcsearch.index.milvus_store import MilvusStore
 from arcsearch.index.pairing import EmbedderMismatchError
 from arcsearch.service.core.embedding import SerialEmbedder
+from arcsearch.service.core.errors import BackendUnavailableError, CollectionExistsError
 from arcsearch.service.core.records import CollectionState
 from arcsearch.service.core.served import ChangeMark, ServedCollection, Snapshot, load_served_embedder
 
@@ -114,9 +115,16 @@ class MilvusCollection(ServedCollection):
 
 
 def create_milvus_store(client: MilvusClient, info: CollectionInfo) -> MilvusStore:
-    """The empty Milvus collection of a new arcsearch collection ``info`` (its folder made already)."""
-    return MilvusStore.create(client, info.name, np.zeros((0, info.embedding_dim), np.float32), [],
-                              modality=info.modality, embedder_sha256=info.embedder_sha256, source="empty")
+    """The empty Milvus collection of a new arcsearch collection ``info`` (its folder made already);
+    CollectionExistsError if Milvus has one of that name, BackendUnavailableError for any other failure."""
+    try:
+        return MilvusStore.create(client, info.name, np.zeros((0, info.embedding_dim), np.float32), [],
+                                  modality=info.modality, embedder_sha256=info.embedder_sha256, source="empty")
+    except MilvusStoreError as exc:
+        raise CollectionExistsError(str(exc)) from None
+    except Exception as exc:  # pymilvus raises MilvusException (and grpc errors) for a server that fails
+        raise BackendUnavailableError(f"Milvus did not create collection {info.name!r}: {type(exc).__name__}: "
+                                      f"{exc}") from None
 
 
 def drop_milvus_store(client: MilvusClient, name: str) -> None:

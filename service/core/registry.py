@@ -8,7 +8,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from arcsearch.index.bundle import BundleError
 from arcsearch.index.chooser import IndexBudget
@@ -24,7 +23,6 @@ from arcsearch.index.collections import (
     read_collection,
 )
 from arcsearch.index.embedder import ThreadPolicy
-from arcsearch.index.milvus_names import MilvusStoreError
 from arcsearch.service.core.collection import load_collection
 from arcsearch.service.core.config import Observers, RegistrySettings
 from arcsearch.service.core.embedding import SerialEmbedder
@@ -47,9 +45,6 @@ from arcsearch.service.core.milvus_link import MilvusLink
 from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.core.records import CollectionState
 from arcsearch.service.core.served import ServedCollection
-
-if TYPE_CHECKING:
-    from pymilvus import MilvusClient
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +162,11 @@ class Registry:
             except IndexCollectionExistsError as exc:
                 raise CollectionExistsError(str(exc)) from None
             if client is not None:
-                self._create_in_milvus(client, info)
+                try:
+                    create_milvus_store(client, info)
+                except (CollectionExistsError, BackendUnavailableError):
+                    remove_collection(self.settings.collections_dir, name)
+                    raise
             try:
                 loaded = self._load(info)
             except Exception as exc:  # whatever the embedder's loader raises, leave no half-made collection
@@ -179,18 +178,6 @@ class Registry:
             self.collections[name] = loaded
         logger.info("collection %r created (%s, %d-d, factory %s)", name, info.modality, info.embedding_dim, factory)
         return loaded
-
-    def _create_in_milvus(self, client: MilvusClient, info: CollectionInfo) -> None:
-        """The new collection's empty Milvus collection; its folder is removed again if that fails
-        (CollectionExistsError if Milvus has one of that name, BackendUnavailableError for any other failure)."""
-        try:
-            create_milvus_store(client, info)
-        except Exception as exc:
-            remove_collection(self.settings.collections_dir, info.name)
-            if isinstance(exc, MilvusStoreError):
-                raise CollectionExistsError(str(exc)) from None
-            raise BackendUnavailableError(f"Milvus did not create collection {info.name!r}: {type(exc).__name__}: "
-                                          f"{exc}") from None
 
     def delete(self, name: str, guard: AbstractContextManager[object] | None = None) -> None:
         """Unload collection ``name`` (CollectionNotFoundError if unknown), then remove its folder.

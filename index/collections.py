@@ -9,7 +9,9 @@ Layout::
     <collections_dir>/<name>/CURRENT               the live version's id, replaced with os.replace
 
 A version is renamed into ``versions/`` only when complete and fsynced, and CURRENT names it only
-after that, so a crash at any point leaves CURRENT naming a complete version (or none yet).
+after that, so a crash at any point leaves CURRENT naming a complete version (or none yet). A collection of
+``backend: milvus`` has only collection.json and its embedder here: its versions live in Milvus
+(index.milvus_store), behind an alias that moves atomically.
 """
 
 from __future__ import annotations

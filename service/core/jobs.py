@@ -2,11 +2,11 @@
 
 At most one job per collection runs at a time, in all processes of a folder (a second one is refused:
 JobConflictError; service/core/joblocks.py). Queries keep using the old index until the new version is
-published, loaded and swapped in. Job state is kept in SQLite (service/core/jobstore.py): it survives a restart, and a job that was running when the process
-died is reported ``interrupted`` (its half-built staging folder is never served). Items that cannot
-be indexed are recorded per job; more than ``job_max_failures`` of them abort the job. Before each
-embedding batch a job waits up to ``job_yield_ms`` for the collection's queries to be answered
-(``MicroBatcher.wait_idle``), so that searches keep their latency while it runs on the same cores.
+published, loaded and swapped in. Job state is kept in SQLite (service/core/jobstore.py): it survives a
+restart, and a job that was running when its process died is reported ``interrupted`` (its half-built
+version is never served). Items that cannot be indexed are recorded per job; more than ``job_max_failures``
+of them abort the job. Before each embedding batch a job waits up to ``job_yield_ms`` for the collection's
+queries to be answered (``MicroBatcher.wait_idle``), so that searches keep their latency on shared cores.
 
 A job replaces the collection's contents as they were when it was accepted: upserts and deletes accepted
 while it runs are carried over onto the new version (``publish`` of the collection). A job-store write
@@ -178,7 +178,7 @@ class JobManager:
         store = self.store
         with self._lock:
             running = self._active.get(collection)
-            if running is not None:
+            if running is not None or self._running.running_elsewhere(collection):
                 raise JobConflictError(f"a re-index job for {collection!r} is running; wait for it to finish",
                                        details={"job_id": running})
             store.forget_collection(collection)

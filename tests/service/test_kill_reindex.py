@@ -15,18 +15,10 @@ from typing import Any
 
 import httpx
 
-from tests.service.helpers import ServiceData, live_server
+from tests.service.helpers import ServiceData, finish, live_server
 
 OLD_ITEMS = 20
 EMBEDDER = "embedders/text"
-
-
-def finished(url: str, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while (job := httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())["status"] in {"queued", "running"}:
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
-    return job
 
 
 def listed(url: str) -> dict[str, dict[str, Any]]:
@@ -45,7 +37,7 @@ def test_sigkill_during_reindex_keeps_the_last_complete_index(service_data: Serv
         created = httpx.post(f"{url}/v1/collections", json={"name": "kill", "embedder": EMBEDDER}, timeout=60)
         assert created.status_code == 201, created.text
         first = httpx.post(f"{url}/v1/reindex", json={"collection": "kill", "items": old}, timeout=30)
-        assert finished(url, first.json()["job_id"])["status"] == "succeeded"
+        assert finish(url, first.json()["job_id"])["status"] == "succeeded"
         old_version = listed(url)["kill"]["version"]
         accepted = httpx.post(f"{url}/v1/reindex", json={"collection": "kill", "items": items}, timeout=30)
         job_id = accepted.json()["job_id"]
@@ -66,6 +58,6 @@ def test_sigkill_during_reindex_keeps_the_last_complete_index(service_data: Serv
         assert sorted(hit["id"] for hit in hits) == sorted(f"old-{i}" for i in range(OLD_ITEMS))
         again = httpx.post(f"{url}/v1/reindex", json={"collection": "kill", "items": items[:5]}, timeout=30)
         assert again.status_code == 202, again.text
-        job = finished(url, again.json()["job_id"])
+        job = finish(url, again.json()["job_id"])
         assert job["status"] == "succeeded" and job["num_items"] == 5, job
         assert httpx.delete(f"{url}/v1/collections/kill", timeout=60).status_code == 204

@@ -177,10 +177,7 @@ class IndexStore:
         return [[Hit.of(records[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True)
                  if i >= 0 and int(i) in records and s >= floor] for row_s, row_i in zip(scores, ids, strict=True)]
 
-    @property
-    def source(self) -> str:
-        """The corpus it was built from (its manifest's ``source``)."""
-        return self.manifest.source
+    source = property(lambda self: self.manifest.source, doc="the corpus it was built from (manifest ``source``)")
 
     @property
     def supports_delete(self) -> bool:

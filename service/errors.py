@@ -209,14 +209,24 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", message, details)
 
 
-BACKEND_MODULES = ("pymilvus.", "grpc.")  # a Milvus server that is down, overloaded or lost a collection
+def _backend_error(request: Request, exc: Exception) -> JSONResponse:
+    """A Milvus server that is down, overloaded or lost a collection: not a bug here, and a retry may help."""
+    logger.error("Milvus failed on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return error_response(503, "backend_unavailable", f"the vector store failed: {type(exc).__name__}; retry "
+                          "shortly", headers=retry_after_header(1.0))
+
+
+def install_backend_error_handler(app: FastAPI) -> None:
+    """Answer pymilvus's errors with 503 ``backend_unavailable`` (only for an app with a Milvus URI: importing
+    pymilvus takes most of a second)."""
+    try:
+        from pymilvus.exceptions import MilvusException
+    except ImportError:  # then no Milvus collection loads either (service.core.milvus_link says why)
+        return
+    app.add_exception_handler(MilvusException, _backend_error)
 
 
 def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    if type(exc).__module__.startswith(BACKEND_MODULES):  # not a bug here: the backend failed, retry may help
-        logger.error("Milvus failed on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        return error_response(503, "backend_unavailable", f"the vector store failed: {type(exc).__name__}; retry "
-                              "shortly", headers=retry_after_header(1.0))
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "internal server error; see the server log")
 

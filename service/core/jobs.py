@@ -173,8 +173,8 @@ class JobManager:
     @contextmanager
     def removing(self, collection: str) -> Iterator[None]:
         """Forget the finished jobs of ``collection`` and hold off new ones for the block (its removal);
-        JobConflictError if a job is running, a storage error if the job store cannot be written (then
-        nothing is forgotten)."""
+        JobConflictError if a job runs on it (here or elsewhere), a storage error if the job store cannot be
+        written (then nothing is forgotten)."""
         store = self.store
         with self._lock:
             running = self._active.get(collection)

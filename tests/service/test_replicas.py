@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from arcsearch.index.collections import index_collection
 from arcsearch.index.serving_lock import FolderInUseError
 from arcsearch.service.app import create_app
 from tests.service.helpers import ServiceData, assert_error, live_server, local_client, service_settings, wait_ready
@@ -86,3 +87,37 @@ def test_a_milvus_uri_is_never_taken_from_a_request(plain: TestClient, tmp_path:
     assert not (tmp_path / "collections" / "x").exists()
     assert_error(plain.post("/v1/collections", json={"name": "x", "embedder": EMBEDDER, "backend": "qdrant"}),
                  422, "validation_error")
+
+
+def test_a_shared_folder_process_serves_no_faiss_collection(service_data: ServiceData, tmp_path: Path) -> None:
+    root = tmp_path / "collections"
+    index_collection(root, "faissy", service_data.text_embedder, service_data.data_root / "scratch.jsonl",
+                     device="cpu", batch_size=32)
+    shutil.copytree(service_data.text_embedder, tmp_path / "data" / EMBEDDER)
+    settings = service_settings(service_data, collections_dir=root, data_root=tmp_path / "data",
+                                index_backend="milvus")
+    with local_client(create_app(settings)) as client:
+        wait_ready(client)
+        listed = {c["name"]: c for c in client.get("/v1/collections").json()["collections"]}
+        assert listed["faissy"]["status"] == "error" and "one process" in listed["faissy"]["error"]
+        assert_error(client.post("/v1/collections/faissy/search", json={"text": "a"}), 503, "collection_unavailable")
+        assert_error(client.post("/v1/collections", json={"name": "y", "embedder": EMBEDDER, "backend": "faiss"}),
+                     409, "backend_refused")
+        assert_error(client.post("/v1/collections", json={"name": "y", "embedder": EMBEDDER}), 503,
+                     "backend_unavailable")  # milvus by default here, and no ARCSEARCH_MILVUS_URI
+        assert not (root / "y").exists()
+
+
+def test_a_failing_milvus_is_a_503_not_a_500(service_data: ServiceData, tmp_path: Path, milvus_uri: str) -> None:
+    shutil.copytree(service_data.text_embedder, tmp_path / "data" / EMBEDDER)
+    settings = service_settings(service_data, collections_dir=tmp_path / "collections", data_root=tmp_path / "data",
+                                index_backend="milvus", milvus_uri=milvus_uri)
+    with local_client(create_app(settings)) as client:
+        wait_ready(client)
+        assert client.post("/v1/collections", json={"name": "lost", "embedder": EMBEDDER}).status_code == 201
+        store = client.app.state.registry.collections["lost"].store  # type: ignore[attr-defined]
+        store.drop()  # as if Milvus lost it: every call on it now fails inside pymilvus
+        failed = assert_error(client.post("/v1/collections/lost/search", json={"text": "a"}), 503,
+                              "backend_unavailable")
+        assert failed["message"].startswith("the vector store failed")
+        assert client.delete("/v1/collections/lost").status_code == 204

@@ -2,11 +2,10 @@
 
 ``SearchBackend`` is what the read routes and the micro-batcher use (search, items, the page, thumbnails):
 IndexStore (FAISS, one process) and MilvusStore (a Milvus collection, any number of processes) both satisfy it,
-structurally; a served collection's ``Snapshot.store`` is one. ``MutableBackend`` adds what the write routes and
-re-index jobs need of a store that changes in place: MilvusStore is one (service.core.milvus_collection uses it).
-A FAISS collection changes at the collection level instead (service.core.collection logs each change beside the
-bundle and publishes re-indexed versions by CURRENT), since IndexStore.upsert returns the FAISS id the change log
-needs.
+structurally; a served collection's ``Snapshot.store`` is one. Writes differ too much to share an interface and
+live one level up, in the served collection (service.core.served): a FAISS collection logs each change beside its
+bundle (IndexStore.upsert returns the FAISS id the log needs) and publishes re-indexed versions by CURRENT; a
+Milvus collection writes through MilvusStore and re-indexes by moving an alias.
 """
 
 from __future__ import annotations
@@ -54,23 +53,4 @@ class SearchBackend(Protocol):
 
     def vector_of(self, external_id: str) -> np.ndarray | None:
         """The stored unit (d,) vector of an item, or None."""
-        ...
-
-
-@runtime_checkable
-class MutableBackend(SearchBackend, Protocol):
-    """A SearchBackend that also changes: items one by one, or all at once with an atomic swap."""
-
-    def upsert(self, record: ItemRecord, vector: np.ndarray) -> bool:
-        """Insert or replace ``record`` with its (d,) vector; True if it replaced an item."""
-        ...
-
-    def delete(self, external_id: str) -> bool:
-        """Remove an item; False if there was none."""
-        ...
-
-    def reindex(self, vectors: np.ndarray, records: Sequence[ItemRecord], *, embedder_sha256: str,
-                source: str = "") -> str:
-        """Replace every item at once; searches answer from the old items until the new ones are all live.
-        Refuses another embedder. Returns the new version's name."""
         ...

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -142,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="embedding processes (default: one per CUDA device, else 1 in this process)")
     index.add_argument("--shard-items", type=int, default=None,
                        help="items per resumable shard (default 4096); a killed run resumes from its last shard")
+    index.add_argument("--backend", choices=["faiss", "milvus"], default=os.environ.get("ARCSEARCH_INDEX_BACKEND"),
+                       help="where the vectors go: FAISS bundles in the collection's folder, or Milvus (default "
+                       "$ARCSEARCH_INDEX_BACKEND, else faiss)")
+    index.add_argument("--milvus-uri", default=os.environ.get("ARCSEARCH_MILVUS_URI", ""),
+                       help="the Milvus server for --backend milvus (default $ARCSEARCH_MILVUS_URI); the token, if "
+                       "any, is read from $ARCSEARCH_MILVUS_TOKEN")
 
     serve = commands.add_parser("serve", help="run the HTTP service (settings from ARCSEARCH_* variables)")
     serve.add_argument("--host")

@@ -165,12 +165,37 @@ def index_budget(target_recall: float | None, max_memory: str | int | None) -> A
 def index(args: argparse.Namespace) -> int:
     from arcsearch.index.collections import index_collection
 
+    if args.backend == "milvus":
+        return index_into_milvus(args)
     budget = index_budget(args.target_recall, args.max_memory)
     factory = args.factory or (None if budget is not None else "Flat")
     manifest = index_collection(args.collections_dir, args.collection, args.embedder, args.source,
                                  factory=factory, budget=budget, batch_size=args.batch_size, device=args.device,
                                  workers=args.workers, shard_items=args.shard_items)
     print_json(manifest.model_dump(mode="json"))
+    return 0
+
+
+def index_into_milvus(args: argparse.Namespace) -> int:
+    import os
+
+    from arcsearch.index.milvus_collections import index_milvus_collection
+    from arcsearch.index.milvus_store import connect
+
+    if not args.milvus_uri:
+        raise SystemExit("arcsearch index --backend milvus needs --milvus-uri (or ARCSEARCH_MILVUS_URI)")
+    if args.factory or args.target_recall is not None or args.max_memory is not None:
+        raise SystemExit("--factory, --target-recall and --max-memory choose a FAISS index; Milvus collections "
+                         "are searched exactly (FLAT)")
+    client = connect(args.milvus_uri, token=os.environ.get("ARCSEARCH_MILVUS_TOKEN", ""))
+    try:
+        store = index_milvus_collection(args.collections_dir, args.collection, args.embedder, args.source, client,
+                                        batch_size=args.batch_size, device=args.device, workers=args.workers,
+                                        shard_items=args.shard_items)
+        print_json({"collection": args.collection, "backend": "milvus", "version": store.version,
+                    "num_items": len(store), **store.info.model_dump(mode="json")})
+    finally:
+        client.close()
     return 0
 
 

@@ -97,8 +97,8 @@ class ArcsearchHttp:
                  env: dict[str, str] | None = None) -> None:
         if backend != "faiss":
             raise PeerUnavailableError(
-                f"not yet available: the service has no {backend} backend yet (index/milvus_store.py is not "
-                "wired into the service); once it is, this adapter creates the collection with that backend")
+                f"not yet available: this benchmark does not yet run arcsearch on its {backend} backend (the "
+                "service has it: docs/service.md, Running on Milvus); this adapter is to create the collection so")
         self.bundle = bundle
         self.env = env or {}
         given = ", ".join(f"{key}={value}" for key, value in self.env.items())

@@ -1,10 +1,11 @@
-"""The backend interface a collection's index offers the service, whichever store holds it (a proposal).
+"""The interface a collection's index offers the service, whichever store holds it.
 
-``SearchBackend`` is what the read routes use (search, the item routes, the page); IndexStore (FAISS) and
-MilvusStore both satisfy it today, structurally. ``MutableBackend`` adds what the write routes and re-index jobs
-need: for Milvus that is MilvusStore itself; for FAISS it is the collection level (service.collection's
-LoadedCollection logs each change beside the bundle and publishes re-indexed versions by CURRENT), since
-IndexStore.upsert returns the FAISS id the change log needs. Nothing uses these yet.
+``SearchBackend`` is what the read routes and the micro-batcher use (search, items, the page, thumbnails):
+IndexStore (FAISS, one process) and MilvusStore (a Milvus collection, any number of processes) both satisfy it,
+structurally; a served collection's ``Snapshot.store`` is one. Writes differ too much to share an interface and
+live one level up, in the served collection (service.core.served): a FAISS collection logs each change beside its
+bundle (IndexStore.upsert returns the FAISS id the log needs) and publishes re-indexed versions by CURRENT; a
+Milvus collection writes through MilvusStore and re-indexes by moving an alias.
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ class SearchBackend(Protocol):
 
     def __len__(self) -> int: ...
 
+    @property
+    def source(self) -> str:
+        """The corpus its items were indexed from (a folder or a manifest file; "" if none): thumbnails resolve
+        an item's ``source`` against it."""
+        ...
+
+    @property
+    def supports_delete(self) -> bool:
+        """Whether a deleted item's vector leaves the index (else it stays as a tombstone until a re-index)."""
+        ...
+
     def search(self, queries: np.ndarray, k: int, *, label: str | None = None,
                metadata: dict[str, Any] | None = None, min_score: float | None = None,
                exclude: Sequence[str] = ()) -> list[list[Hit]]:
@@ -41,23 +53,4 @@ class SearchBackend(Protocol):
 
     def vector_of(self, external_id: str) -> np.ndarray | None:
         """The stored unit (d,) vector of an item, or None."""
-        ...
-
-
-@runtime_checkable
-class MutableBackend(SearchBackend, Protocol):
-    """A SearchBackend that also changes: items one by one, or all at once with an atomic swap."""
-
-    def upsert(self, record: ItemRecord, vector: np.ndarray) -> bool:
-        """Insert or replace ``record`` with its (d,) vector; True if it replaced an item."""
-        ...
-
-    def delete(self, external_id: str) -> bool:
-        """Remove an item; False if there was none."""
-        ...
-
-    def reindex(self, vectors: np.ndarray, records: Sequence[ItemRecord], *, embedder_sha256: str,
-                source: str = "") -> str:
-        """Replace every item at once; searches answer from the old items until the new ones are all live.
-        Refuses another embedder. Returns the new version's name."""
         ...

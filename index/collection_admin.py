@@ -18,6 +18,7 @@ from arcsearch.index.bundle_files import bundle_files
 from arcsearch.index.chooser import IndexBudget
 from arcsearch.index.collections import (
     COLLECTION_FILE,
+    Backend,
     CollectionError,
     CollectionInfo,
     collection_dir,
@@ -41,14 +42,15 @@ class CollectionExistsError(CollectionError):
 
 
 def new_collection(collections_dir: Path, name: str, embedder_dir: Path, *, factory: str,
-                   budget: IndexBudget | None = None) -> CollectionInfo:
+                   budget: IndexBudget | None = None, backend: Backend = "faiss") -> CollectionInfo:
     """Create collection ``name`` with the embedder bundle at ``embedder_dir`` and FAISS ``factory`` (or, with
     ``budget``, an empty ``factory`` version now and an index chosen by the budget at each re-index).
 
     Raises CollectionExistsError if it exists, BundleError for a folder that is not an embedder bundle (or
     holds a link, a special file, or more than MAX_BUNDLE_BYTES), IndexStoreError for a bad factory.
     A factory that needs no training (Flat, HNSW32, ...) gets an empty live version at once; one that
-    does (IVF..., PQ...) is trained by the collection's first re-index.
+    does (IVF..., PQ...) is trained by the collection's first re-index. A ``milvus`` collection gets only its
+    folder here (collection.json and the embedder): the caller creates its Milvus collection.
     """
     folder = collection_dir(collections_dir, name)
     if (folder / COLLECTION_FILE).exists():
@@ -57,8 +59,8 @@ def new_collection(collections_dir: Path, name: str, embedder_dir: Path, *, fact
     bundle_files(Path(embedder_dir))  # a link, a special file or too many bytes: refused before anything is written
     needs_training = check_factory(manifest.embedding_dim, factory)
     create_collection(collections_dir, name, embedder_dir, index_factory=None if budget else factory,
-                      index_budget=budget)
-    if not needs_training:
+                      index_budget=budget, backend=backend)
+    if backend == "faiss" and not needs_training:
         staged = staging_dir(collections_dir, name)
         try:
             IndexStore.empty(manifest.embedding_dim, modality=manifest.modality,

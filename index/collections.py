@@ -9,7 +9,9 @@ Layout::
     <collections_dir>/<name>/CURRENT               the live version's id, replaced with os.replace
 
 A version is renamed into ``versions/`` only when complete and fsynced, and CURRENT names it only
-after that, so a crash at any point leaves CURRENT naming a complete version (or none yet).
+after that, so a crash at any point leaves CURRENT naming a complete version (or none yet). A collection of
+``backend: milvus`` has only collection.json and its embedder here: its versions live in Milvus
+(index.milvus_store), behind an alias that moves atomically.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -52,6 +55,7 @@ KEEP_VERSIONS = 2
 STALE_STAGING_S = 6 * 3600
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{6}$")
+Backend = Literal["faiss", "milvus"]
 
 
 class CollectionError(ValueError):
@@ -74,6 +78,8 @@ class CollectionInfo(BaseModel):
     index_factory: str | None = Field(None, description="FAISS factory of its first index (None: the default)")
     index_budget: IndexBudget | None = Field(None, description="re-indexes choose the index by this budget "
                                                                "(index/chooser.py) unless a factory is given")
+    backend: Backend = Field("faiss", description="where its vectors live: FAISS bundles in versions/, or a "
+                                                  "Milvus collection (index/milvus_store.py)")
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -110,8 +116,10 @@ def embedder_dir(collections_dir: Path, name: str) -> Path:
 
 
 def create_collection(collections_dir: Path, name: str, embedder_dir: Path, *,
-                      index_factory: str | None = None, index_budget: IndexBudget | None = None) -> Path:
-    """Create collection ``name`` with a copy of the embedder bundle; returns its folder.
+                      index_factory: str | None = None, index_budget: IndexBudget | None = None,
+                      backend: Backend = "faiss") -> Path:
+    """Create collection ``name`` (its vectors in ``backend``) with a copy of the embedder bundle; returns its
+    folder.
 
     Idempotent for the same embedder (by weights hash); a different embedder raises CollectionError.
     """
@@ -122,6 +130,8 @@ def create_collection(collections_dir: Path, name: str, embedder_dir: Path, *,
         if info.embedder_sha256 != manifest.weights_sha256:
             raise CollectionError(f"collection {name!r} uses embedder {info.embedder_sha256[:12]}, not "
                                   f"{manifest.weights_sha256[:12]} from {embedder_dir}; use a new collection")
+        if info.backend != backend:
+            raise CollectionError(f"collection {name!r} is stored in {info.backend}, not {backend}")
         return folder
     actual = sha256_of_path(Path(embedder_dir) / manifest.weights_file)
     if actual != manifest.weights_sha256:
@@ -137,7 +147,7 @@ def create_collection(collections_dir: Path, name: str, embedder_dir: Path, *,
     copy.rename(folder / EMBEDDER_DIR)
     info = CollectionInfo(name=name, modality=manifest.modality, embedding_dim=manifest.embedding_dim,
                           embedder_sha256=manifest.weights_sha256, embedder_origin=str(embedder_dir),
-                          index_factory=index_factory, index_budget=index_budget)
+                          index_factory=index_factory, index_budget=index_budget, backend=backend)
     write_json_atomic(folder / COLLECTION_FILE, info.model_dump(mode="json"))
     fsync_dir(folder)
     fsync_dir(folder.parent)

@@ -15,19 +15,19 @@ Needs the ``[milvus]`` extra (pymilvus); nothing here starts a server.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from arcsearch.index.bundle import Modality
 from arcsearch.index.faiss_index import normalise, unit_queries
 from arcsearch.index.hits import Hit
-from arcsearch.index.items import ItemRecord, check_unique_ids
+from arcsearch.index.items import ItemRecord
+from arcsearch.index.milvus_build import IndexType, MilvusCollectionInfo, build_version, row_of
 from arcsearch.index.milvus_names import (
     MilvusStoreError,
     alias_for,
@@ -43,31 +43,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "arcsearch.milvus/1"
 MAX_TOP_K = 16384  # Milvus's limit on k (and on queries per search)
-MAX_ID_BYTES = 2048  # 512 characters (index.metadata.MAX_ITEM_ID_CHARS) of up to 4 UTF-8 bytes
-MAX_TEXT_BYTES = 65535  # Milvus's largest VARCHAR
-MAX_INSERT_BYTES = 16 * 1024 * 1024  # per insert call, well under gRPC's 64 MiB message limit
 STALE_VERSION_S = 6 * 3600  # a version older than this that no alias names is left over from a crash
 OUTPUT_FIELDS = ["label", "source", "metadata"]
-IndexType = Literal["FLAT", "HNSW"]
 # Strong: a read sees every write that returned before it, through any connection (what stateless API replicas
 # need), at the price of waiting for the server's next time tick (proxy.timeTickInterval: ~250 ms a search at
 # Milvus's default 200 ms, ~40 ms at the tests' 20 ms). Bounded: ~3 ms, but may miss writes of the last seconds.
 Consistency = Literal["Strong", "Bounded", "Session", "Eventually"]
-BUILD_PARAMS: dict[str, dict[str, int]] = {"FLAT": {}, "HNSW": {"M": 16, "efConstruction": 200}}
 HNSW_MIN_EF = 64
-
-
-class MilvusCollectionInfo(BaseModel):
-    """What a Milvus collection says about itself (its description, as JSON)."""
-
-    format: Literal["arcsearch.milvus/1"] = FORMAT
-    modality: Modality
-    embedding_dim: int
-    embedder_sha256: str
-    index_type: IndexType = "FLAT"
-    source: str = ""
 
 
 def connect(uri: str, *, token: str = "", timeout_s: float = 30.0) -> MilvusClient:
@@ -77,67 +60,8 @@ def connect(uri: str, *, token: str = "", timeout_s: float = 30.0) -> MilvusClie
     return MilvusClient(uri=uri, token=token, timeout=timeout_s)
 
 
-def _schema(info: MilvusCollectionInfo) -> Any:
-    from pymilvus import DataType, MilvusClient
-
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
-                                        description=info.model_dump_json())
-    schema.add_field("external_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
-    schema.add_field("label", DataType.VARCHAR, max_length=MAX_ID_BYTES)
-    schema.add_field("source", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
-    schema.add_field("metadata", DataType.JSON)
-    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=info.embedding_dim)
-    return schema
-
-
-def _row(record: ItemRecord, unit: np.ndarray) -> dict[str, Any]:
-    return {"external_id": record.external_id, "label": record.label, "source": record.source,
-            "metadata": record.metadata, "vector": unit.tolist()}
-
-
-def _batches(rows: Iterator[dict[str, Any]], *, max_bytes: int = MAX_INSERT_BYTES) -> Iterator[list[dict[str, Any]]]:
-    """Rows grouped so that each insert call stays under ``max_bytes`` (roughly: vectors plus JSON)."""
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for row in rows:
-        row_bytes = 4 * len(row["vector"]) + len(json.dumps(row["metadata"])) + len(row["source"]) + 64
-        if batch and size + row_bytes > max_bytes:
-            yield batch
-            batch, size = [], 0
-        batch.append(row)
-        size += row_bytes
-    if batch:
-        yield batch
-
-
 def _record(row: dict[str, Any]) -> ItemRecord:
     return ItemRecord(row["external_id"], label=row["label"], source=row["source"], metadata=row["metadata"] or {})
-
-
-def build_version(client: MilvusClient, collection: str, vectors: np.ndarray, records: Sequence[ItemRecord],
-                  info: MilvusCollectionInfo) -> None:
-    """Create Milvus collection ``collection`` holding the (n, d) vectors (normalised here) and their n records,
-    indexed and loaded; dropped again if anything fails."""
-    if len(vectors) != len(records):
-        raise MilvusStoreError(f"{len(vectors)} vectors but {len(records)} records")
-    unit = normalise(vectors)
-    if unit.shape[1] != info.embedding_dim:
-        raise MilvusStoreError(f"vectors have dimension {unit.shape[1]}, the collection {info.embedding_dim}")
-    check_unique_ids(records)
-    client.create_collection(collection, schema=_schema(info), consistency_level="Strong")
-    try:
-        for batch in _batches(_row(record, row) for record, row in zip(records, unit, strict=True)):
-            client.insert(collection, batch)
-        client.flush(collection)
-        index_params = client.prepare_index_params()
-        index_params.add_index("vector", index_type=info.index_type, metric_type="IP",
-                               params=BUILD_PARAMS[info.index_type])
-        client.create_index(collection, index_params)
-        client.load_collection(collection)
-    except BaseException:
-        client.drop_collection(collection)
-        raise
-    logger.info("built Milvus collection %s: %d items, %s", collection, len(records), info.index_type)
 
 
 class MilvusStore:
@@ -194,6 +118,20 @@ class MilvusStore:
         return self.info.embedding_dim
 
     @property
+    def source(self) -> str:
+        return self.info.source
+
+    @property
+    def supports_delete(self) -> bool:
+        return True
+
+    def at_version(self, version: str) -> MilvusStore:
+        """This collection's version ``version`` (a Milvus collection, e.g. one not yet live) as a store."""
+        store = MilvusStore(self.client, self.name, self.info, consistency=self.consistency)
+        store.alias = version  # every call addresses self.alias
+        return store
+
+    @property
     def version(self) -> str:
         """The Milvus collection that the alias names now."""
         return str(self.client.describe_alias(self.alias)["collection_name"])
@@ -246,7 +184,7 @@ class MilvusStore:
         if unit.shape[1] != self.dim:
             raise MilvusStoreError(f"vector has dimension {unit.shape[1]}, the index {self.dim}")
         replaced = self.get(record.external_id) is not None
-        self.client.upsert(self.alias, [_row(record, unit[0])])
+        self.client.upsert(self.alias, [row_of(record, unit[0])])
         return replaced
 
     def delete(self, external_id: str) -> bool:
@@ -257,12 +195,13 @@ class MilvusStore:
         return True
 
     def reindex(self, vectors: np.ndarray, records: Sequence[ItemRecord], *, embedder_sha256: str,
-                source: str = "") -> str:
-        """Replace the whole collection: build and load a new version, move the alias to it, drop the old one.
+                source: str = "", before_swap: Callable[[MilvusStore], object] | None = None) -> str:
+        """Replace the whole collection: build and load a new version, call ``before_swap`` with it (e.g. to
+        carry over changes made meanwhile), move the alias to it, drop the old one.
 
         Searches through the alias answer from the old version until the alias moves, then from the new one.
-        Upserts and deletes made while the new version is built go to the old one and are lost (callers
-        serialise them with re-indexing). Returns the new version's Milvus collection name.
+        Upserts and deletes made while the new version is built go to the old one and are lost unless
+        ``before_swap`` repeats them. Returns the new version's Milvus collection name.
         """
         if embedder_sha256 != self.info.embedder_sha256:
             raise MilvusStoreError(f"collection {self.name!r} uses embedder {self.info.embedder_sha256[:12]}, "
@@ -272,7 +211,13 @@ class MilvusStore:
         info = self.info.model_copy(update={"source": source})
         new = new_version_name(self.alias)
         build_version(self.client, new, vectors, records, info)
-        self.client.alter_alias(new, self.alias)
+        try:
+            if before_swap is not None:
+                before_swap(self.at_version(new))
+            self.client.alter_alias(new, self.alias)
+        except BaseException:
+            self.client.drop_collection(new)
+            raise
         self.info = info
         self.client.drop_collection(old)
         logger.info("re-indexed %r: alias %s moved from %s to %s", self.name, self.alias, old, new)
@@ -281,7 +226,8 @@ class MilvusStore:
     def drop(self) -> None:
         """Remove the collection: its alias and every version of it."""
         versions = [c for c in self.client.list_collections() if is_version_of(c, self.alias)]
-        self.client.drop_alias(self.alias)
+        if self.exists(self.client, self.name):
+            self.client.drop_alias(self.alias)
         for version in versions:
             self.client.drop_collection(version)
 

@@ -177,6 +177,8 @@ class IndexStore:
         return [[Hit.of(records[int(i)], float(s)) for s, i in zip(row_s, row_i, strict=True)
                  if i >= 0 and int(i) in records and s >= floor] for row_s, row_i in zip(scores, ids, strict=True)]
 
+    source = property(lambda self: self.manifest.source, doc="the corpus it was built from (manifest ``source``)")
+
     @property
     def supports_delete(self) -> bool:
         """Whether removed vectors leave the index (else they stay as tombstones until a re-index)."""

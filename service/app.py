@@ -13,7 +13,7 @@ from arcsearch.index.serving_lock import FolderInUseError, serving_lock
 from arcsearch.service.auth import AuthMiddleware
 from arcsearch.service.core.jobs import JOBS_PROBLEM_KEY, JobManager
 from arcsearch.service.core.registry import Registry
-from arcsearch.service.errors import install_error_handlers
+from arcsearch.service.errors import install_backend_error_handler, install_error_handlers
 from arcsearch.service.limits import RequestLimitsMiddleware
 from arcsearch.service.localonly import LocalOnlyMiddleware
 from arcsearch.service.metrics import Metrics
@@ -46,8 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         with ExitStack() as stack:
-            try:  # one process serves a collections folder: a second one refuses to start
-                stack.enter_context(serving_lock(settings.collections_dir))
+            try:  # one process serves a collections folder (or several that serve only Milvus collections)
+                stack.enter_context(serving_lock(settings.collections_dir,
+                                                 shared=settings.index_backend == "milvus"))
             except FolderInUseError as exc:
                 logger.error("refusing to start: %s", exc)
                 raise
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.jobs = job_manager
     app.state.metrics = app_metrics
     install_error_handlers(app)
+    if settings.milvus_uri:
+        install_backend_error_handler(app)
     install_edge(app, settings, app_metrics)
     for module in (search, legacy, reindex, jobs, collections, items, health, metrics, page):
         app.include_router(module.router)  # no prefix: service.routetable expands included routers as they are

@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arcsearch.service.core.errors import (
+    BackendRefusedError,
+    BackendUnavailableError,
     CollectionEmptyError,
     CollectionExistsError,
     CollectionNotFoundError,
@@ -121,6 +123,8 @@ class NonLoopbackClientError(ApiError):
 # Each domain exception's status and error code: clients rely on both, so they never change.
 DOMAIN_ERRORS: dict[type[DomainError], tuple[int, str]] = {
     NotReadyError: (503, "not_ready"),
+    BackendUnavailableError: (503, "backend_unavailable"),
+    BackendRefusedError: (409, "backend_refused"),
     CollectionNotFoundError: (404, "collection_not_found"),
     CollectionUnavailableError: (503, "collection_unavailable"),
     CollectionExistsError: (409, "collection_exists"),
@@ -203,6 +207,23 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     message = f"{_location(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
     return error_response(422, "validation_error", message, details)
+
+
+def _backend_error(request: Request, exc: Exception) -> JSONResponse:
+    """A Milvus server that is down, overloaded or lost a collection: not a bug here, and a retry may help."""
+    logger.error("Milvus failed on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return error_response(503, "backend_unavailable", f"the vector store failed: {type(exc).__name__}; retry "
+                          "shortly", headers=retry_after_header(1.0))
+
+
+def install_backend_error_handler(app: FastAPI) -> None:
+    """Answer pymilvus's errors with 503 ``backend_unavailable`` (only for an app with a Milvus URI: importing
+    pymilvus takes most of a second)."""
+    try:
+        from pymilvus.exceptions import MilvusException
+    except ImportError:  # then no Milvus collection loads either (service.core.milvus_link says why)
+        return
+    app.add_exception_handler(MilvusException, _backend_error)
 
 
 def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

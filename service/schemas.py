@@ -260,6 +260,10 @@ class CollectionCreate(IndexBudgetFields):
     index_factory: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         None, description="FAISS factory string, e.g. 'Flat', 'HNSW32', 'IVF64,Flat' (trained by the first "
                           "re-index); default ARCSEARCH_INDEX_FACTORY")
+    backend: Literal["faiss", "milvus"] | None = Field(
+        None, description="where its vectors live: 'faiss' (bundles in the collections folder, one server process) "
+                          "or 'milvus' (the server's ARCSEARCH_MILVUS_URI; any number of server processes); default "
+                          "ARCSEARCH_INDEX_BACKEND. The Milvus server is never taken from a request")
 
 
 class CollectionsResponse(BaseModel):

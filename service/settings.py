@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     max_images_in_flight: int = Field(64, ge=1, description="uploaded images held at once, over all requests (read, "
                                       "decoded, queued or embedded); a request that would pass it gets 503 overloaded")
 
+    index_backend: Literal["faiss", "milvus"] = Field("faiss", description="where collections created without a "
+                                                      "'backend' keep their vectors; milvus also lets several "
+                                                      "processes serve one collections folder (docs/service.md)")
+    milvus_uri: str = Field("", description="the Milvus server (or cluster proxy) of milvus collections, e.g. "
+                            "http://127.0.0.1:19530; never taken from a request")
+    milvus_token: SecretStr = Field(SecretStr(""), description="Milvus token ('user:password' or an API key), "
+                                    "if the server needs one")
     index_factory: str = Field("Flat", description="FAISS factory for re-indexed collections without one")
     search_params: str = Field("", description="FAISS search parameters, e.g. 'nprobe=16'")
     batch_size: int = Field(32, ge=1, description="embedding batch size of re-index jobs")

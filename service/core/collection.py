@@ -6,21 +6,14 @@ durable: a write that fails (locked or full) raises a storage error and changes 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import anyio.to_thread
 import numpy as np
 
-from arcsearch.index.bundle import read_embedder_manifest, sha256_of_path
 from arcsearch.index.changes import Change, ChangeLog, replay_onto
 from arcsearch.index.collections import (
     VERSIONS_DIR,
@@ -32,111 +25,41 @@ from arcsearch.index.collections import (
     publish_version,
 )
 from arcsearch.index.durable import DEFAULT_BUSY_TIMEOUT_S, DurableWriteError
-from arcsearch.index.embedder import ThreadPolicy, load_embedder
+from arcsearch.index.embedder import ThreadPolicy
 from arcsearch.index.faiss_index import IndexStoreError, normalise
 from arcsearch.index.items import ItemRecord
-from arcsearch.index.pairing import EmbedderMismatchError, check_embedder_pairing
+from arcsearch.index.pairing import check_embedder_pairing
 from arcsearch.index.store import IndexStore
-from arcsearch.service.core.batching import (
-    SUBMIT_TIMEOUT_S,
-    Arrival,
-    BatcherClosedError,
-    BatchObserver,
-    MicroBatcher,
-    PendingQuery,
-)
 from arcsearch.service.core.embedding import SerialEmbedder
-from arcsearch.service.core.errors import (
-    CollectionEmptyError,
-    CollectionNotFoundError,
-    NotReadyError,
-    storage_error,
-)
-from arcsearch.service.core.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
+from arcsearch.service.core.errors import CollectionNotFoundError, storage_error
 from arcsearch.service.core.records import CollectionState, IndexFactsRecord
+from arcsearch.service.core.served import ChangeMark, ServedCollection, Snapshot, load_served_embedder
 
 logger = logging.getLogger(__name__)
 
 CHANGES_FILE = "changes.sqlite"
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """The live index of a collection (None until one is published) and its version id."""
-
-    store: IndexStore | None
-    version: str | None
-
-
-@dataclass(frozen=True)
-class ChangeMark:
-    """A point in a collection's history: its live version and the last change logged so far."""
-
-    version: str | None
-    seq: int
-
-
-class LoadedCollection:
-    """A collection ready to answer queries; ``snapshot`` is replaced whole, never mutated."""
+class LoadedCollection(ServedCollection):
+    """A FAISS-backed collection in this process; ``snapshot`` is replaced whole, never mutated."""
 
     def __init__(self, info: CollectionInfo, embedder: SerialEmbedder, snapshot: Snapshot) -> None:
-        self.info = info
-        self.embedder = embedder
-        self.snapshot = snapshot
-        self.batcher: MicroBatcher | None = None
+        super().__init__(info, embedder)
+        self._snapshot = snapshot
         self.changes: ChangeLog | None = None
-        self.mutation_lock = threading.Lock()
-        self.observe_stage: StageObserver = lambda stage, seconds: None
 
     @property
-    def name(self) -> str:
-        return self.info.name
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
 
-    def start_batching(self, *, max_batch: int, max_wait_ms: float, observe: BatchObserver | None = None,
-                       observe_stage: StageObserver | None = None) -> None:
-        """Answer ``query`` calls through a micro-batcher (one forward pass and one search per batch)."""
-        if observe_stage is not None:
-            self.observe_stage = observe_stage
-        self.batcher = MicroBatcher(self.name, lambda batch: embed_and_search(self, batch, self.observe_stage),
-                                    max_batch=max_batch, max_wait_ms=max_wait_ms, observe=observe)
-
-    def query(self, inputs: Sequence[Any], k: int, options: SearchOptions | None = None) -> QueryAnswer:
-        """Embed ``inputs`` (images or texts, by modality) and search; batched with concurrent queries."""
-        if self.batcher is None:
-            return embed_and_search(self, [PendingQuery(inputs=inputs, k=k, options=options)], self.observe_stage)[0]
-        try:
-            return self.batcher.submit(inputs, k, options)
-        except BatcherClosedError:
-            raise NotReadyError("the service is shutting down; retry on another instance") from None
-
-    def arriving(self) -> contextlib.AbstractContextManager[Arrival | None]:
-        """Announce a query while its request is read and decoded (``MicroBatcher.arriving``), so that a batch
-        being gathered waits for it; yields the ``arrival`` to pass to ``query_async`` (None without batching)."""
-        return self.batcher.arriving() if self.batcher is not None else contextlib.nullcontext()
-
-    async def query_async(self, inputs: Sequence[Any], k: int, options: SearchOptions | None = None, *,
-                          arrival: Arrival | None = None) -> QueryAnswer:
-        """``query`` for async handlers: awaits the micro-batch without holding a thread while it waits;
-        ``arrival`` is the announcement of this query by ``arriving``, if any."""
-        if self.batcher is None:
-            return await anyio.to_thread.run_sync(functools.partial(self.query, inputs, k, options))
-        try:
-            future = self.batcher.enqueue(inputs, k, options, arrival=arrival)
-        except BatcherClosedError:
-            raise NotReadyError("the service is shutting down; retry on another instance") from None
-        return await self.batcher.answer(asyncio.wrap_future(future), timeout_s=SUBMIT_TIMEOUT_S)
-
-    def query_vectors(self, vectors: np.ndarray, k: int, options: SearchOptions | None = None) -> QueryAnswer:
-        """Search given (n, dim) vectors (no embedding, no batching)."""
-        batch = [PendingQuery(inputs=list(vectors), k=k, options=options)]
-        return search_vectors(self, batch, np.asarray(vectors, np.float32), self.observe_stage)[0]
+    @snapshot.setter
+    def snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
 
     def live_store(self) -> tuple[IndexStore, str]:
-        """The live store and its version; CollectionEmptyError if nothing is published yet."""
-        snapshot = self.snapshot
-        if snapshot.store is None or snapshot.version is None:
-            raise CollectionEmptyError(f"collection {self.name!r} has no index yet; re-index it first")
-        return snapshot.store, snapshot.version
+        store, version = super().live_store()
+        assert isinstance(store, IndexStore)
+        return store, version
 
     @contextmanager
     def _change_log(self) -> Iterator[ChangeLog]:
@@ -232,6 +155,7 @@ class LoadedCollection:
     def summary(self) -> CollectionState:
         snapshot = self.snapshot
         store = snapshot.store
+        assert store is None or isinstance(store, IndexStore)
         live = store is not None
         return CollectionState(
             name=self.name, modality=self.info.modality, status="ready" if live else "empty",
@@ -242,8 +166,7 @@ class LoadedCollection:
 
     def close(self) -> None:
         """Answer queued queries, stop the micro-batcher and close the change log (the collection is unloaded)."""
-        if self.batcher is not None:
-            self.batcher.close()
+        super().close()
         with self.mutation_lock:  # upserts and deletes in progress finish first
             if self.changes is not None:
                 self.changes.close()
@@ -256,17 +179,9 @@ def load_collection(collections_dir: Path, info: CollectionInfo, *, device: str,
                     busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> LoadedCollection:
     """Load a collection's embedder and live index; refuses an index built with another embedder."""
     folder = collection_dir(collections_dir, info.name)
-    emb_dir = folder / info.embedder
-    manifest = read_embedder_manifest(emb_dir)
-    if manifest.weights_sha256 != info.embedder_sha256:
-        raise EmbedderMismatchError(f"collection {info.name!r} expects embedder {info.embedder_sha256[:12]}, "
-                                    f"{emb_dir} holds {manifest.weights_sha256[:12]}")
-    cache = embedders if embedders is not None else {}
-    if manifest.weights_sha256 not in cache:
-        if verify_hash and sha256_of_path(emb_dir / manifest.weights_file) != manifest.weights_sha256:
-            raise EmbedderMismatchError(f"embedder weights in {emb_dir} do not match their manifest hash")
-        cache[manifest.weights_sha256] = SerialEmbedder(load_embedder(emb_dir, device=device), threads)
-    embedder = cache[manifest.weights_sha256]
+    embedder = load_served_embedder(collections_dir, info, device=device, verify_hash=verify_hash,
+                                    embedders=embedders, threads=threads)
+    manifest = embedder.manifest
     version = current_version(collections_dir, info.name)
     store = None
     if version is not None:

@@ -7,7 +7,9 @@ Read-only properties, so that a plain attribute, a pydantic field or a property 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
+
+from pydantic import SecretStr
 
 from arcsearch.service.core.batching import BatchObserver
 from arcsearch.service.core.querying import StageObserver
@@ -53,6 +55,15 @@ class RegistrySettings(IndexSettings, Protocol):
 
     @property
     def batch_max_wait_ms(self) -> float: ...
+
+    @property
+    def index_backend(self) -> Literal["faiss", "milvus"]: ...
+
+    @property
+    def milvus_uri(self) -> str: ...
+
+    @property
+    def milvus_token(self) -> SecretStr: ...
 
 
 class JobSettings(IndexSettings, Protocol):

@@ -93,6 +93,14 @@ class StorageUnavailableError(DomainError):
     """A durable write failed for another reason (an I/O error, a damaged file); nothing changed."""
 
 
+class BackendUnavailableError(DomainError):
+    """A collection's vector store cannot be reached or is not configured (no ARCSEARCH_MILVUS_URI)."""
+
+
+class BackendRefusedError(DomainError):
+    """This process does not serve collections of that backend (FAISS in a process that shares its folder)."""
+
+
 class JobsUnavailableError(DomainError):
     """The jobs database cannot be opened or read (e.g. a damaged file); searches go on without it."""
 

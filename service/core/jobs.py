@@ -1,15 +1,15 @@
 """Re-index jobs: build a new index version in a background thread, publish it, swap it in.
 
-At most one job per collection runs at a time (a second one is refused: JobConflictError). Queries keep
-using the old index until the new version is published, loaded and swapped in. Job state is kept in
-SQLite (service/core/jobstore.py): it survives a restart, and a job that was running when the process
-died is reported ``interrupted`` (its half-built staging folder is never served). Items that cannot
-be indexed are recorded per job; more than ``job_max_failures`` of them abort the job. Before each
-embedding batch a job waits up to ``job_yield_ms`` for the collection's queries to be answered
-(``MicroBatcher.wait_idle``), so that searches keep their latency while it runs on the same cores.
+At most one job per collection runs at a time, in all processes of a folder (a second one is refused:
+JobConflictError; service/core/joblocks.py). Queries keep using the old index until the new version is
+published, loaded and swapped in. Job state is kept in SQLite (service/core/jobstore.py): it survives a
+restart, and a job that was running when its process died is reported ``interrupted`` (its half-built
+version is never served). Items that cannot be indexed are recorded per job; more than ``job_max_failures``
+of them abort the job. Before each embedding batch a job waits up to ``job_yield_ms`` for the collection's
+queries to be answered (``MicroBatcher.wait_idle``), so that searches keep their latency on shared cores.
 
 A job replaces the collection's contents as they were when it was accepted: upserts and deletes accepted
-while it runs are carried over onto the new version (``LoadedCollection.publish``). A job-store write
+while it runs are carried over onto the new version (``publish`` of the collection). A job-store write
 that fails (a locked or full database) leaves nothing half-done: a submit is refused (a storage error) and
 marks nothing busy; a running job fails with the reason, and its final state is retried until written.
 If the jobs database cannot be opened at all, job calls raise JobsUnavailableError and searches go on.
@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 
 from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback
 from arcsearch.index.chooser import IndexBudget
-from arcsearch.service.core.collection import ChangeMark, LoadedCollection
 from arcsearch.service.core.config import JobSettings
 from arcsearch.service.core.errors import (
     DomainError,
@@ -38,10 +37,12 @@ from arcsearch.service.core.errors import (
     JobsUnavailableError,
 )
 from arcsearch.service.core.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
+from arcsearch.service.core.joblocks import RunningJobLocks
 from arcsearch.service.core.jobstore import JobStore, now
 from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.core.rebuild import rebuild_collection
 from arcsearch.service.core.records import JobRecord, LastReindexRecord
+from arcsearch.service.core.served import ChangeMark, ServedCollection
 from arcsearch.service.core.sources import LoadedItems
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class JobManager:
         self._active: dict[str, str] = {}  # collection -> running job id
         self._threads: dict[str, threading.Thread] = {}
         self._cancels = CancelRequests()
+        self._running = RunningJobLocks(settings.jobs_db_path)  # across the processes of one folder
         self._lock = threading.Lock()  # guards _store, _active and _threads
 
     @property
@@ -84,7 +86,7 @@ class JobManager:
         store = None
         try:
             store = JobStore(path, busy_timeout_s=self.settings.sqlite_busy_timeout_s)
-            interrupted = store.mark_interrupted()
+            interrupted = store.mark_interrupted(self._running.running_elsewhere)
         except (DomainError, OSError) as exc:
             if store is not None:
                 store.close()
@@ -106,7 +108,7 @@ class JobManager:
             logger.error("%s", exc.message)
         return self.problem
 
-    def submit(self, collection: LoadedCollection, load_items: ItemLoader, *, source: str,
+    def submit(self, collection: ServedCollection, load_items: ItemLoader, *, source: str,
                budget: IndexBudget | None = None, workers: int | None = None) -> JobRecord:
         """Queue a job that indexes ``load_items()`` into ``collection`` (index chosen by ``budget`` if given)
         with ``workers`` processes (default ``reindex_workers``; it resumes from the shards of a killed one,
@@ -119,8 +121,14 @@ class JobManager:
                 raise JobConflictError(f"a re-index job for {collection.name!r} is already running",
                                        details={"job_id": running})
             job_id = secrets.token_hex(8)
+            self._running.claim(collection.name, job_id)  # JobConflictError if another process runs one
             since = collection.change_mark()  # changes accepted from now on are carried over onto the new version
-            store.create(job_id, collection.name, source, keep=self.settings.keep_jobs)
+            try:
+                store.create(job_id, collection.name, source, keep=self.settings.keep_jobs)
+            except BaseException:
+                collection.forget_mark(since)
+                self._running.release(collection.name)
+                raise
             self._active[collection.name] = job_id
             context = contextvars.copy_context()  # the job's log records carry the submitting request's id
             run = (self._run, job_id, source, collection, load_items, since, budget,
@@ -165,12 +173,12 @@ class JobManager:
     @contextmanager
     def removing(self, collection: str) -> Iterator[None]:
         """Forget the finished jobs of ``collection`` and hold off new ones for the block (its removal);
-        JobConflictError if a job is running, a storage error if the job store cannot be written (then
-        nothing is forgotten)."""
+        JobConflictError if a job runs on it (here or elsewhere), a storage error if the job store cannot be
+        written (then nothing is forgotten)."""
         store = self.store
         with self._lock:
             running = self._active.get(collection)
-            if running is not None:
+            if running is not None or self._running.running_elsewhere(collection):
                 raise JobConflictError(f"a re-index job for {collection!r} is running; wait for it to finish",
                                        details={"job_id": running})
             store.forget_collection(collection)
@@ -215,7 +223,7 @@ class JobManager:
         with suppress(DomainError):
             self.store.update(job_id, resumed=resumed)
 
-    def _give_way_to_queries(self, collection: LoadedCollection) -> Callable[[], object] | None:
+    def _give_way_to_queries(self, collection: ServedCollection) -> Callable[[], object] | None:
         """Before each embedding batch, wait up to ``job_yield_ms`` while the collection answers queries:
         on shared cores a search then waits for at most one job batch, not for a run of them."""
         wait_s = self.settings.job_yield_ms / 1000.0
@@ -223,7 +231,7 @@ class JobManager:
             return None
         return lambda: collection.batcher is None or collection.batcher.wait_idle(wait_s)
 
-    def _run(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
+    def _run(self, job_id: str, source: str, collection: ServedCollection, load_items: ItemLoader,
              since: ChangeMark, budget: IndexBudget | None, workers: int) -> None:
         outcome: dict[str, Any] | None
         try:
@@ -236,13 +244,14 @@ class JobManager:
             message = exc.message if isinstance(exc, DomainError) else str(exc)
             outcome = {"status": "failed", "error": scrub_paths(f"{type(exc).__name__}: {message}", self._roots)}
         finally:
+            collection.forget_mark(since)
             with self._lock:
                 self._release(job_id, collection.name)  # the collection is free again, whatever happened
         if outcome is not None:
             self._record_outcome(job_id, outcome | {"finished_at": now()})
         self._forget(job_id, collection.name)
 
-    def _execute(self, job_id: str, source: str, collection: LoadedCollection, load_items: ItemLoader,
+    def _execute(self, job_id: str, source: str, collection: ServedCollection, load_items: ItemLoader,
                  since: ChangeMark, *, budget: IndexBudget | None, workers: int) -> dict[str, Any] | None:
         """Build and publish; the job's outcome, or None if it was cancelled before it started."""
         store = self.store
@@ -276,6 +285,7 @@ class JobManager:
         """Free ``collection`` if ``job_id`` holds it (call with ``_lock`` held)."""
         if self._active.get(collection) == job_id:
             del self._active[collection]
+            self._running.release(collection)
 
     def _forget(self, job_id: str, collection: str) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,12 +200,14 @@ class JobStore:
             conn.execute(f"DELETE FROM job_failures WHERE job_id IN ({ids})", (collection,))
             conn.execute(f"DELETE FROM jobs WHERE job_id IN ({ids})", (collection,))
 
-    def mark_interrupted(self) -> list[str]:
-        """Turn jobs left ``queued``/``running`` by a dead process into ``interrupted``; returns their ids."""
+    def mark_interrupted(self, running_elsewhere: Callable[[str], bool] = lambda collection: False) -> list[str]:
+        """Turn jobs left ``queued``/``running`` by a dead process into ``interrupted`` (not those of collections
+        where ``running_elsewhere`` says another live process runs one); returns their ids."""
         with self._write() as conn:
-            ids = [r[0] for r in conn.execute("SELECT job_id FROM jobs WHERE status IN ('queued', 'running')")]
-            conn.execute("UPDATE jobs SET status = 'interrupted', error = ?, finished_at = ? "
-                         "WHERE status IN ('queued', 'running')", (INTERRUPTED_ERROR, now()))
+            rows = conn.execute("SELECT job_id, collection FROM jobs WHERE status IN ('queued', 'running')")
+            ids = [job_id for job_id, collection in rows.fetchall() if not running_elsewhere(collection)]
+            conn.executemany("UPDATE jobs SET status = 'interrupted', error = ?, finished_at = ? WHERE job_id = ?",
+                             [(INTERRUPTED_ERROR, now(), job_id) for job_id in ids])
         return ids
 
     def prune(self, keep: int) -> None:

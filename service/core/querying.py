@@ -13,7 +13,7 @@ from arcsearch.index.hits import Hit
 from arcsearch.service.core.batching import PendingQuery
 
 if TYPE_CHECKING:
-    from arcsearch.service.core.collection import LoadedCollection
+    from arcsearch.service.core.served import ServedCollection
 
 StageObserver = Callable[[str, float], None]  # (stage name, seconds)
 
@@ -50,7 +50,7 @@ def _noop(_: str, __: float) -> None:
     return None
 
 
-def embed_and_search(collection: LoadedCollection, batch: list[PendingQuery],
+def embed_and_search(collection: ServedCollection, batch: list[PendingQuery],
                      observe_stage: StageObserver = _noop) -> list[QueryAnswer]:
     """One forward pass over all inputs of ``batch`` and one search with the largest ``k``; split per query."""
     inputs = [item for query in batch for item in query.inputs]
@@ -63,7 +63,7 @@ def embed_and_search(collection: LoadedCollection, batch: list[PendingQuery],
     return search_vectors(collection, batch, vectors, observe_stage)
 
 
-def search_vectors(collection: LoadedCollection, batch: list[PendingQuery], vectors: np.ndarray,
+def search_vectors(collection: ServedCollection, batch: list[PendingQuery], vectors: np.ndarray,
                    observe_stage: StageObserver = _noop) -> list[QueryAnswer]:
     """Search the stacked vectors of ``batch``: one FAISS call per distinct set of options (usually one)."""
     started = time.perf_counter()

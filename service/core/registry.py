@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,22 +13,43 @@ from arcsearch.index.bundle import BundleError
 from arcsearch.index.chooser import IndexBudget
 from arcsearch.index.collection_admin import CollectionExistsError as IndexCollectionExistsError
 from arcsearch.index.collection_admin import new_collection, purge_deleted, remove_collection
-from arcsearch.index.collections import CollectionError, CollectionInfo, list_collections
+from arcsearch.index.collections import (
+    COLLECTION_FILE,
+    Backend,
+    CollectionError,
+    CollectionInfo,
+    collection_dir,
+    list_collections,
+    read_collection,
+)
 from arcsearch.index.embedder import ThreadPolicy
-from arcsearch.service.core.collection import LoadedCollection, load_collection
+from arcsearch.service.core.collection import load_collection
 from arcsearch.service.core.config import Observers, RegistrySettings
 from arcsearch.service.core.embedding import SerialEmbedder
 from arcsearch.service.core.errors import (
+    BackendRefusedError,
+    BackendUnavailableError,
     CollectionExistsError,
     CollectionNotFoundError,
     CollectionUnavailableError,
     NotReadyError,
     WrongModalityError,
 )
+from arcsearch.service.core.milvus_collection import (
+    MilvusCollection,
+    create_milvus_store,
+    drop_milvus_store,
+    load_milvus_collection,
+)
+from arcsearch.service.core.milvus_link import MilvusLink
 from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.core.records import CollectionState
+from arcsearch.service.core.served import ServedCollection
 
 logger = logging.getLogger(__name__)
+
+FAISS_REFUSED = ("a FAISS collection is served by one process, and this one shares its collections folder with "
+                 "others (ARCSEARCH_INDEX_BACKEND=milvus); serve it from a process with the faiss backend")
 
 
 @dataclass(frozen=True)
@@ -45,7 +66,7 @@ class Registry:
     def __init__(self, settings: RegistrySettings, *, metrics: Observers | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.collections: dict[str, LoadedCollection] = {}
+        self.collections: dict[str, ServedCollection] = {}
         self.failures: dict[str, LoadFailure] = {}
         self.pending: list[CollectionInfo] = []
         self.list_error: str | None = None
@@ -54,6 +75,13 @@ class Registry:
         self.roots = settings_roots(settings)  # paths shown to clients are relative to these
         self._ready = threading.Event()
         self._admin_lock = threading.Lock()  # one collection created or removed at a time
+        self.milvus = MilvusLink(settings)
+
+    @property
+    def shares_folder(self) -> bool:
+        """Whether other processes may serve this collections folder too (ARCSEARCH_INDEX_BACKEND=milvus): then
+        this one serves only Milvus collections, and finds those other processes create or remove."""
+        return self.settings.index_backend == "milvus"
 
     @property
     def ready(self) -> bool:
@@ -90,39 +118,60 @@ class Registry:
             self.pending = [p for p in self.pending if p.name != info.name]
         self._ready.set()
 
-    def _load(self, info: CollectionInfo) -> LoadedCollection:
+    def _load(self, info: CollectionInfo) -> ServedCollection:
         shown = info.model_copy(update={"embedder_origin": display_path(info.embedder_origin, self.roots)})
-        loaded = load_collection(self.settings.collections_dir, shown, device=self.settings.device,
-                                 search_params=self.settings.search_params,
-                                 verify_hash=self.settings.verify_embedder_hash, embedders=self.embedders,
-                                 threads=ThreadPolicy(self.settings.torch_threads,
-                                                      self.settings.torch_parallel_min_batch),
-                                 busy_timeout_s=self.settings.sqlite_busy_timeout_s)
+        threads = ThreadPolicy(self.settings.torch_threads, self.settings.torch_parallel_min_batch)
+        loaded: ServedCollection
+        if info.backend == "milvus":
+            loaded = load_milvus_collection(self.settings.collections_dir, shown, self.milvus.client(),
+                                            device=self.settings.device, embedders=self.embedders, threads=threads,
+                                            verify_hash=self.settings.verify_embedder_hash)
+        elif self.shares_folder:
+            raise BackendRefusedError(FAISS_REFUSED)
+        else:
+            loaded = load_collection(self.settings.collections_dir, shown, device=self.settings.device,
+                                     search_params=self.settings.search_params,
+                                     verify_hash=self.settings.verify_embedder_hash, embedders=self.embedders,
+                                     threads=threads, busy_timeout_s=self.settings.sqlite_busy_timeout_s)
         loaded.start_batching(max_batch=self.settings.batch_max_size, max_wait_ms=self.settings.batch_max_wait_ms,
                               observe=self.metrics.batch_observer(info.name) if self.metrics else None,
                               observe_stage=self.metrics.stage_observer(info.name) if self.metrics else None)
         return loaded
 
-    def create(self, name: str, embedder_dir: Path, factory: str, *,
-               budget: IndexBudget | None = None) -> LoadedCollection:
-        """Create, load and serve a new collection (no restart); CollectionExistsError if the name is taken.
+    def create(self, name: str, embedder_dir: Path, factory: str, *, budget: IndexBudget | None = None,
+               backend: Backend | None = None) -> ServedCollection:
+        """Create, load and serve a new collection (no restart) in ``backend`` (default ARCSEARCH_INDEX_BACKEND);
+        CollectionExistsError if the name is taken.
 
-        Raises index errors for a bad embedder bundle (BundleError, ValueError) or factory (IndexStoreError);
-        a collection whose embedder then fails to load is removed again.
+        Raises index errors for a bad embedder bundle (BundleError, ValueError) or factory (IndexStoreError),
+        BackendUnavailableError if Milvus is asked for and cannot be reached; a collection whose embedder (or
+        Milvus collection) then fails to load is removed again.
         """
         if not self.ready:
             raise NotReadyError("the service is still loading its collections; retry shortly")
+        backend = backend or self.settings.index_backend
+        if backend == "faiss" and self.shares_folder:
+            raise BackendRefusedError(FAISS_REFUSED)
+        client = self.milvus.client() if backend == "milvus" else None  # no URI, no folder made
         with self._admin_lock:
             if name in self.collections or name in self.failures:
                 raise CollectionExistsError(f"collection {name!r} already exists")
             try:
                 info = new_collection(self.settings.collections_dir, name, embedder_dir, factory=factory,
-                                      budget=budget)
+                                      budget=budget, backend=backend)
             except IndexCollectionExistsError as exc:
                 raise CollectionExistsError(str(exc)) from None
+            if client is not None:
+                try:
+                    create_milvus_store(client, info)
+                except (CollectionExistsError, BackendUnavailableError):
+                    remove_collection(self.settings.collections_dir, name)
+                    raise
             try:
                 loaded = self._load(info)
             except Exception as exc:  # whatever the embedder's loader raises, leave no half-made collection
+                if client is not None:
+                    drop_milvus_store(client, name)
                 remove_collection(self.settings.collections_dir, name)
                 raise BundleError(f"the embedder bundle does not load: {type(exc).__name__}: "
                                   f"{scrub_paths(str(exc), self.roots)}") from exc
@@ -144,14 +193,60 @@ class Registry:
                 self.failures.pop(name, None)
             if unloaded is not None:
                 unloaded.close()
+            if read_collection(self.settings.collections_dir, name).backend == "milvus":
+                drop_milvus_store(self.milvus.client(), name)
             remove_collection(self.settings.collections_dir, name)
 
     def close(self) -> None:
         """Stop the micro-batchers (queued queries are answered first)."""
         for collection in list(self.collections.values()):
             collection.close()
+        self.milvus.close()
 
-    def get(self, name: str) -> LoadedCollection:
+    def _discover(self, name: str) -> bool:
+        """Whether Milvus collection ``name`` exists in the folder (one that another process created is loaded
+        now); a loaded one whose folder another process removed is unloaded."""
+        try:
+            exists = (collection_dir(self.settings.collections_dir, name) / COLLECTION_FILE).is_file()
+        except CollectionError:
+            return False
+        loaded = self.collections.get(name)
+        if not exists:
+            if isinstance(loaded, MilvusCollection):
+                logger.info("collection %r was removed by another process", name)
+                self.collections.pop(name, None)
+                loaded.close()
+            return False
+        if loaded is None and name not in self.failures:
+            with self._admin_lock:
+                if name not in self.collections:
+                    self._load_discovered(name)
+        return True
+
+    def _load_discovered(self, name: str) -> None:
+        """Load a collection another process created (call with ``_admin_lock`` held)."""
+        try:
+            info = read_collection(self.settings.collections_dir, name)
+            if info.backend == "milvus":
+                self.collections[name] = self._load(info)
+                logger.info("collection %r, created by another process, is served now", name)
+        except Exception as exc:  # half made by another process, or broken: not served, and not remembered
+            logger.warning("collection %r is not served yet: %s", name, exc)
+            raise CollectionUnavailableError(f"collection {name!r} cannot be served yet: "
+                                             f"{scrub_paths(f'{type(exc).__name__}: {exc}', self.roots)}") from None
+
+    def _discover_all(self) -> None:
+        """``_discover`` every collection of the folder and every one loaded."""
+        try:
+            names = {info.name for info in list_collections(self.settings.collections_dir)}
+        except (CollectionError, OSError) as exc:
+            logger.warning("cannot list collections: %s", exc)
+            return
+        for name in sorted(names | set(self.collections)):
+            with suppress(CollectionUnavailableError):
+                self._discover(name)
+
+    def get(self, name: str) -> ServedCollection:
         """The named collection; NotReadyError while loading, CollectionUnavailableError if it failed to load,
         CollectionNotFoundError if unknown."""
         if not self.ready:
@@ -159,12 +254,14 @@ class Registry:
         if name in self.failures:
             raise CollectionUnavailableError(f"collection {name!r} could not be loaded: "
                                              f"{self.failures[name].error}")
+        if self.shares_folder and not self._discover(name):
+            self.collections.pop(name, None)
         if name not in self.collections:
             raise CollectionNotFoundError(f"no collection {name!r}; see GET /v1/collections",
                                           details={"available": sorted(self.collections)})
         return self.collections[name]
 
-    def resolve(self, name: str | None, modality: str) -> LoadedCollection:
+    def resolve(self, name: str | None, modality: str) -> ServedCollection:
         """The named collection (checked to hold ``modality``), or the default one of that modality."""
         if name is None:
             name = self.default_name(modality)
@@ -186,6 +283,8 @@ class Registry:
 
     def summaries(self) -> list[CollectionState]:
         """One summary per collection: loaded, still loading, or failed."""
+        if self.shares_folder and self.ready:
+            self._discover_all()
         summaries = [c.summary() for c in list(self.collections.values())]
         summaries += [CollectionState(name=i.name, modality=i.modality, status="loading", dim=i.embedding_dim,
                                       embedder_sha256=i.embedder_sha256) for i in list(self.pending)]

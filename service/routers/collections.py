@@ -43,7 +43,7 @@ def create_collection(body: CollectionCreate, registry: RegistryDep, settings: S
     budget = None if body.index_factory else body.index_budget()  # an explicit factory wins
     factory = body.index_factory or ("Flat" if budget else settings.index_factory)
     try:
-        created = registry.create(body.name, embedder, factory, budget=budget)
+        created = registry.create(body.name, embedder, factory, budget=budget, backend=body.backend)
     except IndexStoreError as exc:
         raise InvalidIndexFactoryError(scrub_paths(str(exc), registry.roots)) from None
     except (BundleError, ValueError, OSError) as exc:

@@ -11,8 +11,8 @@ from arcsearch.index.items import ItemRecord
 from arcsearch.index.metadata import MAX_ITEM_ID_CHARS
 from arcsearch.index.preprocess import ImageDecodeError, decode_image
 from arcsearch.service.auth import AdminAccess, ReadAccess
-from arcsearch.service.core.collection import LoadedCollection
 from arcsearch.service.core.errors import ItemNotFoundError, WrongModalityError
+from arcsearch.service.core.served import ServedCollection
 from arcsearch.service.deps import RegistryDep, SettingsDep
 from arcsearch.service.routers.search import check_text_length
 from arcsearch.service.schemas import (
@@ -49,7 +49,7 @@ def decode_cursor(cursor: str) -> str:
     return bytes.fromhex(cursor[len(CURSOR_PREFIX):]).decode("utf-8", "replace")
 
 
-def embed_item(target: LoadedCollection, body: ItemUpsert, settings: Settings) -> np.ndarray:
+def embed_item(target: ServedCollection, body: ItemUpsert, settings: Settings) -> np.ndarray:
     """The item's vector from its text or image; 400 for the wrong modality, 413/415/422 for a bad image or text."""
     if (body.text is not None) != (target.info.modality == "text"):
         wanted = "text" if target.info.modality == "text" else "image_base64"

@@ -78,7 +78,7 @@ def thumbnail(name: Annotated[CollectionName, PathParam()],
               registry: RegistryDep, settings: SettingsDep) -> Response:
     store, _ = registry.get(name).live_store()
     record = store.get(item_id)
-    path = image_file(settings.data_root, store.manifest.source, record.source) if record else None
+    path = image_file(settings.data_root, store.source, record.source) if record else None
     if path is None:
         raise ItemNotFoundError(f"no thumbnail for {item_id!r}: not an image file under the data root")
     try:

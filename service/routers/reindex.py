@@ -11,10 +11,10 @@ from arcsearch.index.build import CorpusItem, InlineImage
 from arcsearch.index.corpus import CorpusError, TextItem, read_image_folder, read_image_manifest, require_column
 from arcsearch.index.tables import TableError, is_table, table_rows
 from arcsearch.service.auth import AdminAccess
-from arcsearch.service.core.collection import LoadedCollection
 from arcsearch.service.core.errors import InvalidSourceError, WrongModalityError
 from arcsearch.service.core.jobs import ItemLoader
 from arcsearch.service.core.paths import root_forms, scrub_paths
+from arcsearch.service.core.served import ServedCollection
 from arcsearch.service.core.sources import LoadedItems, inside_root, read_texts_tolerant, resolve_source
 from arcsearch.service.deps import JobsDep, RegistryDep, SettingsDep
 from arcsearch.service.errors import validation_error
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1", tags=["reindex"], dependencies=[AdminAccess])
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
 
 
-def source_loader(target: LoadedCollection, data_root: Path, source: str) -> ItemLoader:
+def source_loader(target: ServedCollection, data_root: Path, source: str) -> ItemLoader:
     """Check ``source`` now (400/403): a folder of class sub-folders or an image manifest for images, a text
     table for texts, with its required column where the header names them. The returned loader reads it in
     the job: a bad text row is a recorded failure; a bad image manifest (a missing file, a file outside the
@@ -59,7 +59,7 @@ def source_loader(target: LoadedCollection, data_root: Path, source: str) -> Ite
     return load
 
 
-def inline_items(target: LoadedCollection, items: list[ReindexItem], settings: Settings) -> list[CorpusItem]:
+def inline_items(target: ServedCollection, items: list[ReindexItem], settings: Settings) -> list[CorpusItem]:
     """Turn request items into corpus items; 400 for the wrong modality, 422 for bad base64, too many items or
     a text over ``max_text_chars``, 413 for an image over ``max_upload_bytes``."""
     if len(items) > settings.max_reindex_items:

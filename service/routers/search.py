@@ -24,8 +24,8 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from arcsearch.index.hits import Hit
 from arcsearch.service.auth import ReadAccess
-from arcsearch.service.core.collection import LoadedCollection
 from arcsearch.service.core.querying import QueryAnswer, SearchOptions
+from arcsearch.service.core.served import ServedCollection
 from arcsearch.service.deps import RegistryDep, SettingsDep
 from arcsearch.service.errors import (
     ItemNotFoundError,
@@ -72,7 +72,7 @@ def check_text_length(text: str, loc: tuple[str | int, ...], max_chars: int) -> 
         raise validation_error(loc, f"text of {len(text)} characters exceeds {max_chars}", error_type="string_too_long")
 
 
-def check_queue(target: LoadedCollection, inputs: int, settings: Settings) -> None:
+def check_queue(target: ServedCollection, inputs: int, settings: Settings) -> None:
     """503 if ``inputs`` more would overfill the collection's batch queue; call right before ``query_async``."""
     if target.batcher is not None:
         target.batcher.check_room(inputs, max_queued_inputs=settings.batch_max_queued_inputs)
@@ -98,14 +98,14 @@ def validation_error_of(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in exc.errors()])
 
 
-def check_modality(target: LoadedCollection, modality: str) -> None:
+def check_modality(target: ServedCollection, modality: str) -> None:
     """400 ``wrong_modality`` for a text query to an image collection, or an image query to a text one."""
     if target.info.modality != modality:
         how = HOW_TO_QUERY[target.info.modality]
         raise WrongModalityError(f"collection {target.name!r} holds {target.info.modality}s, not {modality}s; {how}")
 
 
-async def search_texts_in(target: LoadedCollection, texts: list[str], k: int, options: SearchOptions,
+async def search_texts_in(target: ServedCollection, texts: list[str], k: int, options: SearchOptions,
                           settings: Settings, *, loc: tuple[str, ...] = ("body", "texts")) -> QueryAnswer:
     """Embed and search ``texts`` (one micro-batched query); 422 past the configured limits."""
     check_modality(target, "text")
@@ -118,7 +118,7 @@ async def search_texts_in(target: LoadedCollection, texts: list[str], k: int, op
     return await target.query_async(texts, k, options)
 
 
-async def search_images_in(target: LoadedCollection, files: Sequence[UploadFile], form: ImageSearchForm,
+async def search_images_in(target: ServedCollection, files: Sequence[UploadFile], form: ImageSearchForm,
                            gate: ImageGate, settings: Settings) -> tuple[QueryAnswer, list[str | None]]:
     """Admit, decode, embed and search uploaded images (one forward pass); their hits and filenames."""
     check_modality(target, "image")
@@ -134,7 +134,7 @@ async def search_images_in(target: LoadedCollection, files: Sequence[UploadFile]
         return await target.query_async(images, form.k, options, arrival=arrival), filenames
 
 
-def query_vector(target: LoadedCollection, values: list[float], loc: tuple[str | int, ...]) -> np.ndarray:
+def query_vector(target: ServedCollection, values: list[float], loc: tuple[str | int, ...]) -> np.ndarray:
     """One vector as float32; 400 ``wrong_dimension`` if it is not of the collection's dimension."""
     vector = np.asarray(values, np.float32)
     if len(vector) != target.embedder.dim:
@@ -144,7 +144,7 @@ def query_vector(target: LoadedCollection, values: list[float], loc: tuple[str |
     return vector
 
 
-def search_vectors_in(target: LoadedCollection, body: SearchRequest, settings: Settings) -> QueryAnswer:
+def search_vectors_in(target: ServedCollection, body: SearchRequest, settings: Settings) -> QueryAnswer:
     """Search raw vectors (one FAISS call), or indexed items by id (each excluding itself)."""
     check_k(body.k, settings.max_k)
     inputs = body.inputs()

@@ -16,6 +16,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+MILVUS_COMPOSE_FILE = ROOT / "docker-compose.milvus.yml"  # added to COMPOSE_FILE: Milvus and N API replicas
 DOCKERFILES = {"cpu": ROOT / "docker" / "Dockerfile", "cuda": ROOT / "docker" / "Dockerfile.cuda"}
 HEALTHCHECK_SCRIPT = ROOT / "docker" / "healthcheck.py"
 VOLUME = "arcsearch-data"

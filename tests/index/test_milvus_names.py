@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arcsearch.index.backend import MutableBackend, SearchBackend
+from arcsearch.index.backend import SearchBackend
 from arcsearch.index.items import ItemRecord
 from arcsearch.index.milvus_names import (
     MilvusStoreError,
@@ -48,4 +48,4 @@ def test_the_faiss_store_is_a_search_backend() -> None:
     vectors = np.eye(4, dtype=np.float32)
     store = IndexStore.build(vectors, [ItemRecord(f"i{n}") for n in range(4)], modality="text",
                              embedder_sha256="e" * 64)
-    assert isinstance(store, SearchBackend) and not isinstance(store, MutableBackend)
+    assert isinstance(store, SearchBackend)

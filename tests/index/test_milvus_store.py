@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from arcsearch.index.backend import MutableBackend
+from arcsearch.index.backend import SearchBackend
 from arcsearch.index.hits import Hit
 from arcsearch.index.items import ItemRecord, metadata_matches
 from arcsearch.index.milvus_store import MilvusStore, MilvusStoreError, connect
@@ -91,7 +91,7 @@ def test_search_equals_brute_force(corpus: tuple[MilvusStore, np.ndarray, list[I
     stored = next(r for r in records if r.external_id == first.external_id)
     assert (first.label, first.source, first.metadata) == (stored.label, stored.source, stored.metadata)
     assert len(store) == N and store.search(queries[:0], 3) == []
-    assert isinstance(store, MutableBackend)
+    assert isinstance(store, SearchBackend)
 
 
 def test_min_score_drops_lower_hits(corpus: tuple[MilvusStore, np.ndarray, list[ItemRecord]]) -> None:

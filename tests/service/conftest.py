@@ -51,3 +51,20 @@ def server(service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory) 
 def http(server: dict[str, Any]) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server["url"], timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="module", params=["faiss", "milvus"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test that uses it runs twice: as [faiss] and as [milvus] (against the session's real Milvus server,
+    ``milvus_uri``: skipped loudly where it cannot start, a failure with ARCSEARCH_REQUIRE_MILVUS=1)."""
+    if request.param == "milvus":
+        request.getfixturevalue("milvus_uri")
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def backend_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings (as ``live_server`` keywords) of a server whose new collections are stored in ``backend``."""
+    if backend == "faiss":
+        return {"index_backend": "faiss"}
+    return {"index_backend": "milvus", "milvus_uri": request.getfixturevalue("milvus_uri")}

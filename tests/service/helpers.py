@@ -79,6 +79,15 @@ def wait_job(client: TestClient, job_id: str, timeout_s: float = 120.0) -> dict[
     return job
 
 
+def finish(url: str, job_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    """Poll a live server's ``GET /v1/jobs/{job_id}`` until the job has finished; returns its last state."""
+    deadline = time.monotonic() + timeout_s
+    while (job := httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())["status"] in {"queued", "running"}:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -265,7 +265,7 @@ def stuck_batcher(client: TestClient, name: str) -> Any:
 
 
 def test_a_micro_batch_timeout_answers_503_over_http(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("arcsearch.service.core.collection.SUBMIT_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("arcsearch.service.core.served.SUBMIT_TIMEOUT_S", 0.3)
     with stuck_batcher(client, "texts"):
         response = client.post(TEXTS, json={"text": "a dog"})
         assert_error(response, 503, "overloaded")

@@ -11,6 +11,7 @@ from arcsearch.service.errors import DOMAIN_ERRORS, install_error_handlers
 # The contract: clients (and arcsearch.client) rely on these pairs; a change here is a breaking change.
 EXPECTED = {
     "NotReadyError": (503, "not_ready"), "CollectionNotFoundError": (404, "collection_not_found"),
+    "BackendUnavailableError": (503, "backend_unavailable"), "BackendRefusedError": (409, "backend_refused"),
     "CollectionUnavailableError": (503, "collection_unavailable"), "CollectionExistsError": (409, "collection_exists"),
     "CollectionEmptyError": (409, "collection_empty"), "WrongModalityError": (400, "wrong_modality"),
     "ItemNotFoundError": (404, "item_not_found"), "JobNotFoundError": (404, "job_not_found"),

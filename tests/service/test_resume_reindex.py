@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -15,18 +14,10 @@ import numpy as np
 from arcsearch.index.collections import current_index_dir, index_collection
 from arcsearch.index.store import IndexStore
 from tests import bundles
-from tests.service.helpers import ServiceData, live_server
+from tests.service.helpers import ServiceData, finish, live_server
 
 ITEMS, BATCH, SHARD = 160, 8, 16
 SETTINGS = {"batch_size": str(BATCH), "reindex_shard_items": str(SHARD)}
-
-
-def finish(url: str, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 300
-    while (job := httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())["status"] in {"queued", "running"}:
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
-    return job
 
 
 def stored(root: Path, name: str) -> tuple[np.ndarray, list[str]]:

@@ -37,6 +37,7 @@ from arcsearch.index.faiss_index import IndexStoreError, normalise
 from arcsearch.index.items import ItemRecord
 from arcsearch.index.pairing import EmbedderMismatchError, check_embedder_pairing
 from arcsearch.index.store import IndexStore
+from arcsearch.index.threads import SearchThreads
 from arcsearch.service.core.batching import (
     SUBMIT_TIMEOUT_S,
     Arrival,
@@ -87,16 +88,19 @@ class LoadedCollection:
         self.changes: ChangeLog | None = None
         self.mutation_lock = threading.Lock()
         self.observe_stage: StageObserver = lambda stage, seconds: None
+        self.search_threads = SearchThreads()  # OpenMP threads per FAISS search (set by start_batching)
 
     @property
     def name(self) -> str:
         return self.info.name
 
     def start_batching(self, *, max_batch: int, max_wait_ms: float, observe: BatchObserver | None = None,
-                       observe_stage: StageObserver | None = None) -> None:
+                       observe_stage: StageObserver | None = None, search_threads: SearchThreads | None = None) -> None:
         """Answer ``query`` calls through a micro-batcher (one forward pass and one search per batch)."""
         if observe_stage is not None:
             self.observe_stage = observe_stage
+        if search_threads is not None:
+            self.search_threads = search_threads
         self.batcher = MicroBatcher(self.name, lambda batch: embed_and_search(self, batch, self.observe_stage),
                                     max_batch=max_batch, max_wait_ms=max_wait_ms, observe=observe)
 

@@ -79,6 +79,7 @@ def search_vectors(collection: LoadedCollection, batch: list[PendingQuery], vect
                 rows_of[position] = [[] for _ in range(len(batch[position].inputs))]
             continue
         picked = np.concatenate([vectors[starts[p]:starts[p + 1]] for p in positions])
+        collection.search_threads.apply(len(picked))  # per thread: this is the thread that searches
         rows = snapshot.store.search(picked, max(batch[p].k for p in positions), label=options.label,
                                      metadata=dict(options.metadata), min_score=options.min_score,
                                      exclude=options.exclude)

@@ -15,6 +15,7 @@ from arcsearch.index.collection_admin import CollectionExistsError as IndexColle
 from arcsearch.index.collection_admin import new_collection, purge_deleted, remove_collection
 from arcsearch.index.collections import CollectionError, CollectionInfo, list_collections
 from arcsearch.index.embedder import ThreadPolicy
+from arcsearch.index.threads import SearchThreads
 from arcsearch.service.core.collection import LoadedCollection, load_collection
 from arcsearch.service.core.config import Observers, RegistrySettings
 from arcsearch.service.core.embedding import SerialEmbedder
@@ -100,7 +101,9 @@ class Registry:
                                  busy_timeout_s=self.settings.sqlite_busy_timeout_s)
         loaded.start_batching(max_batch=self.settings.batch_max_size, max_wait_ms=self.settings.batch_max_wait_ms,
                               observe=self.metrics.batch_observer(info.name) if self.metrics else None,
-                              observe_stage=self.metrics.stage_observer(info.name) if self.metrics else None)
+                              observe_stage=self.metrics.stage_observer(info.name) if self.metrics else None,
+                              search_threads=SearchThreads(self.settings.faiss_threads,
+                                                           self.settings.faiss_parallel_min_batch))
         return loaded
 
     def create(self, name: str, embedder_dir: Path, factory: str, *,

@@ -53,7 +53,14 @@ from arcsearch.service.core.errors import (
     NotReadyError,
     storage_error,
 )
-from arcsearch.service.core.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
+from arcsearch.service.core.querying import (
+    QueryAnswer,
+    SearchOptions,
+    StageObserver,
+    VectorQueue,
+    embed_and_search,
+    search_vectors,
+)
 from arcsearch.service.core.records import CollectionState, IndexFactsRecord
 
 logger = logging.getLogger(__name__)
@@ -89,6 +96,7 @@ class LoadedCollection:
         self.mutation_lock = threading.Lock()
         self.observe_stage: StageObserver = lambda stage, seconds: None
         self.search_threads = SearchThreads()  # OpenMP threads per FAISS search (set by start_batching)
+        self.vector_queue: VectorQueue | None = None  # vector queries searched together (set by start_batching)
 
     @property
     def name(self) -> str:
@@ -101,6 +109,7 @@ class LoadedCollection:
             self.observe_stage = observe_stage
         if search_threads is not None:
             self.search_threads = search_threads
+        self.vector_queue = VectorQueue(self, max_batch=max_batch)
         self.batcher = MicroBatcher(self.name, lambda batch: embed_and_search(self, batch, self.observe_stage),
                                     max_batch=max_batch, max_wait_ms=max_wait_ms, observe=observe)
 
@@ -248,6 +257,8 @@ class LoadedCollection:
         """Answer queued queries, stop the micro-batcher and close the change log (the collection is unloaded)."""
         if self.batcher is not None:
             self.batcher.close()
+        if self.vector_queue is not None:
+            self.vector_queue.close()
         with self.mutation_lock:  # upserts and deletes in progress finish first
             if self.changes is not None:
                 self.changes.close()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +84,30 @@ class ChromaServer:
         self.stack.close()
 
 
+@dataclass(frozen=True)
+class MilvusIndex:
+    """The Milvus index built alike the FAISS one: its type, build params, and the search param to tune."""
+
+    index_type: str
+    params: dict[str, int]
+    param_name: str
+
+
+def milvus_index(factory: str) -> MilvusIndex:
+    """HNSW (M 32, efConstruction 40) for a FAISS HNSW factory; IVF_FLAT with as many lists for ``IVF<n>,Flat``."""
+    lists = re.fullmatch(r"IVF(\d+),Flat", factory)
+    if lists:
+        return MilvusIndex("IVF_FLAT", {"nlist": int(lists.group(1))}, "nprobe")
+    return MilvusIndex("HNSW", {"M": HNSW_M, "efConstruction": EF_CONSTRUCTION}, "ef")
+
+
 class MilvusServer:
-    """Milvus standalone in a private network namespace behind a loopback relay; HNSW, inner product,
-    Bounded consistency (Milvus's default; the data does not change while it is searched)."""
+    """Milvus standalone in a private network namespace behind a loopback relay; HNSW (or IVF_FLAT, alike the FAISS
+    index), inner product, Bounded consistency (Milvus's default; the data does not change while it is searched)."""
 
     name = "Milvus server (pymilvus)"
-    param_name = "ef"
 
-    def __init__(self, workdir: Path, *, bin_cache: Path) -> None:
+    def __init__(self, workdir: Path, *, bin_cache: Path, index: MilvusIndex | None = None) -> None:
         from pymilvus import MilvusClient
 
         from arcsearch.milvus_server import MilvusStartError, start_milvus
@@ -100,10 +118,12 @@ class MilvusServer:
             raise PeerUnavailableError(f"Milvus standalone cannot start: {exc}") from exc
         self.make_client = lambda: MilvusClient(uri=self.server.uri, timeout=60)
         self.admin = self.make_client()
-        self.ef = 64
+        self.index = index or milvus_index("HNSW32")
+        self.param_name = self.index.param_name
+        self.value = 64
 
     def build(self, vectors: np.ndarray) -> None:
-        """Insert, flush, build the HNSW index, wait until every row is indexed, load."""
+        """Insert, flush, build the index, wait until every row is indexed, load."""
         from pymilvus import DataType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -115,8 +135,8 @@ class MilvusServer:
             self.admin.insert(COLLECTION, [{"id": i, "vector": vectors[i].tolist()} for i in range(start, stop)])
         self.admin.flush(COLLECTION)
         index_params = self.admin.prepare_index_params()
-        index_params.add_index("vector", index_type="HNSW", metric_type="IP",
-                               params={"M": HNSW_M, "efConstruction": EF_CONSTRUCTION})
+        index_params.add_index("vector", index_type=self.index.index_type, metric_type="IP",
+                               params=self.index.params)
         self.admin.create_index(COLLECTION, index_params)
         self._wait_indexed(len(vectors))
         self.admin.load_collection(COLLECTION)
@@ -131,7 +151,7 @@ class MilvusServer:
         raise TimeoutError(f"Milvus did not index {rows} rows within {timeout_s:.0f} s")
 
     def set_param(self, value: int) -> None:
-        self.ef = value
+        self.value = value
 
     @contextlib.contextmanager
     def client(self) -> Iterator[Any]:
@@ -143,8 +163,11 @@ class MilvusServer:
 
     def search(self, client: Any, query: np.ndarray, k: int) -> list[int]:
         result = client.search(COLLECTION, data=[query.tolist()], limit=k,
-                               search_params={"metric_type": "IP", "params": {"ef": max(self.ef, k)}})
+                               search_params={"metric_type": "IP", "params": self._search_params(k)})
         return [int(hit["id"]) for hit in result[0]]
+
+    def _search_params(self, k: int) -> dict[str, int]:
+        return {"ef": max(self.value, k)} if self.param_name == "ef" else {self.param_name: self.value}
 
     def rss_bytes(self) -> int | None:
         return tree_rss_bytes(self.server.process.pid, skip_root=True)
@@ -152,7 +175,7 @@ class MilvusServer:
     def info(self) -> dict[str, Any]:
         return {"server": f"Milvus standalone {importlib.metadata.version('milvus')} (PyPI milvus), pymilvus "
                           f"{importlib.metadata.version('pymilvus')}",
-                "hnsw": {"M": HNSW_M, "efConstruction": EF_CONSTRUCTION, "metric": "IP"},
+                "index": {"type": self.index.index_type, **self.index.params, "metric": "IP"},
                 "consistency": "Bounded",
                 "reached_through": "arcsearch.milvus_server's loopback relay (one asyncio process)",
                 "rss_includes": "the Milvus process (not the relay)"}

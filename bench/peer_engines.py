@@ -2,9 +2,11 @@
 
 - ``ArcsearchHttp``: a collection built from the vectors by the index layer (IndexStore.build, published as a
   collection version, its embedder an exported text embedder bundle), served by ``arcsearch serve`` on 127.0.0.1
-  and searched with ``POST /v1/collections/{name}/search {"vector": [...], "k": k}``. ``backend="milvus"`` is the
-  slot for the service's Milvus backend, which does not exist yet: it reports why, and is the one adapter to
-  change once the service can create a collection in Milvus.
+  and searched with ``POST /v1/collections/{name}/search {"vector": [...], "k": k}``. Where the collection's index
+  lives is an ``ArcsearchBackend`` (``FaissBackend``: the prebuilt bundle, published); the service's Milvus
+  backend, which does not exist yet, is one more such class (``before_start`` starts Milvus and returns
+  ARCSEARCH_INDEX_BACKEND / ARCSEARCH_MILVUS_URI, ``after_start`` creates the collection and fills it over HTTP),
+  added to ``bench.peers.arcsearch_backends``; until then its row says why.
 - ``InProcessFaiss``: plain ``faiss.Index.search`` on the very index file arcsearch serves: the limit.
 - ``ChromaServer`` and ``MilvusServer`` (bench/peer_databases.py): the databases' own servers and clients.
 
@@ -90,42 +92,99 @@ def build_faiss_bundle(vectors: np.ndarray, folder: Path, factory: str, *, embed
     return FaissBundle(folder, factory, time.perf_counter() - started, faiss_param_name(store.index))
 
 
-class ArcsearchHttp:
-    """arcsearch's service over HTTP on loopback; ``set_param`` restarts it with ARCSEARCH_SEARCH_PARAMS."""
+class FaissBackend:
+    """arcsearch's own FAISS backend: the prebuilt bundle published as the collection's version before the server
+    starts; the search parameter goes to the server as ARCSEARCH_SEARCH_PARAMS (so a new value restarts it)."""
 
-    def __init__(self, workdir: Path, bundle: FaissBundle, *, embedder_dir: Path, backend: str = "faiss",
-                 env: dict[str, str] | None = None) -> None:
-        if backend != "faiss":
-            raise PeerUnavailableError(
-                f"not yet available: this benchmark does not yet run arcsearch on its {backend} backend (the "
-                "service has it: docs/service.md, Running on Milvus); this adapter is to create the collection so")
+    name = "faiss"
+
+    def __init__(self, bundle: FaissBundle, *, embedder_dir: Path) -> None:
         self.bundle = bundle
+        self.embedder_dir = embedder_dir
+        self.label = f"FAISS {bundle.factory}"
+        self.param_name = bundle.param_name
+        self.prior_build_s = bundle.build_s
+
+    def before_start(self, collections_dir: Path) -> dict[str, str]:
+        """Publish the bundle as the collection's live version; the server's extra environment (none)."""
+        create_collection(collections_dir, COLLECTION, self.embedder_dir, index_factory=self.bundle.factory)
+        staged = staging_dir(collections_dir, COLLECTION)
+        shutil.copytree(self.bundle.folder, staged)
+        publish_version(collections_dir, COLLECTION, staged)
+        return {}
+
+    def after_start(self, base: str, vectors: np.ndarray) -> None:
+        """Nothing: the collection was published before the server started."""
+
+    def param_env(self, value: int | None) -> dict[str, str]:
+        return {"ARCSEARCH_SEARCH_PARAMS": f"{self.param_name}={value}" if value is not None else ""}
+
+    def info(self) -> dict[str, Any]:
+        return {"factory": self.bundle.factory, "faiss_build_s": self.bundle.build_s,
+                "build_includes": "IndexStore.build + save, publish, server start (it loads the embedder too)"}
+
+    def close(self) -> None:
+        """Nothing to stop: the index lives in the server process."""
+
+
+class ArcsearchBackend(Protocol):
+    """Where the served collection's index lives. ``before_start`` prepares it and returns the server's extra
+    environment; ``after_start`` fills it through the running server if it must (``vectors``: row i = id "i");
+    ``param_env`` is the environment that sets the search parameter (a change restarts the server)."""
+
+    name: str
+    label: str
+    param_name: str | None
+    prior_build_s: float
+
+    def before_start(self, collections_dir: Path) -> dict[str, str]: ...
+
+    def after_start(self, base: str, vectors: np.ndarray) -> None: ...
+
+    def param_env(self, value: int | None) -> dict[str, str]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+BACKEND_MISSING = ("not yet available: the service has no {backend} backend yet (index/milvus_store.py is not wired "
+                   "into the service); once it is, a {backend} ArcsearchBackend for ArcsearchHttp creates the "
+                   "collection with that backend")
+
+
+class ArcsearchHttp:
+    """arcsearch's service over HTTP on loopback, its collection on ``backend``; ``set_param`` restarts the server
+    with the backend's ``param_env``. ``env`` is added to the server's environment (a variant of its settings)."""
+
+    def __init__(self, workdir: Path, backend: ArcsearchBackend | None, *, env: dict[str, str] | None = None,
+                 missing: str = "") -> None:
+        if backend is None:
+            raise PeerUnavailableError(BACKEND_MISSING.format(backend=missing or "requested"))
+        self.backend = backend
         self.env = env or {}
         given = ", ".join(f"{key}={value}" for key, value in self.env.items())
-        self.name = f"arcsearch HTTP, FAISS {bundle.factory}" + (f" ({given})" if given else "")
-        self.workdir = workdir / f"arcsearch-{bundle.folder.name}{'-env' if self.env else ''}"
+        self.name = f"arcsearch HTTP, {backend.label}" + (f" ({given})" if given else "")
+        self.workdir = workdir / f"arcsearch-{backend.name}{'-env' if self.env else ''}"
         self.collections_dir = self.workdir / "collections"
-        self.embedder_dir = embedder_dir
-        self.param_name = bundle.param_name
+        self.param_name = backend.param_name
         self.param: int | None = None
-        self.prior_build_s = bundle.build_s
+        self.prior_build_s = backend.prior_build_s
+        self.backend_env: dict[str, str] = {}
         self.stack = contextlib.ExitStack()
         self.base = ""
         self.pid = 0
 
     def build(self, vectors: np.ndarray) -> None:
-        """Publish the prebuilt index as the collection's version, then start the server on it."""
-        create_collection(self.collections_dir, COLLECTION, self.embedder_dir, index_factory=self.bundle.factory)
-        staged = staging_dir(self.collections_dir, COLLECTION)
-        shutil.copytree(self.bundle.folder, staged)
-        publish_version(self.collections_dir, COLLECTION, staged)
+        """Prepare the backend, start the server on it, and let the backend fill it if it must."""
+        self.backend_env = self.backend.before_start(self.collections_dir)
         self._restart()
+        self.backend.after_start(self.base, vectors)
 
     def _restart(self) -> None:
         self.stack.close()
-        params = f"{self.param_name}={self.param}" if self.param is not None else ""
-        self.base, process = self.stack.enter_context(server_process(
-            self.collections_dir, self.workdir, env={**self.env, "ARCSEARCH_SEARCH_PARAMS": params}))
+        env = {**self.backend_env, **self.env, **self.backend.param_env(self.param)}
+        self.base, process = self.stack.enter_context(server_process(self.collections_dir, self.workdir, env=env))
         self.pid = process.pid
 
     def set_param(self, value: int) -> None:
@@ -145,14 +204,13 @@ class ArcsearchHttp:
         return tree_rss_bytes(self.pid)
 
     def info(self) -> dict[str, Any]:
-        return {"route": f"POST /v1/collections/{COLLECTION}/search", "factory": self.bundle.factory,
-                "faiss_build_s": self.bundle.build_s,
-                "build_includes": "IndexStore.build + save, publish, server start (it loads the embedder too)",
-                "server_env": self.env,
+        return {"route": f"POST /v1/collections/{COLLECTION}/search", "backend": self.backend.name,
+                **self.backend.info(), "server_env": self.env,
                 "rss_includes": "the server process: torch, the text embedder and the index"}
 
     def close(self) -> None:
         self.stack.close()
+        self.backend.close()
 
 
 class InProcessFaiss:

@@ -34,8 +34,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.peer_databases import ChromaServer, MilvusServer
-from bench.peer_engines import ArcsearchHttp, InProcessFaiss, build_faiss_bundle
+import numpy as np
+
+from bench.peer_databases import ChromaServer, MilvusServer, milvus_index
+from bench.peer_engines import (
+    ArcsearchBackend,
+    ArcsearchHttp,
+    FaissBackend,
+    FaissBundle,
+    InProcessFaiss,
+    build_faiss_bundle,
+)
 from bench.peers_measure import LoadPlan, measure_engine, ratios
 from bench.peers_report import write_chart, write_report
 from bench.vector_dbs import machine_info
@@ -53,7 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_source_args(parser, model_help="local sentence-transformers folder, exported as the text embedder bundle")
     parser.add_argument("--sizes", default="100000", help="comma-separated totals: real vectors + fitted synthetic")
-    parser.add_argument("--factory", default="HNSW32", help="arcsearch's FAISS factory")
+    parser.add_argument("--factory", default="HNSW32",
+                        help="arcsearch's FAISS factory; 'auto': the one arcsearch's chooser picks for each size at "
+                             "the recall target (IVF past 50k vectors; Milvus then builds the same IVF-Flat)")
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="also measure arcsearch's server with this environment variable (repeatable), e.g. "
@@ -99,6 +110,20 @@ def milvus_bin_cache(args: argparse.Namespace) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "arcsearch" / f"milvus-{version}-bin"
 
 
+def arcsearch_backends(bundle: FaissBundle, *, embedder_dir: Path) -> dict[str, ArcsearchBackend | None]:
+    """The backends arcsearch's collection can live on, by engine suffix (None: not in the service yet)."""
+    return {"faiss": FaissBackend(bundle, embedder_dir=embedder_dir), "milvus": None}
+
+
+def factory_for(args: argparse.Namespace, vectors: np.ndarray) -> str:
+    """``--factory``, or for 'auto' the chooser's pick for these (n, d) vectors at ``--recall``."""
+    if args.factory != "auto":
+        return args.factory
+    from arcsearch.index.chooser import IndexBudget, choose_factory
+
+    return choose_factory(len(vectors), vectors.shape[1], IndexBudget(target_recall=args.recall))
+
+
 def run_set(vectors: VectorSet, args: argparse.Namespace, *, embedder_dir: Path, workdir: Path) -> dict[str, Any]:
     """Every engine asked for, one after another, on one vector set; the set's JSON entry."""
     engines = {e for e in args.engines.split(",") if e}
@@ -107,19 +132,21 @@ def run_set(vectors: VectorSet, args: argparse.Namespace, *, embedder_dir: Path,
     docs, queries = vectors.doc_vectors, vectors.query_vectors
     truth = exact_top_k(docs, queries, args.k)
     workdir.mkdir(parents=True, exist_ok=True)
-    bundle = build_faiss_bundle(docs, workdir / "faiss-bundle", args.factory, embedder_dir=embedder_dir)
+    factory = factory_for(args, docs)
+    bundle = build_faiss_bundle(docs, workdir / "faiss-bundle", factory, embedder_dir=embedder_dir)
     row, reference = measure_engine("faiss-in-process", lambda: InProcessFaiss(bundle), docs, queries, truth, plan,
                                     keep=True)
     rows = [row | {"kind": "faiss-in-process"}]
     tuned = row.get("param")
     try:
         env = dict(item.split("=", 1) for item in args.server_env)
-        plans = [("arcsearch-faiss", lambda: ArcsearchHttp(workdir, bundle, embedder_dir=embedder_dir)),
-                 ("arcsearch-faiss+env", lambda: ArcsearchHttp(workdir, bundle, embedder_dir=embedder_dir, env=env)),
-                 ("arcsearch-milvus", lambda: ArcsearchHttp(workdir, bundle, embedder_dir=embedder_dir,
-                                                            backend="milvus")),
+        backends = lambda: arcsearch_backends(bundle, embedder_dir=embedder_dir)  # noqa: E731 - fresh per engine
+        plans = [("arcsearch-faiss", lambda: ArcsearchHttp(workdir, backends()["faiss"])),
+                 ("arcsearch-faiss+env", lambda: ArcsearchHttp(workdir, backends()["faiss"], env=env)),
+                 ("arcsearch-milvus", lambda: ArcsearchHttp(workdir, backends()["milvus"], missing="milvus")),
                  ("chroma", lambda: ChromaServer(workdir)),
-                 ("milvus", lambda: MilvusServer(workdir, bin_cache=milvus_bin_cache(args)))]
+                 ("milvus", lambda: MilvusServer(workdir, bin_cache=milvus_bin_cache(args),
+                                                 index=milvus_index(factory)))]
         for kind, make in plans:
             if kind in engines or (kind == "arcsearch-faiss+env" and env and "arcsearch-faiss" in engines):
                 start = tuned if kind.startswith("arcsearch-faiss") else None  # the same index as in-process
@@ -128,7 +155,7 @@ def run_set(vectors: VectorSet, args: argparse.Namespace, *, embedder_dir: Path,
     finally:
         if reference is not None:
             reference.close()
-    return {"name": vectors.name, "size": vectors.size, "dim": vectors.dim, "queries": len(queries),
+    return {"name": vectors.name, "size": vectors.size, "dim": vectors.dim, "queries": len(queries), "factory": factory,
             "notes": vectors.notes, "engines": rows, "ratios": ratios(rows)}
 
 

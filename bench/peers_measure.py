@@ -128,6 +128,8 @@ def measure_engine(key: str, make: Callable[[], PeerEngine], vectors: np.ndarray
                 "reference_p50_ms": percentile_ms(reference_s, 50) if reference_s else None}
         row |= under_load(engine, queries, plan)
         row |= {"rss_bytes": engine.rss_bytes(), "info": engine.info()}
+        logger.info("%s: recall@%d %.3f, p50 %.2f ms at 1 client, %.0f QPS at %d clients", engine.name, plan.k,
+                    row["recall_at_k"], row["p50_ms"], row["qps"] or 0, plan.clients)  # a long run's partial result
     except Exception as exc:  # noqa: BLE001 - one engine failing leaves the others' rows
         logger.exception("%s failed", engine.name)
         row |= {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}

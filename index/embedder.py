@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +17,7 @@ from arcsearch.index.loaders import TEXT_WEIGHTS_DIR as TEXT_WEIGHTS_DIR
 from arcsearch.index.loaders import load_image_module, load_text_model
 from arcsearch.index.long_texts import apply_policy, embed_chunked
 from arcsearch.index.preprocess import images_to_batch
+from arcsearch.index.threads import available_cores as available_cores  # re-exported: part of this API
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +30,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise BundleError(f"device {device!r} was asked for, but CUDA is not available")
     return resolved
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

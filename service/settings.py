@@ -82,6 +82,11 @@ class Settings(BaseSettings):
                                "0 = one less than the CPU cores available (at least 1)")
     torch_parallel_min_batch: int = Field(4, ge=0, description="forward passes of fewer inputs run on one torch "
                                           "thread; 0 = leave torch's thread setting alone")
+    faiss_threads: int = Field(0, ge=0, le=1024, description="OpenMP threads of a FAISS search of many query "
+                               "vectors at once; 0 = one less than the CPU cores available (at least 1)")
+    faiss_parallel_min_batch: int = Field(4, ge=0, description="FAISS searches of fewer query vectors run on one "
+                                          "OpenMP thread (concurrent requests use the cores); 0 = leave FAISS's "
+                                          "setting (a thread per core) alone")
     keep_jobs: int = Field(200, ge=1, description="finished jobs remembered (GET /v1/jobs, GET /v1/jobs/{id})")
     jobs_db: Path | None = Field(None, description="SQLite file of re-index jobs; default "
                                  "<collections_dir>/jobs.sqlite")

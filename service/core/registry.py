@@ -23,6 +23,7 @@ from arcsearch.index.collections import (
     read_collection,
 )
 from arcsearch.index.embedder import ThreadPolicy
+from arcsearch.index.threads import SearchThreads
 from arcsearch.service.core.collection import load_collection
 from arcsearch.service.core.config import Observers, RegistrySettings
 from arcsearch.service.core.embedding import SerialEmbedder
@@ -135,7 +136,9 @@ class Registry:
                                      threads=threads, busy_timeout_s=self.settings.sqlite_busy_timeout_s)
         loaded.start_batching(max_batch=self.settings.batch_max_size, max_wait_ms=self.settings.batch_max_wait_ms,
                               observe=self.metrics.batch_observer(info.name) if self.metrics else None,
-                              observe_stage=self.metrics.stage_observer(info.name) if self.metrics else None)
+                              observe_stage=self.metrics.stage_observer(info.name) if self.metrics else None,
+                              search_threads=SearchThreads(self.settings.faiss_threads,
+                                                           self.settings.faiss_parallel_min_batch))
         return loaded
 
     def create(self, name: str, embedder_dir: Path, factory: str, *, budget: IndexBudget | None = None,

@@ -26,6 +26,7 @@ from arcsearch.index.collections import CollectionInfo, collection_dir
 from arcsearch.index.embedder import ThreadPolicy, load_embedder
 from arcsearch.index.items import ItemRecord
 from arcsearch.index.pairing import EmbedderMismatchError
+from arcsearch.index.threads import SearchThreads
 from arcsearch.service.core.batching import (
     SUBMIT_TIMEOUT_S,
     Arrival,
@@ -36,7 +37,14 @@ from arcsearch.service.core.batching import (
 )
 from arcsearch.service.core.embedding import SerialEmbedder
 from arcsearch.service.core.errors import CollectionEmptyError, NotReadyError
-from arcsearch.service.core.querying import QueryAnswer, SearchOptions, StageObserver, embed_and_search, search_vectors
+from arcsearch.service.core.querying import (
+    QueryAnswer,
+    SearchOptions,
+    StageObserver,
+    VectorQueue,
+    embed_and_search,
+    search_vectors,
+)
 from arcsearch.service.core.records import CollectionState
 
 
@@ -65,6 +73,8 @@ class ServedCollection(ABC):
         self.batcher: MicroBatcher | None = None
         self.mutation_lock = threading.Lock()
         self.observe_stage: StageObserver = lambda stage, seconds: None
+        self.search_threads = SearchThreads()  # OpenMP threads per FAISS search (set by start_batching)
+        self.vector_queue: VectorQueue | None = None  # vector queries searched together (set by start_batching)
 
     @property
     def name(self) -> str:
@@ -76,10 +86,14 @@ class ServedCollection(ABC):
         """The live store and version, as one consistent pair."""
 
     def start_batching(self, *, max_batch: int, max_wait_ms: float, observe: BatchObserver | None = None,
-                       observe_stage: StageObserver | None = None) -> None:
-        """Answer ``query`` calls through a micro-batcher (one forward pass and one search per batch)."""
+                       observe_stage: StageObserver | None = None, search_threads: SearchThreads | None = None) -> None:
+        """Answer ``query`` calls through a micro-batcher (one forward pass and one search per batch), and vector
+        queries through a ``VectorQueue`` (the ones waiting searched together, no embedder)."""
         if observe_stage is not None:
             self.observe_stage = observe_stage
+        if search_threads is not None:
+            self.search_threads = search_threads
+        self.vector_queue = VectorQueue(self, max_batch=max_batch)
         self.batcher = MicroBatcher(self.name, lambda batch: embed_and_search(self, batch, self.observe_stage),
                                     max_batch=max_batch, max_wait_ms=max_wait_ms, observe=observe)
 
@@ -140,9 +154,11 @@ class ServedCollection(ABC):
     def summary(self) -> CollectionState: ...
 
     def close(self) -> None:
-        """Answer queued queries and stop the micro-batcher (the collection is unloaded)."""
+        """Answer queued queries and stop the micro-batcher and the vector queue (the collection is unloaded)."""
         if self.batcher is not None:
             self.batcher.close()
+        if self.vector_queue is not None:
+            self.vector_queue.close()
 
 
 def load_served_embedder(collections_dir: Path, info: CollectionInfo, *, device: str, verify_hash: bool = True,

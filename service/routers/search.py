@@ -144,19 +144,27 @@ def query_vector(target: ServedCollection, values: list[float], loc: tuple[str |
     return vector
 
 
-def search_vectors_in(target: ServedCollection, body: SearchRequest, settings: Settings) -> QueryAnswer:
-    """Search raw vectors (one FAISS call), or indexed items by id (each excluding itself)."""
+async def search_vectors_in(target: ServedCollection, body: SearchRequest, settings: Settings) -> QueryAnswer:
+    """Search raw vectors (with the vector queries waiting beside them: core.querying.VectorQueue), or indexed
+    items by id (in the thread pool: each excludes itself)."""
     check_k(body.k, settings.max_k)
-    inputs = body.inputs()
-    single = body.vector is not None or body.item_id is not None
-    if body.kind() == "vectors":
-        rows = [query_vector(target, values, ("body", "vector") if single else ("body", "vectors", i))
-                for i, values in enumerate(inputs)]
-        return target.query_vectors(np.stack(rows), body.k, SearchOptions.of(body.min_score, body.filter))
+    if body.kind() == "item_ids":
+        return await run_in_threadpool(search_items_in, target, body)
+    single = body.vector is not None
+    rows = np.stack([query_vector(target, values, ("body", "vector") if single else ("body", "vectors", i))
+                     for i, values in enumerate(body.inputs())])
+    options = SearchOptions.of(body.min_score, body.filter)
+    if target.vector_queue is None:
+        return await run_in_threadpool(target.query_vectors, rows, body.k, options)
+    return await target.vector_queue.query(rows, body.k, options)
+
+
+def search_items_in(target: ServedCollection, body: SearchRequest) -> QueryAnswer:
+    """Search for more like each of the indexed items ``body.inputs()``, each excluding itself."""
     store, _ = target.live_store()
     hits: list[list[Hit]] = []
     version = None
-    for item_id in inputs:
+    for item_id in body.inputs():
         vector = store.vector_of(item_id)
         if vector is None:
             raise ItemNotFoundError(f"no item {item_id!r} in collection {target.name!r}")
@@ -213,7 +221,7 @@ async def search_collection(name: Annotated[CollectionName, Path(description="co
                                        settings, loc=loc)
         queries = [QueryHits(text=text, hits=to_schema(row)) for text, row in zip(texts, answer.hits, strict=True)]
     else:
-        answer = await run_in_threadpool(search_vectors_in, target, body, settings)
+        answer = await search_vectors_in(target, body, settings)
         ids = body.inputs() if body.kind() == "item_ids" else [None] * len(answer.hits)
         queries = [QueryHits(item_id=item_id, hits=to_schema(row)) for item_id, row in zip(ids, answer.hits,
                                                                                           strict=True)]

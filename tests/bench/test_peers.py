@@ -7,6 +7,7 @@ reason, and ``ARCSEARCH_REQUIRE_MILVUS=1`` (CI) turns the Milvus skip into a fai
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
@@ -17,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.peer_databases import MilvusIndex, milvus_index
 from bench.peer_servers import beyond_loopback, listening_addresses, tree_rss_bytes
-from bench.peers import main
+from bench.peers import factory_for, main
 from bench.vector_sets import VectorSet, save_vector_set, unit_rows
 from tests import bundles
 
@@ -126,3 +128,11 @@ def test_listening_sockets_of_a_process_tree_are_found_and_judged() -> None:
     assert beyond_loopback(["127.0.0.1:80", "::1:443", "0.0.0.0:19530", ":::9091", "10.0.0.5:8000"]) == [
         "0.0.0.0:19530", ":::9091", "10.0.0.5:8000"]
     assert tree_rss_bytes(os.getpid()) > 2**20
+
+
+def test_auto_factory_is_the_choosers_pick_and_milvus_builds_the_same_family() -> None:
+    args = argparse.Namespace(factory="auto", recall=0.95)
+    assert factory_for(args, np.zeros((1_000_000, 8), np.float32)) == "IVF4096,Flat"
+    assert factory_for(argparse.Namespace(factory="HNSW32", recall=0.95), np.zeros((10, 8), np.float32)) == "HNSW32"
+    assert milvus_index("IVF4096,Flat") == MilvusIndex("IVF_FLAT", {"nlist": 4096}, "nprobe")
+    assert milvus_index("HNSW32").index_type == "HNSW" and milvus_index("HNSW32").param_name == "ef"

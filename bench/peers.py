@@ -1,9 +1,9 @@
 """arcsearch over HTTP against the vector databases' own servers, on the same vectors, at equal recall@10.
 
 Engines, each reached through its network API on 127.0.0.1: arcsearch's vector search
-(``POST /v1/collections/{name}/search`` of ``arcsearch serve``; FAISS backend; the Milvus backend's row says it
-is not yet available), Chroma's server (``chroma run``, ``chromadb.HttpClient``), Milvus standalone through
-pymilvus (the PyPI ``milvus`` server in a private network namespace, ``arcsearch.milvus_server``); and plain
+(``POST /v1/collections/{name}/search`` of ``arcsearch serve``, on its FAISS backend and on its Milvus backend:
+a Milvus standalone of its own, read with Bounded consistency as the Milvus peer is), Chroma's server
+(``chroma run``, ``chromadb.HttpClient``), Milvus standalone through pymilvus (the PyPI ``milvus`` server in a private network namespace, ``arcsearch.milvus_server``); and plain
 in-process FAISS on the very index arcsearch serves, as the limit. An engine that cannot start is a row with the
 reason, never a number.
 
@@ -12,8 +12,8 @@ from the local all-MiniLM-L6-v2 folder ``--model``), plus synthetic unit vectors
 up to each of ``--sizes`` in total; queries are hypernym names embedded alike (texts not in the collection).
 
 Per engine: build/insert time (until the first query answers), its search parameter raised along a ladder
-until recall@k on the queries reaches ``--recall`` (HNSW efSearch, Milvus ``ef``, Chroma ``ef_search``; FAISS
-Flat is exact), p50/p99 at 1 client (every query, in alternation with the in-process FAISS search of the same
+until recall@k on the queries reaches ``--recall`` (HNSW efSearch, Milvus ``ef`` (ARCSEARCH_MILVUS_EF for
+arcsearch on Milvus), Chroma ``ef_search``; FAISS Flat is exact), p50/p99 at 1 client (every query, in alternation with the in-process FAISS search of the same
 query), QPS at ``--clients`` closed-loop clients (bounded by ``--load-requests`` and ``--load-seconds``), and
 the server's resident memory. Writes ``peers.md`` (the table), ``peers.png`` and ``peers.json`` under ``--out``.
 
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.peer_databases import ChromaServer, MilvusServer, milvus_index
+from bench.peer_databases import ChromaServer, MilvusBackend, MilvusServer, milvus_index
 from bench.peer_engines import (
     ArcsearchBackend,
     ArcsearchHttp,
@@ -110,9 +110,12 @@ def milvus_bin_cache(args: argparse.Namespace) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "arcsearch" / f"milvus-{version}-bin"
 
 
-def arcsearch_backends(bundle: FaissBundle, *, embedder_dir: Path) -> dict[str, ArcsearchBackend | None]:
-    """The backends arcsearch's collection can live on, by engine suffix (None: not in the service yet)."""
-    return {"faiss": FaissBackend(bundle, embedder_dir=embedder_dir), "milvus": None}
+def arcsearch_backends(bundle: FaissBundle, *, embedder_dir: Path, workdir: Path,
+                       bin_cache: Path) -> dict[str, ArcsearchBackend | None]:
+    """The backends arcsearch's collection can live on, by engine suffix (None: not in the service yet); the
+    Milvus one reads with Bounded consistency, as the Milvus peer does."""
+    return {"faiss": FaissBackend(bundle, embedder_dir=embedder_dir),
+            "milvus": MilvusBackend(bundle, embedder_dir=embedder_dir, workdir=workdir, bin_cache=bin_cache)}
 
 
 def factory_for(args: argparse.Namespace, vectors: np.ndarray) -> str:
@@ -140,7 +143,8 @@ def run_set(vectors: VectorSet, args: argparse.Namespace, *, embedder_dir: Path,
     tuned = row.get("param")
     try:
         env = dict(item.split("=", 1) for item in args.server_env)
-        backends = lambda: arcsearch_backends(bundle, embedder_dir=embedder_dir)  # noqa: E731 - fresh per engine
+        backends = lambda: arcsearch_backends(bundle, embedder_dir=embedder_dir, workdir=workdir,  # noqa: E731
+                                              bin_cache=milvus_bin_cache(args))  # fresh per engine
         plans = [("arcsearch-faiss", lambda: ArcsearchHttp(workdir, backends()["faiss"])),
                  ("arcsearch-faiss+env", lambda: ArcsearchHttp(workdir, backends()["faiss"], env=env)),
                  ("arcsearch-milvus", lambda: ArcsearchHttp(workdir, backends()["milvus"], missing="milvus")),

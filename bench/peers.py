@@ -3,19 +3,20 @@
 Engines, each reached through its network API on 127.0.0.1: arcsearch's vector search
 (``POST /v1/collections/{name}/search`` of ``arcsearch serve``, on its FAISS backend and on its Milvus backend:
 a Milvus standalone of its own, read with Bounded consistency as the Milvus peer is), Chroma's server
-(``chroma run``, ``chromadb.HttpClient``), Milvus standalone through pymilvus (the PyPI ``milvus`` server in a private network namespace, ``arcsearch.milvus_server``); and plain
-in-process FAISS on the very index arcsearch serves, as the limit. An engine that cannot start is a row with the
-reason, never a number.
+(``chroma run``, ``chromadb.HttpClient``), Milvus standalone through pymilvus (the PyPI ``milvus`` server in a
+private network namespace, ``arcsearch.milvus_server``); and plain in-process FAISS on the very index arcsearch
+serves, as the limit. An engine that cannot start is a row with the reason, never a number.
 
 Vectors: WordNet glosses embedded by an exported text embedder bundle (``--embedder``; by default exported here
 from the local all-MiniLM-L6-v2 folder ``--model``), plus synthetic unit vectors from a Gaussian fitted to them,
 up to each of ``--sizes`` in total; queries are hypernym names embedded alike (texts not in the collection).
 
 Per engine: build/insert time (until the first query answers), its search parameter raised along a ladder
-until recall@k on the queries reaches ``--recall`` (HNSW efSearch, Milvus ``ef`` (ARCSEARCH_MILVUS_EF for
-arcsearch on Milvus), Chroma ``ef_search``; FAISS Flat is exact), p50/p99 at 1 client (every query, in alternation with the in-process FAISS search of the same
-query), QPS at ``--clients`` closed-loop clients (bounded by ``--load-requests`` and ``--load-seconds``), and
-the server's resident memory. Writes ``peers.md`` (the table), ``peers.png`` and ``peers.json`` under ``--out``.
+until recall@k on the queries reaches ``--recall`` (HNSW efSearch, Milvus ``ef``: ARCSEARCH_MILVUS_EF for
+arcsearch on Milvus, Chroma ``ef_search``; FAISS Flat is exact), p50/p99 at 1 client (every query, in
+alternation with the in-process FAISS search of the same query), QPS at ``--clients`` closed-loop clients
+(bounded by ``--load-requests`` and ``--load-seconds``), and the server's resident memory. Writes ``peers.md``
+(the table), ``peers.png`` and ``peers.json`` under ``--out``.
 
 Usage:
     .venv/bin/python -m bench.peers --data-dir data --sizes 100000 --out artifacts/bench/peers

@@ -205,7 +205,6 @@ class MilvusBackend:
     (ARCSEARCH_MILVUS_CONSISTENCY; Bounded by default, as the Milvus peer) and HNSW ``ef`` ARCSEARCH_MILVUS_EF
     (a new value restarts it)."""
 
-    name = "milvus"
     param_name = "ef"
     prior_build_s = 0.0
 
@@ -216,6 +215,7 @@ class MilvusBackend:
         self.work_dir = workdir / f"milvus-arcsearch-{consistency.lower()}"
         self.bin_cache = bin_cache
         self.consistency = consistency
+        self.name = "milvus" if consistency == "Bounded" else f"milvus-{consistency.lower()}"  # its workdir
         self.label = f"Milvus HNSW M{HNSW_M} ({consistency})"
         self.server: Any = None
         self.build_s = 0.0

@@ -57,6 +57,7 @@ PACKAGES = ("faiss-cpu", "chromadb", "milvus", "pymilvus", "fastapi", "uvicorn",
             "numpy", "torch")
 
 ENGINES = ("arcsearch-faiss", "arcsearch-milvus", "chroma", "milvus")  # in-process FAISS always runs
+MORE_ENGINES = ("arcsearch-milvus-strong",)  # only when asked for
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -66,7 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--factory", default="HNSW32",
                         help="arcsearch's FAISS factory; 'auto': the one arcsearch's chooser picks for each size at "
                              "the recall target (IVF past 50k vectors; Milvus then builds the same IVF-Flat)")
-    parser.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}; also "
+                        "arcsearch-milvus-strong: arcsearch on Milvus read with Strong consistency (the service's "
+                        "default) instead of Bounded")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="also measure arcsearch's server with this environment variable (repeatable), e.g. "
                              "OMP_NUM_THREADS=1")
@@ -114,9 +117,11 @@ def milvus_bin_cache(args: argparse.Namespace) -> Path:
 def arcsearch_backends(bundle: FaissBundle, *, embedder_dir: Path, workdir: Path,
                        bin_cache: Path) -> dict[str, ArcsearchBackend | None]:
     """The backends arcsearch's collection can live on, by engine suffix (None: not in the service yet); the
-    Milvus one reads with Bounded consistency, as the Milvus peer does."""
+    Milvus one reads with Bounded consistency, as the Milvus peer does; milvus-strong with Strong."""
     return {"faiss": FaissBackend(bundle, embedder_dir=embedder_dir),
-            "milvus": MilvusBackend(bundle, embedder_dir=embedder_dir, workdir=workdir, bin_cache=bin_cache)}
+            **{name: MilvusBackend(bundle, embedder_dir=embedder_dir, workdir=workdir, bin_cache=bin_cache,
+                                   consistency=consistency)
+               for name, consistency in (("milvus", "Bounded"), ("milvus-strong", "Strong"))}}
 
 
 def factory_for(args: argparse.Namespace, vectors: np.ndarray) -> str:
@@ -149,6 +154,7 @@ def run_set(vectors: VectorSet, args: argparse.Namespace, *, embedder_dir: Path,
         plans = [("arcsearch-faiss", lambda: ArcsearchHttp(workdir, backends()["faiss"])),
                  ("arcsearch-faiss+env", lambda: ArcsearchHttp(workdir, backends()["faiss"], env=env)),
                  ("arcsearch-milvus", lambda: ArcsearchHttp(workdir, backends()["milvus"], missing="milvus")),
+                 ("arcsearch-milvus-strong", lambda: ArcsearchHttp(workdir, backends()["milvus-strong"])),
                  ("chroma", lambda: ChromaServer(workdir)),
                  ("milvus", lambda: MilvusServer(workdir, bin_cache=milvus_bin_cache(args),
                                                  index=milvus_index(factory)))]

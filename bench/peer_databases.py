@@ -2,8 +2,11 @@
 
 - ``ChromaServer``: ``chroma run`` on loopback (bench.peer_servers), ``chromadb.HttpClient``.
 - ``MilvusServer``: Milvus standalone (``arcsearch.milvus_server``), ``pymilvus.MilvusClient``.
+- ``MilvusBackend``: an ``ArcsearchBackend`` of bench.peer_engines.ArcsearchHttp: arcsearch's service on a Milvus
+  standalone of its own, the collection built in it by ``MilvusStore.create`` (as ``arcsearch index --backend
+  milvus`` builds one) before the server starts.
 
-Both implement bench.peer_engines.PeerEngine and build HNSW graphs as FAISS's HNSW32 does (HNSW_M, EF_CONSTRUCTION).
+All build HNSW graphs as FAISS's HNSW32 does (HNSW_M, EF_CONSTRUCTION).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.peer_engines import COLLECTION, EF_CONSTRUCTION, HNSW_M
+from bench.peer_engines import COLLECTION, EF_CONSTRUCTION, HNSW_M, FaissBundle
 from bench.peer_servers import PeerUnavailableError, chroma_server, tree_rss_bytes
 
 MILVUS_INSERT_ROWS = 10_000  # 15 MiB of 384-d float32 per insert call, under gRPC's 64 MiB
@@ -84,6 +87,27 @@ class ChromaServer:
         self.stack.close()
 
 
+def milvus_standalone(work_dir: Path, *, bin_cache: Path) -> Any:
+    """A started ``arcsearch.milvus_server`` MilvusProcess; PeerUnavailableError if it cannot start here."""
+    from arcsearch.milvus_server import MilvusStartError, start_milvus
+
+    try:
+        return start_milvus(work_dir, bin_cache=bin_cache)
+    except MilvusStartError as exc:
+        raise PeerUnavailableError(f"Milvus standalone cannot start: {exc}") from exc
+
+
+def wait_indexed(client: Any, collection: str, rows: int, *, timeout_s: float = 3600.0) -> None:
+    """Wait until Milvus has indexed ``rows`` rows of ``collection`` (its first index) and none is pending."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        index = client.describe_index(collection, client.list_indexes(collection)[0])
+        if int(index.get("indexed_rows", 0)) >= rows and int(index.get("pending_index_rows", 0)) == 0:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"Milvus did not index {rows} rows of {collection} within {timeout_s:.0f} s")
+
+
 @dataclass(frozen=True)
 class MilvusIndex:
     """The Milvus index built alike the FAISS one: its type, build params, and the search param to tune."""
@@ -110,12 +134,7 @@ class MilvusServer:
     def __init__(self, workdir: Path, *, bin_cache: Path, index: MilvusIndex | None = None) -> None:
         from pymilvus import MilvusClient
 
-        from arcsearch.milvus_server import MilvusStartError, start_milvus
-
-        try:
-            self.server = start_milvus(workdir / "milvus", bin_cache=bin_cache)
-        except MilvusStartError as exc:
-            raise PeerUnavailableError(f"Milvus standalone cannot start: {exc}") from exc
+        self.server = milvus_standalone(workdir / "milvus", bin_cache=bin_cache)
         self.make_client = lambda: MilvusClient(uri=self.server.uri, timeout=60)
         self.admin = self.make_client()
         self.index = index or milvus_index("HNSW32")
@@ -138,17 +157,8 @@ class MilvusServer:
         index_params.add_index("vector", index_type=self.index.index_type, metric_type="IP",
                                params=self.index.params)
         self.admin.create_index(COLLECTION, index_params)
-        self._wait_indexed(len(vectors))
+        wait_indexed(self.admin, COLLECTION, len(vectors))
         self.admin.load_collection(COLLECTION)
-
-    def _wait_indexed(self, rows: int, *, timeout_s: float = 3600.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            index = self.admin.describe_index(COLLECTION, self.admin.list_indexes(COLLECTION)[0])
-            if int(index.get("indexed_rows", 0)) >= rows and int(index.get("pending_index_rows", 0)) == 0:
-                return
-            time.sleep(0.5)
-        raise TimeoutError(f"Milvus did not index {rows} rows within {timeout_s:.0f} s")
 
     def set_param(self, value: int) -> None:
         self.value = value
@@ -186,3 +196,70 @@ class MilvusServer:
         with contextlib.suppress(Exception):
             self.admin.close()
         self.server.stop()
+
+
+class MilvusBackend:
+    """arcsearch's Milvus backend for ArcsearchHttp: a Milvus standalone of its own; before the server starts, the
+    collection folder (backend milvus) and its Milvus collection, built by ``MilvusStore.create`` from the vectors
+    with the HNSW graph the Milvus peer builds, indexed and loaded. The server reads with ``consistency``
+    (ARCSEARCH_MILVUS_CONSISTENCY; Bounded by default, as the Milvus peer) and HNSW ``ef`` ARCSEARCH_MILVUS_EF
+    (a new value restarts it)."""
+
+    param_name = "ef"
+    prior_build_s = 0.0
+
+    def __init__(self, bundle: FaissBundle, *, embedder_dir: Path, workdir: Path, bin_cache: Path,
+                 consistency: str = "Bounded") -> None:
+        self.factory = bundle.factory
+        self.embedder_dir = embedder_dir
+        self.work_dir = workdir / f"milvus-arcsearch-{consistency.lower()}"
+        self.bin_cache = bin_cache
+        self.consistency = consistency
+        self.name = "milvus" if consistency == "Bounded" else f"milvus-{consistency.lower()}"  # its workdir
+        self.label = f"Milvus HNSW M{HNSW_M} ({consistency})"
+        self.server: Any = None
+        self.build_s = 0.0
+
+    def before_start(self, collections_dir: Path, vectors: np.ndarray) -> dict[str, str]:
+        """Start Milvus, build the collection in it; the server's environment that serves it from there."""
+        from arcsearch.index.collections import create_collection, read_collection
+        from arcsearch.index.items import ItemRecord
+        from arcsearch.index.milvus_store import MilvusStore, connect
+
+        if milvus_index(self.factory).index_type != "HNSW":
+            raise PeerUnavailableError(f"arcsearch's Milvus collections are FLAT or HNSW, not {self.factory}")
+        self.server = milvus_standalone(self.work_dir, bin_cache=self.bin_cache)
+        started = time.perf_counter()
+        create_collection(collections_dir, COLLECTION, self.embedder_dir, backend="milvus")
+        info = read_collection(collections_dir, COLLECTION)
+        client = connect(self.server.uri, timeout_s=600)
+        try:
+            store = MilvusStore.create(client, COLLECTION, vectors, [ItemRecord(str(i), label="doc")
+                                                                     for i in range(len(vectors))],
+                                       modality=info.modality, embedder_sha256=info.embedder_sha256,
+                                       index_type="HNSW", build_params={"M": HNSW_M, "efConstruction": EF_CONSTRUCTION})
+            wait_indexed(client, store.version, len(vectors))
+            client.release_collection(store.version)
+            client.load_collection(store.version)  # reloaded with every segment's index
+        finally:
+            client.close()
+        self.build_s = time.perf_counter() - started
+        return {"ARCSEARCH_INDEX_BACKEND": "milvus", "ARCSEARCH_MILVUS_URI": self.server.uri,
+                "ARCSEARCH_MILVUS_CONSISTENCY": self.consistency}
+
+    def after_start(self, base: str, vectors: np.ndarray) -> None:
+        """Nothing: the collection was built in Milvus before the server started."""
+
+    def param_env(self, value: int | None) -> dict[str, str]:
+        return {"ARCSEARCH_MILVUS_EF": str(value)} if value is not None else {}
+
+    def info(self) -> dict[str, Any]:
+        return {"index": {"type": "HNSW", "M": HNSW_M, "efConstruction": EF_CONSTRUCTION, "metric": "IP"},
+                "consistency": self.consistency, "milvus_build_s": self.build_s,
+                "build_includes": "collection folder, MilvusStore.create (insert, flush, index, load), server start",
+                "rss_includes": "the arcsearch server only (Milvus runs in its own process)"}
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None

@@ -3,10 +3,8 @@
 - ``ArcsearchHttp``: a collection built from the vectors by the index layer (IndexStore.build, published as a
   collection version, its embedder an exported text embedder bundle), served by ``arcsearch serve`` on 127.0.0.1
   and searched with ``POST /v1/collections/{name}/search {"vector": [...], "k": k}``. Where the collection's index
-  lives is an ``ArcsearchBackend`` (``FaissBackend``: the prebuilt bundle, published); the service's Milvus
-  backend, which does not exist yet, is one more such class (``before_start`` starts Milvus and returns
-  ARCSEARCH_INDEX_BACKEND / ARCSEARCH_MILVUS_URI, ``after_start`` creates the collection and fills it over HTTP),
-  added to ``bench.peers.arcsearch_backends``; until then its row says why.
+  lives is an ``ArcsearchBackend``: ``FaissBackend`` (the prebuilt bundle, published) or ``MilvusBackend``
+  (bench/peer_databases.py: a Milvus server started for it, the collection built in it by MilvusStore.create).
 - ``InProcessFaiss``: plain ``faiss.Index.search`` on the very index file arcsearch serves: the limit.
 - ``ChromaServer`` and ``MilvusServer`` (bench/peer_databases.py): the databases' own servers and clients.
 
@@ -105,8 +103,9 @@ class FaissBackend:
         self.param_name = bundle.param_name
         self.prior_build_s = bundle.build_s
 
-    def before_start(self, collections_dir: Path) -> dict[str, str]:
-        """Publish the bundle as the collection's live version; the server's extra environment (none)."""
+    def before_start(self, collections_dir: Path, vectors: np.ndarray) -> dict[str, str]:
+        """Publish the bundle (built from ``vectors``) as the collection's live version; the server's extra
+        environment (none)."""
         create_collection(collections_dir, COLLECTION, self.embedder_dir, index_factory=self.bundle.factory)
         staged = staging_dir(collections_dir, COLLECTION)
         shutil.copytree(self.bundle.folder, staged)
@@ -128,8 +127,8 @@ class FaissBackend:
 
 
 class ArcsearchBackend(Protocol):
-    """Where the served collection's index lives. ``before_start`` prepares it and returns the server's extra
-    environment; ``after_start`` fills it through the running server if it must (``vectors``: row i = id "i");
+    """Where the served collection's index lives. ``before_start`` prepares it from ``vectors`` (row i = id "i")
+    and returns the server's extra environment; ``after_start`` fills it through the running server if it must;
     ``param_env`` is the environment that sets the search parameter (a change restarts the server)."""
 
     name: str
@@ -137,7 +136,7 @@ class ArcsearchBackend(Protocol):
     param_name: str | None
     prior_build_s: float
 
-    def before_start(self, collections_dir: Path) -> dict[str, str]: ...
+    def before_start(self, collections_dir: Path, vectors: np.ndarray) -> dict[str, str]: ...
 
     def after_start(self, base: str, vectors: np.ndarray) -> None: ...
 
@@ -177,7 +176,7 @@ class ArcsearchHttp:
 
     def build(self, vectors: np.ndarray) -> None:
         """Prepare the backend, start the server on it, and let the backend fill it if it must."""
-        self.backend_env = self.backend.before_start(self.collections_dir)
+        self.backend_env = self.backend.before_start(self.collections_dir, vectors)
         self._restart()
         self.backend.after_start(self.base, vectors)
 

@@ -1,21 +1,22 @@
 """arcsearch over HTTP against the vector databases' own servers, on the same vectors, at equal recall@10.
 
 Engines, each reached through its network API on 127.0.0.1: arcsearch's vector search
-(``POST /v1/collections/{name}/search`` of ``arcsearch serve``; FAISS backend; the Milvus backend's row says it
-is not yet available), Chroma's server (``chroma run``, ``chromadb.HttpClient``), Milvus standalone through
-pymilvus (the PyPI ``milvus`` server in a private network namespace, ``arcsearch.milvus_server``); and plain
-in-process FAISS on the very index arcsearch serves, as the limit. An engine that cannot start is a row with the
-reason, never a number.
+(``POST /v1/collections/{name}/search`` of ``arcsearch serve``, on its FAISS backend and on its Milvus backend:
+a Milvus standalone of its own, read with Bounded consistency as the Milvus peer is), Chroma's server
+(``chroma run``, ``chromadb.HttpClient``), Milvus standalone through pymilvus (the PyPI ``milvus`` server in a
+private network namespace, ``arcsearch.milvus_server``); and plain in-process FAISS on the very index arcsearch
+serves, as the limit. An engine that cannot start is a row with the reason, never a number.
 
 Vectors: WordNet glosses embedded by an exported text embedder bundle (``--embedder``; by default exported here
 from the local all-MiniLM-L6-v2 folder ``--model``), plus synthetic unit vectors from a Gaussian fitted to them,
 up to each of ``--sizes`` in total; queries are hypernym names embedded alike (texts not in the collection).
 
 Per engine: build/insert time (until the first query answers), its search parameter raised along a ladder
-until recall@k on the queries reaches ``--recall`` (HNSW efSearch, Milvus ``ef``, Chroma ``ef_search``; FAISS
-Flat is exact), p50/p99 at 1 client (every query, in alternation with the in-process FAISS search of the same
-query), QPS at ``--clients`` closed-loop clients (bounded by ``--load-requests`` and ``--load-seconds``), and
-the server's resident memory. Writes ``peers.md`` (the table), ``peers.png`` and ``peers.json`` under ``--out``.
+until recall@k on the queries reaches ``--recall`` (HNSW efSearch, Milvus ``ef``: ARCSEARCH_MILVUS_EF for
+arcsearch on Milvus, Chroma ``ef_search``; FAISS Flat is exact), p50/p99 at 1 client (every query, in
+alternation with the in-process FAISS search of the same query), QPS at ``--clients`` closed-loop clients
+(bounded by ``--load-requests`` and ``--load-seconds``), and the server's resident memory. Writes ``peers.md``
+(the table), ``peers.png`` and ``peers.json`` under ``--out``.
 
 Usage:
     .venv/bin/python -m bench.peers --data-dir data --sizes 100000 --out artifacts/bench/peers
@@ -36,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.peer_databases import ChromaServer, MilvusServer, milvus_index
+from bench.peer_databases import ChromaServer, MilvusBackend, MilvusServer, milvus_index
 from bench.peer_engines import (
     ArcsearchBackend,
     ArcsearchHttp,
@@ -56,6 +57,7 @@ PACKAGES = ("faiss-cpu", "chromadb", "milvus", "pymilvus", "fastapi", "uvicorn",
             "numpy", "torch")
 
 ENGINES = ("arcsearch-faiss", "arcsearch-milvus", "chroma", "milvus")  # in-process FAISS always runs
+MORE_ENGINES = ("arcsearch-milvus-strong",)  # only when asked for
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,7 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--factory", default="HNSW32",
                         help="arcsearch's FAISS factory; 'auto': the one arcsearch's chooser picks for each size at "
                              "the recall target (IVF past 50k vectors; Milvus then builds the same IVF-Flat)")
-    parser.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}; also "
+                        "arcsearch-milvus-strong: arcsearch on Milvus read with Strong consistency (the service's "
+                        "default) instead of Bounded")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="also measure arcsearch's server with this environment variable (repeatable), e.g. "
                              "OMP_NUM_THREADS=1")
@@ -110,9 +114,14 @@ def milvus_bin_cache(args: argparse.Namespace) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "arcsearch" / f"milvus-{version}-bin"
 
 
-def arcsearch_backends(bundle: FaissBundle, *, embedder_dir: Path) -> dict[str, ArcsearchBackend | None]:
-    """The backends arcsearch's collection can live on, by engine suffix (None: not in the service yet)."""
-    return {"faiss": FaissBackend(bundle, embedder_dir=embedder_dir), "milvus": None}
+def arcsearch_backends(bundle: FaissBundle, *, embedder_dir: Path, workdir: Path,
+                       bin_cache: Path) -> dict[str, ArcsearchBackend | None]:
+    """The backends arcsearch's collection can live on, by engine suffix (None: not in the service yet); the
+    Milvus one reads with Bounded consistency, as the Milvus peer does; milvus-strong with Strong."""
+    return {"faiss": FaissBackend(bundle, embedder_dir=embedder_dir),
+            **{name: MilvusBackend(bundle, embedder_dir=embedder_dir, workdir=workdir, bin_cache=bin_cache,
+                                   consistency=consistency)
+               for name, consistency in (("milvus", "Bounded"), ("milvus-strong", "Strong"))}}
 
 
 def factory_for(args: argparse.Namespace, vectors: np.ndarray) -> str:
@@ -140,10 +149,12 @@ def run_set(vectors: VectorSet, args: argparse.Namespace, *, embedder_dir: Path,
     tuned = row.get("param")
     try:
         env = dict(item.split("=", 1) for item in args.server_env)
-        backends = lambda: arcsearch_backends(bundle, embedder_dir=embedder_dir)  # noqa: E731 - fresh per engine
+        backends = lambda: arcsearch_backends(bundle, embedder_dir=embedder_dir, workdir=workdir,  # noqa: E731
+                                              bin_cache=milvus_bin_cache(args))  # fresh per engine
         plans = [("arcsearch-faiss", lambda: ArcsearchHttp(workdir, backends()["faiss"])),
                  ("arcsearch-faiss+env", lambda: ArcsearchHttp(workdir, backends()["faiss"], env=env)),
                  ("arcsearch-milvus", lambda: ArcsearchHttp(workdir, backends()["milvus"], missing="milvus")),
+                 ("arcsearch-milvus-strong", lambda: ArcsearchHttp(workdir, backends()["milvus-strong"])),
                  ("chroma", lambda: ChromaServer(workdir)),
                  ("milvus", lambda: MilvusServer(workdir, bin_cache=milvus_bin_cache(args),
                                                  index=milvus_index(factory)))]

@@ -10,6 +10,7 @@ HEADER = ("| vectors | engine | search param | recall@10 | p50 / p99 ms, 1 clien
 TARGETS = (("qps_vs_chroma", "arcsearch HTTP QPS / Chroma server QPS", ">=", 1.5),
            ("qps_vs_milvus", "arcsearch HTTP QPS / Milvus server QPS", ">=", 1.0),
            ("milvus_backend_qps_vs_milvus", "arcsearch-on-Milvus QPS / Milvus direct QPS", ">=", 1 / 1.3),
+           ("milvus_backend_p50_vs_milvus", "arcsearch-on-Milvus p50 / Milvus direct p50", "<=", 1.3),
            ("http_p50_vs_in_process", "arcsearch HTTP p50 / in-process FAISS p50", "<=", 1.5))
 
 

@@ -74,9 +74,9 @@ def _batches(rows: Iterator[dict[str, Any]], *, max_bytes: int = MAX_INSERT_BYTE
 
 
 def build_version(client: MilvusClient, collection: str, vectors: np.ndarray, records: Sequence[ItemRecord],
-                  info: MilvusCollectionInfo) -> None:
+                  info: MilvusCollectionInfo, *, build_params: dict[str, int] | None = None) -> None:
     """Create Milvus collection ``collection`` holding the (n, d) vectors (normalised here) and their n records,
-    indexed and loaded; dropped again if anything fails."""
+    indexed (``build_params``, default BUILD_PARAMS of the index type) and loaded; dropped again if anything fails."""
     if len(vectors) != len(records):
         raise MilvusStoreError(f"{len(vectors)} vectors but {len(records)} records")
     unit = normalise(vectors)
@@ -90,7 +90,7 @@ def build_version(client: MilvusClient, collection: str, vectors: np.ndarray, re
         client.flush(collection)
         index_params = client.prepare_index_params()
         index_params.add_index("vector", index_type=info.index_type, metric_type="IP",
-                               params=BUILD_PARAMS[info.index_type])
+                               params=BUILD_PARAMS[info.index_type] if build_params is None else build_params)
         client.create_index(collection, index_params)
         client.load_collection(collection)
     except BaseException:

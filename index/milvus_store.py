@@ -50,7 +50,7 @@ OUTPUT_FIELDS = ["label", "source", "metadata"]
 # need), at the price of waiting for the server's next time tick (proxy.timeTickInterval: ~250 ms a search at
 # Milvus's default 200 ms, ~40 ms at the tests' 20 ms). Bounded: ~3 ms, but may miss writes of the last seconds.
 Consistency = Literal["Strong", "Bounded", "Session", "Eventually"]
-HNSW_MIN_EF = 64
+HNSW_MIN_EF = 64  # the default HNSW ef of a search (raised to k when k is larger)
 
 
 def connect(uri: str, *, token: str = "", timeout_s: float = 30.0) -> MilvusClient:
@@ -68,25 +68,27 @@ class MilvusStore:
     """One arcsearch collection in Milvus, reached through its alias; safe to share between threads."""
 
     def __init__(self, client: MilvusClient, name: str, info: MilvusCollectionInfo, *,
-                 consistency: Consistency = "Strong") -> None:
+                 consistency: Consistency = "Strong", ef: int = HNSW_MIN_EF) -> None:
         self.client = client
         self.name = name
         self.alias = alias_for(name)
         self.info = info
         self.consistency = consistency
+        self.ef = ef  # HNSW ef of searches (at least k)
 
     @classmethod
     def create(cls, client: MilvusClient, name: str, vectors: np.ndarray, records: Sequence[ItemRecord], *,
                modality: Modality, embedder_sha256: str, index_type: IndexType = "FLAT",
-               source: str = "") -> MilvusStore:
-        """Build the first version of collection ``name`` and point its alias at it; refuses an existing name."""
+               source: str = "", build_params: dict[str, int] | None = None) -> MilvusStore:
+        """Build the first version of collection ``name`` and point its alias at it; refuses an existing name.
+        ``build_params`` replaces the index type's default build parameters (e.g. HNSW ``M``, ``efConstruction``)."""
         alias = alias_for(name)
         if cls.exists(client, name):
             raise MilvusStoreError(f"collection {name!r} already exists in Milvus (alias {alias})")
         info = MilvusCollectionInfo(modality=modality, embedding_dim=int(np.shape(vectors)[-1]),
                                     embedder_sha256=embedder_sha256, index_type=index_type, source=source)
         version = new_version_name(alias)
-        build_version(client, version, vectors, records, info)
+        build_version(client, version, vectors, records, info, build_params=build_params)
         try:
             client.create_alias(version, alias)
         except Exception as exc:  # pymilvus raises MilvusException; another process may have created it first
@@ -95,13 +97,16 @@ class MilvusStore:
         return cls(client, name, info)
 
     @classmethod
-    def open(cls, client: MilvusClient, name: str, *, consistency: Consistency = "Strong") -> MilvusStore:
-        """The collection ``name`` as its live version describes it; MilvusStoreError if there is none."""
+    def open(cls, client: MilvusClient, name: str, *, consistency: Consistency = "Strong",
+             ef: int = HNSW_MIN_EF) -> MilvusStore:
+        """The collection ``name`` as its live version describes it, read with ``consistency`` and HNSW ``ef``;
+        MilvusStoreError if there is none."""
         if not cls.exists(client, name):
             raise MilvusStoreError(f"collection {name!r} does not exist in Milvus")
         description = client.describe_collection(alias_for(name)).get("description", "")
         try:
-            return cls(client, name, MilvusCollectionInfo.model_validate_json(description), consistency=consistency)
+            return cls(client, name, MilvusCollectionInfo.model_validate_json(description), consistency=consistency,
+                       ef=ef)
         except ValidationError as exc:
             raise MilvusStoreError(f"Milvus collection {alias_for(name)} is not an arcsearch collection: {exc}") \
                 from exc
@@ -127,7 +132,7 @@ class MilvusStore:
 
     def at_version(self, version: str) -> MilvusStore:
         """This collection's version ``version`` (a Milvus collection, e.g. one not yet live) as a store."""
-        store = MilvusStore(self.client, self.name, self.info, consistency=self.consistency)
+        store = MilvusStore(self.client, self.name, self.info, consistency=self.consistency, ef=self.ef)
         store.alias = version  # every call addresses self.alias
         return store
 
@@ -148,7 +153,7 @@ class MilvusStore:
         unit = unit_queries(queries, k, dim=self.dim, max_k=MAX_TOP_K, error=MilvusStoreError)
         if len(unit) == 0:
             return []
-        params = {"ef": max(k, HNSW_MIN_EF)} if self.info.index_type == "HNSW" else {}
+        params = {"ef": max(k, self.ef)} if self.info.index_type == "HNSW" else {}
         answers = self.client.search(self.alias, data=unit.tolist(), limit=k, anns_field="vector",
                                      filter=filter_expression(label, metadata, exclude), output_fields=OUTPUT_FIELDS,
                                      search_params={"metric_type": "IP", "params": params},

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
                             "http://127.0.0.1:19530; never taken from a request")
     milvus_token: SecretStr = Field(SecretStr(""), description="Milvus token ('user:password' or an API key), "
                                     "if the server needs one")
+    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
+        "Strong", description="consistency of searches and reads of milvus collections: Strong sees every write "
+        "any process made before it but waits for Milvus's next time tick (~200 ms at Milvus's default "
+        "proxy.timeTickInterval); Bounded answers at once but may miss writes of the last seconds; Session sees "
+        "this process's own writes only; Eventually promises nothing about recent writes")
+    milvus_ef: int = Field(64, ge=1, le=32768, description="HNSW ef of searches of milvus collections with an HNSW "
+                           "index (raised to k when k is larger); more is slower and finds more true neighbours")
     index_factory: str = Field("Flat", description="FAISS factory for re-indexed collections without one")
     search_params: str = Field("", description="FAISS search parameters, e.g. 'nprobe=16'")
     batch_size: int = Field(32, ge=1, description="embedding batch size of re-index jobs")

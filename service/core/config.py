@@ -7,12 +7,15 @@ Read-only properties, so that a plain attribute, a pydantic field or a property 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import SecretStr
 
 from arcsearch.service.core.batching import BatchObserver
 from arcsearch.service.core.querying import StageObserver
+
+if TYPE_CHECKING:
+    from arcsearch.index.milvus_store import Consistency
 
 
 class RootSettings(Protocol):
@@ -70,6 +73,12 @@ class RegistrySettings(IndexSettings, Protocol):
 
     @property
     def milvus_token(self) -> SecretStr: ...
+
+    @property
+    def milvus_consistency(self) -> Consistency: ...
+
+    @property
+    def milvus_ef(self) -> int: ...
 
 
 class JobSettings(IndexSettings, Protocol):

@@ -1,6 +1,6 @@
 """A collection whose vectors, labels and metadata live in Milvus: this process holds its embedder and a client,
 no index state, so any number of API processes can serve it at once (an upsert through one is found by a search
-through another: reads are Strong, index.milvus_store).
+through another: reads are Strong unless ARCSEARCH_MILVUS_CONSISTENCY says otherwise, index.milvus_store).
 
 A re-index builds a new Milvus version, then moves the collection's alias to it (``MilvusStore.reindex``):
 searches answer from the old version throughout. Upserts and deletes this process accepts while the build runs
@@ -22,7 +22,7 @@ from arcsearch.index.collections import CollectionInfo
 from arcsearch.index.embedder import ThreadPolicy
 from arcsearch.index.items import ItemRecord
 from arcsearch.index.milvus_names import MilvusStoreError
-from arcsearch.index.milvus_store import MilvusStore
+from arcsearch.index.milvus_store import HNSW_MIN_EF, Consistency, MilvusStore
 from arcsearch.index.pairing import EmbedderMismatchError
 from arcsearch.service.core.embedding import SerialEmbedder
 from arcsearch.service.core.errors import BackendUnavailableError, CollectionExistsError
@@ -135,12 +135,14 @@ def drop_milvus_store(client: MilvusClient, name: str) -> None:
 
 def load_milvus_collection(collections_dir: Path, info: CollectionInfo, client: MilvusClient, *, device: str,
                            verify_hash: bool = True, embedders: dict[str, SerialEmbedder] | None = None,
-                           threads: ThreadPolicy | None = None) -> MilvusCollection:
-    """Load a Milvus collection's embedder and open its Milvus collection; refuses one stored with another
-    embedder (EmbedderMismatchError) or missing in Milvus (MilvusStoreError)."""
+                           threads: ThreadPolicy | None = None, consistency: Consistency = "Strong",
+                           ef: int = HNSW_MIN_EF) -> MilvusCollection:
+    """Load a Milvus collection's embedder and open its Milvus collection, read with ``consistency`` and HNSW
+    ``ef``; refuses one stored with another embedder (EmbedderMismatchError) or missing in Milvus
+    (MilvusStoreError)."""
     embedder = load_served_embedder(collections_dir, info, device=device, verify_hash=verify_hash,
                                     embedders=embedders, threads=threads)
-    store = MilvusStore.open(client, info.name)
+    store = MilvusStore.open(client, info.name, consistency=consistency, ef=ef)
     if store.info.embedder_sha256 != info.embedder_sha256 or store.dim != info.embedding_dim:
         raise EmbedderMismatchError(f"Milvus collection {store.alias} was stored with embedder "
                                     f"{store.info.embedder_sha256[:12]} ({store.dim}-d), collection {info.name!r} "

@@ -126,7 +126,8 @@ class Registry:
         if info.backend == "milvus":
             loaded = load_milvus_collection(self.settings.collections_dir, shown, self.milvus.client(),
                                             device=self.settings.device, embedders=self.embedders, threads=threads,
-                                            verify_hash=self.settings.verify_embedder_hash)
+                                            verify_hash=self.settings.verify_embedder_hash,
+                                            consistency=self.settings.milvus_consistency, ef=self.settings.milvus_ef)
         elif self.shares_folder:
             raise BackendRefusedError(FAISS_REFUSED)
         else:

@@ -237,3 +237,17 @@ def test_hnsw_collection_finds_the_brute_force_neighbours(client: Any) -> None:
         assert MilvusStore.open(client, store.name).info.index_type == "HNSW"
     finally:
         store.drop()
+
+
+def test_hnsw_build_params_and_search_ef_are_the_ones_given(client: Any) -> None:
+    vectors, records = unit_vectors(N, seed=12), records_for(N)
+    store = new_store(client, vectors, records, index_type="HNSW", build_params={"M": 8, "efConstruction": 24})
+    try:
+        index = client.describe_index(store.version, "vector")
+        assert (int(index["M"]), int(index["efConstruction"])) == (8, 24)
+        reader = MilvusStore.open(client, store.name, consistency="Bounded", ef=200)
+        assert (reader.consistency, reader.ef) == ("Bounded", 200)
+        queries = unit_vectors(3, seed=13)
+        assert_same(ids_and_scores(reader.search(queries, 5)), brute_force(vectors, records, queries, 5))
+    finally:
+        store.drop()

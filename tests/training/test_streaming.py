@@ -157,7 +157,8 @@ def test_a_training_run_never_holds_the_decoded_corpus(corpus: Path, monkeypatch
     gc.collect()
     DecodedImageProbe.BEFORE = decoded_images()
     report = train_images(config_for(corpus, epochs=1, projection_init="pca", head_init="centres",
-                                     holdout_fraction=0.34, validation_fraction=0.3), export=False)
+                                     holdout_fraction=0.34, validation_fraction=0.3,
+                                     closed_set_fraction=0.3), export=False)  # 2 closed items a class
     assert {"raw_pixels", "untrained_backbone", "pretrained_pca_projection"} <= set(report["methods"])
     assert set(report["closed_set"]["methods"]) == {"raw_pixels", "untrained_backbone", "pretrained_pca_projection",
                                                     "arcface_finetuned"}  # the closed set, streamed the same way

@@ -31,7 +31,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from arcsearch.training.config import TrainConfig
-    from arcsearch.training.engine.trainer import FitResult
+    from arcsearch.training.engine.results import FitResult
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from arcsearch.training.remedies import REMEDY_CANDIDATES, Candidate, Choice, Ch
 if TYPE_CHECKING:
     from arcsearch.training.config import TrainConfig
     from arcsearch.training.data.validation import TrainingSplit
-    from arcsearch.training.engine.trainer import FitResult
+    from arcsearch.training.engine.results import FitResult
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from contextlib import contextmanager, suppress
 from functools import partial
 from typing import Any, TypeVar
 
-from arcsearch.index.build import CorpusItem, IndexBuildError, ProgressCallback
+from arcsearch.index.build import CorpusItem, IndexBuildError
 from arcsearch.index.chooser import IndexBudget
 from arcsearch.service.core.config import JobSettings
 from arcsearch.service.core.errors import (
@@ -38,6 +38,7 @@ from arcsearch.service.core.errors import (
 )
 from arcsearch.service.core.jobcancel import CANCELLED_ERROR, CancelRequests, JobCancelledError
 from arcsearch.service.core.joblocks import RunningJobLocks
+from arcsearch.service.core.jobreport import JobReport
 from arcsearch.service.core.jobstore import JobStore, now
 from arcsearch.service.core.paths import display_path, scrub_paths, settings_roots
 from arcsearch.service.core.rebuild import rebuild_collection
@@ -50,14 +51,6 @@ T = TypeVar("T")
 
 ItemLoader = Callable[[], Sequence[CorpusItem] | LoadedItems]
 JOBS_PROBLEM_KEY = "*jobs"  # the jobs database's entry among the problems /readyz reports
-FINAL_STATE_RETRY_S = 60.0  # a job's final state is written again while the database is busy, this long
-FINAL_STATE_PAUSE_S = 1.0
-
-
-class TooManyFailuresError(RuntimeError):
-    """More items failed than ``settings.job_max_failures`` allows; the job is aborted."""
-
-
 class JobManager:
     """Starts re-index jobs in threads; their state lives in SQLite (``JobStore``) and survives restarts."""
 
@@ -71,6 +64,7 @@ class JobManager:
         self._cancels = CancelRequests()
         self._running = RunningJobLocks(settings.jobs_db_path)  # across the processes of one folder
         self._lock = threading.Lock()  # guards _store, _active and _threads
+        self._report = JobReport(lambda: self.store, settings=lambda: self.settings, roots=self._roots)
 
     @property
     def store(self) -> JobStore:
@@ -200,29 +194,6 @@ class JobManager:
             logger.debug("no job information: %s", exc.message)
             return {}
 
-    def _on_failure(self, job_id: str) -> Callable[[str, str], None]:
-        def record(item_id: str, reason: str) -> None:
-            reason = scrub_paths(reason, self._roots)
-            failed = self.store.add_failure(job_id, item_id, reason)
-            logger.warning("job %s: item %s failed: %s", job_id, item_id, reason)
-            if failed > self.settings.job_max_failures:
-                raise TooManyFailuresError(f"{failed} items failed, more than the {self.settings.job_max_failures} "
-                                           "allowed (ARCSEARCH_JOB_MAX_FAILURES); see 'failures'")
-        return record
-
-    def _on_progress(self, job_id: str, *, skipped: int) -> ProgressCallback:
-        """Record progress (plus ``skipped`` rows read before the build); a write that fails is left out."""
-        def record(done: int, total: int) -> None:
-            try:
-                self.store.update(job_id, done=done + skipped, total=total + skipped)
-            except DomainError as exc:  # the next report catches up
-                logger.warning("job %s: progress not recorded: %s", job_id, exc.message)
-        return record
-
-    def _record_resumed(self, job_id: str, resumed: int) -> None:  # items an earlier run embedded
-        with suppress(DomainError):
-            self.store.update(job_id, resumed=resumed)
-
     def _give_way_to_queries(self, collection: ServedCollection) -> Callable[[], object] | None:
         """Before each embedding batch, wait up to ``job_yield_ms`` while the collection answers queries:
         on shared cores a search then waits for at most one job batch, not for a run of them."""
@@ -248,7 +219,7 @@ class JobManager:
             with self._lock:
                 self._release(job_id, collection.name)  # the collection is free again, whatever happened
         if outcome is not None:
-            self._record_outcome(job_id, outcome | {"finished_at": now()})
+            self._report.record_outcome(job_id, outcome | {"finished_at": now()})
         self._forget(job_id, collection.name)
 
     def _execute(self, job_id: str, source: str, collection: ServedCollection, load_items: ItemLoader,
@@ -259,9 +230,9 @@ class JobManager:
             return None  # cancelled while queued: its state is written already
         loaded = load_items()
         items, bad_rows = (loaded.items, loaded.failures) if isinstance(loaded, LoadedItems) else (loaded, [])
-        progress = self._on_progress(job_id, skipped=len(bad_rows))
+        progress = self._report.on_progress(job_id, skipped=len(bad_rows))
         progress(0, len(items))
-        on_failure = self._on_failure(job_id)
+        on_failure = self._report.on_failure(job_id)
         for item_id, reason in bad_rows:
             on_failure(item_id, reason)
         if not items:
@@ -269,17 +240,10 @@ class JobManager:
         before_batch = self._cancels.before_batch(job_id, self._give_way_to_queries(collection))
         live_items, version = rebuild_collection(
             collection, items, settings=self.settings, budget=budget, workers=workers, source=source, since=since,
-            on_failure=on_failure, progress=progress, on_resume=partial(self._record_resumed, job_id),
+            on_failure=on_failure, progress=progress, on_resume=partial(self._report.record_resumed, job_id),
             before_batch=before_batch, before_publish=lambda: self._cancels.check(job_id))
         logger.info("job %s: %r now serves version %s (%d items)", job_id, collection.name, version, live_items)
         return {"status": "succeeded", "version": version, "num_items": live_items}
-
-    def _record_outcome(self, job_id: str, fields: dict[str, Any]) -> None:
-        """Write a job's final state; while the database is busy, try again for up to FINAL_STATE_RETRY_S."""
-        try:
-            self.store.update_patiently(job_id, fields, retry_s=FINAL_STATE_RETRY_S, pause_s=FINAL_STATE_PAUSE_S)
-        except DomainError as exc:
-            logger.error("job %s: its final state (%s) was not recorded: %s", job_id, fields["status"], exc.message)
 
     def _release(self, job_id: str, collection: str) -> None:
         """Free ``collection`` if ``job_id`` holds it (call with ``_lock`` held)."""

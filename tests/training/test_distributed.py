@@ -24,8 +24,8 @@ from arcsearch.training.data.images import Augmentation, image_batch
 from arcsearch.training.data.streaming import ImageFiles, plan_batch
 from arcsearch.training.engine import distributed
 from arcsearch.training.engine.loop import fit
+from arcsearch.training.engine.results import FitResult
 from arcsearch.training.engine.step import Embedding, training_model
-from arcsearch.training.engine.trainer import FitResult
 from tests.training.test_resume import arcface_objective, make_batches, make_encoder, steps_per_epoch, train_config
 
 GLOBAL_BATCH, EPOCHS, WORLD = 15, 2, 2

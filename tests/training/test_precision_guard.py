@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from arcsearch.training.config import ConfigError, TrainConfig
 from arcsearch.training.engine.loop import fit
 from arcsearch.training.engine.precision import DivergenceGuard, TrainingDiverged
-from arcsearch.training.engine.trainer import Batch
+from arcsearch.training.engine.results import Batch
 from arcsearch.training.objectives.base import Objective, ObjectiveOutput
 from tests.training.test_resume import arcface_objective, make_batches, make_encoder, steps_per_epoch, train_config
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from arcsearch.training.config import ImageTrainConfig, TextTrainConfig
 from arcsearch.training.data.augment import AUTO_POLICIES, augmentation_for
-from arcsearch.training.engine.trainer import FitResult
+from arcsearch.training.engine.results import FitResult
 from arcsearch.training.remedies import REMEDIES, check_remedies, l2_sp, lower_blocks
 from arcsearch.training.run import train_images
 from arcsearch.training.selection import fit_selected, remedy_names

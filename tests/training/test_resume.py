@@ -21,7 +21,7 @@ from arcsearch.training.config import TrainConfig
 from arcsearch.training.engine import distributed
 from arcsearch.training.engine.checkpoint import checkpoint_path, load_checkpoint
 from arcsearch.training.engine.loop import fit
-from arcsearch.training.engine.trainer import Batch, FitResult
+from arcsearch.training.engine.results import Batch, FitResult
 from arcsearch.training.fitting.image import fit_image_encoder
 from arcsearch.training.objectives.params import ObjectiveParams
 from arcsearch.training.objectives.registry import build_objective

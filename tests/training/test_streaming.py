@@ -31,7 +31,7 @@ from arcsearch.training.data.images import Augmentation, image_batch
 from arcsearch.training.data.splits import shuffled_batches
 from arcsearch.training.data.streaming import ImageFiles, PlannedBatches, default_workers, image_loader
 from arcsearch.training.engine.loop import fit
-from arcsearch.training.engine.trainer import Batch, FitResult
+from arcsearch.training.engine.results import Batch, FitResult
 from arcsearch.training.fitting.image import fit_image_encoder
 from arcsearch.training.objectives.registry import class_centres, make_objective
 from arcsearch.training.run import train_images

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from arcsearch.training.engine.trainer import Batch, FitResult, Trainer
+from arcsearch.training.engine.results import Batch, FitResult
+from arcsearch.training.engine.trainer import Trainer
 from arcsearch.training.objectives.base import Objective
 
 if TYPE_CHECKING:

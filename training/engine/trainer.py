@@ -11,7 +11,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from tqdm import tqdm
 from arcsearch.training.engine import checkpoint, distributed
 from arcsearch.training.engine.optimiser import MIN_LR_FRACTION, get_lr, get_margin_fraction, make_optimiser
 from arcsearch.training.engine.precision import DivergenceGuard, make_scaler
+from arcsearch.training.engine.results import Batch, FitResult
 from arcsearch.training.engine.step import Embedding, training_model
 from arcsearch.training.objectives.base import Objective
 
@@ -30,27 +31,6 @@ if TYPE_CHECKING:
     from arcsearch.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
-
-Batch = tuple[Any, torch.Tensor]  # (encoder inputs, (N,) int64 class indices)
-
-
-@dataclass
-class FitResult:
-    """What happened: per-epoch mean loss, head accuracy (share of training samples whose highest logit is
-    their class; empty for objectives without logits) and validation scores, each step's loss (the mean over
-    the global batch), time spent, why it stopped. Its field names are keys of checkpoints and reports."""
-
-    epoch_losses: list[float] = field(default_factory=list)
-    step_losses: list[float] = field(default_factory=list)
-    epoch_head_accuracy: list[float] = field(default_factory=list)
-    validation_scores: list[float] = field(default_factory=list)
-    monitor_scores: list[float] = field(default_factory=list)  # e.g. held-out MAP@R per epoch; never selects
-    start_validation_score: float | None = None  # the start's ("epoch 0"), a candidate like every epoch
-    best_epoch: int | None = None  # 0-based; -1: the start
-    steps: int = 0
-    train_seconds: float = 0.0
-    stop_reason: str = "epochs done"
-
 
 def set_train_mode(encoder: nn.Module, objective: nn.Module, *, freeze_batchnorm: bool) -> None:
     """Train mode; with ``freeze_batchnorm`` BatchNorm layers keep their running statistics (eval mode),

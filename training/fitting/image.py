@@ -18,7 +18,7 @@ from arcsearch.training.data.samplers import epoch_batches, resolve_sampler
 from arcsearch.training.data.splits import shuffled_batches
 from arcsearch.training.data.streaming import ImageFiles, PlannedBatches, image_batches, image_loader
 from arcsearch.training.engine.loop import fit
-from arcsearch.training.engine.trainer import Batch, FitResult
+from arcsearch.training.engine.results import Batch, FitResult
 from arcsearch.training.evaluation.baselines import backbone_baseline
 from arcsearch.training.evaluation.metrics import map_at_r
 from arcsearch.training.evaluation.scoring import embed_files, embedding_batches

@@ -15,7 +15,7 @@ from arcsearch.training.data.samplers import epoch_batches, resolve_sampler
 from arcsearch.training.data.splits import length_bucketed_batches
 from arcsearch.training.engine import distributed
 from arcsearch.training.engine.loop import fit
-from arcsearch.training.engine.trainer import Batch, FitResult
+from arcsearch.training.engine.results import Batch, FitResult
 from arcsearch.training.evaluation.metrics import map_at_r
 from arcsearch.training.evaluation.scoring import embed_texts
 from arcsearch.training.objectives.registry import class_centres, make_objective

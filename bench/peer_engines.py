@@ -147,9 +147,8 @@ class ArcsearchBackend(Protocol):
     def close(self) -> None: ...
 
 
-BACKEND_MISSING = ("not yet available: the service has no {backend} backend yet (index/milvus_store.py is not wired "
-                   "into the service); once it is, a {backend} ArcsearchBackend for ArcsearchHttp creates the "
-                   "collection with that backend")
+BACKEND_MISSING = ("not available: this bench has no {backend} ArcsearchBackend (bench.peers.arcsearch_backends "
+                   "lists the ones it has)")
 
 
 class ArcsearchHttp:

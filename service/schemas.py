@@ -19,6 +19,7 @@ from pydantic import (
 )
 from typing_extensions import TypeAliasType
 
+from arcsearch.index.collections import Backend
 from arcsearch.index.metadata import (
     INT64_MAX,
     INT64_MIN,
@@ -260,7 +261,7 @@ class CollectionCreate(IndexBudgetFields):
     index_factory: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         None, description="FAISS factory string, e.g. 'Flat', 'HNSW32', 'IVF64,Flat' (trained by the first "
                           "re-index); default ARCSEARCH_INDEX_FACTORY")
-    backend: Literal["faiss", "milvus"] | None = Field(
+    backend: Backend | None = Field(
         None, description="where its vectors live: 'faiss' (bundles in the collections folder, one server process) "
                           "or 'milvus' (the server's ARCSEARCH_MILVUS_URI; any number of server processes); default "
                           "ARCSEARCH_INDEX_BACKEND. The Milvus server is never taken from a request")

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from arcsearch.index.collections import Backend
 from arcsearch.index.preprocess import MAX_IMAGE_PIXELS
 
 MiB = 1024 * 1024
@@ -62,7 +63,7 @@ class Settings(BaseSettings):
     max_images_in_flight: int = Field(64, ge=1, description="uploaded images held at once, over all requests (read, "
                                       "decoded, queued or embedded); a request that would pass it gets 503 overloaded")
 
-    index_backend: Literal["faiss", "milvus"] = Field("faiss", description="where collections created without a "
+    index_backend: Backend = Field("faiss", description="where collections created without a "
                                                       "'backend' keep their vectors; milvus also lets several "
                                                       "processes serve one collections folder (docs/service.md)")
     milvus_uri: str = Field("", description="the Milvus server (or cluster proxy) of milvus collections, e.g. "

@@ -105,18 +105,22 @@ def selection_summary(result: FitResult, *, split: TrainingSplit, start_name: st
     return summary
 
 
-def gate(summary: dict[str, Any], config: TrainConfig, *, export: Callable[[], None] | None) -> bool:
-    """Export unless ``config.require_gain`` and the start was kept; returns whether it exported."""
-    if config.require_gain and summary.get("gained") is not True:
+def _kept_back(summary: dict[str, Any], config: TrainConfig) -> bool:
+    """Whether ``require_gain`` keeps the bundle back: the start was kept."""
+    return config.require_gain and summary.get("gained") is not True
+
+
+def gate(summary: dict[str, Any], config: TrainConfig, *, export: Callable[[], None] | None) -> None:
+    """Export unless ``config.require_gain`` and the start was kept; ``summary["exported"]`` says which."""
+    if _kept_back(summary, config):
         summary["exported"] = False
-        return False
+        return
     if export is not None:
         export()
     summary["exported"] = export is not None
-    return export is not None
 
 
 def refuse_if_no_gain(summary: dict[str, Any], config: TrainConfig) -> None:
     """NoGainError (after the report is written) when ``require_gain`` kept the bundle back."""
-    if config.require_gain and summary.get("gained") is not True:
+    if _kept_back(summary, config):
         raise NoGainError(f"--require-gain: {summary['verdict']}; nothing exported")

@@ -7,7 +7,7 @@ Read-only properties, so that a plain attribute, a pydantic field or a property 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import SecretStr
 
@@ -15,6 +15,7 @@ from arcsearch.service.core.batching import BatchObserver
 from arcsearch.service.core.querying import StageObserver
 
 if TYPE_CHECKING:
+    from arcsearch.index.collections import Backend
     from arcsearch.index.milvus_store import Consistency
 
 
@@ -66,7 +67,7 @@ class RegistrySettings(IndexSettings, Protocol):
     def batch_max_wait_ms(self) -> float: ...
 
     @property
-    def index_backend(self) -> Literal["faiss", "milvus"]: ...
+    def index_backend(self) -> Backend: ...
 
     @property
     def milvus_uri(self) -> str: ...

@@ -50,7 +50,7 @@ class ClosedSet:
         """Score ``method``: ``embed(inputs)`` gives the (N, D) embeddings of the closed-set inputs (called only
         when there is a query)."""
         if has_queries(self.labels):
-            self.methods[method] = retrieval_metrics(embed(self.inputs), self.labels)
+            self.methods[method] = closed_set_metrics(embed(self.inputs), self.labels) or {}
 
     def summary(self) -> dict[str, Any]:
         """The report's ``closed_set`` entry: fraction, protocol, item and class counts, item ids, methods."""

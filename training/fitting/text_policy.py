@@ -15,7 +15,13 @@ import numpy as np
 from torch import nn
 
 from arcsearch.index.bundle import TextPreprocessing
-from arcsearch.index.long_texts import embed_chunked, text_token_counts, token_template, window_tokens
+from arcsearch.index.long_texts import (
+    apply_policy,
+    embed_chunked,
+    text_token_counts,
+    token_template,
+    window_tokens,
+)
 from arcsearch.training.evaluation.metrics import map_at_r
 from arcsearch.training.evaluation.scoring import embed_texts
 
@@ -27,7 +33,7 @@ PolicyEmbed = Callable[[Sequence[str], TextPreprocessing], np.ndarray]  # (texts
 def embed_with_policy(model: nn.Module, texts: Sequence[str], policy: TextPreprocessing) -> np.ndarray:
     """(N, D) float32 L2-normalised embeddings of ``texts`` by an in-memory SentenceTransformer under ``policy``,
     as the exported bundle will embed them (the model's window is set to the policy's)."""
-    model.max_seq_length = policy.max_seq_length
+    apply_policy(model, policy)
     if policy.long_texts == "truncate":
         return embed_texts(model, texts)
     was_training = model.training
